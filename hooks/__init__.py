@@ -1,0 +1,1 @@
+"""Airflow hooks for airflow-bigfile (imported as ``airflow_bigfile.hooks``)."""

@@ -1,0 +1,1 @@
+"""Airflow operators for airflow-bigfile (imported as ``airflow_bigfile.operators``)."""
