@@ -1,1 +1,52 @@
-"""airflow-bigfile."""
+"""airflow-bigfile: change huge files safely and fast.
+
+>>> from airflow_bigfile import edit_file, Replace
+>>> edit_file("data.csv", [Replace(b"@old.com", b"@new.com")])  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .edits import Append, Delete, Insert, Patch, Replace, Truncate
+from .exceptions import (
+    BigFileError,
+    EditConflictError,
+    EditError,
+    PatternError,
+    RecoveryError,
+    ShardChecksumError,
+    SourceChangedError,
+    StagingError,
+    StorageError,
+    TargetError,
+    TargetIsDirectoryError,
+    TargetLockedError,
+    TargetNotFoundError,
+    TargetPermissionError,
+)
+
+if TYPE_CHECKING:
+    from .api import EditResult, edit_file, recover_target
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Append", "BigFileError", "Delete", "EditConflictError", "EditError", "EditResult",
+    "Insert", "Patch", "PatternError", "RecoveryError", "Replace", "ShardChecksumError",
+    "SourceChangedError", "StagingError", "StorageError", "TargetError",
+    "TargetIsDirectoryError", "TargetLockedError", "TargetNotFoundError",
+    "TargetPermissionError", "Truncate", "edit_file", "recover_target",
+]
+
+_LAZY = {"edit_file", "recover_target", "EditResult"}
+
+
+def __getattr__(name: str) -> Any:
+    # The engine pulls in pyarrow and fsspec; import it on first use so `bigfile --help`
+    # and plain imports stay fast.
+    if name in _LAZY:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'airflow_bigfile' has no attribute {name!r}")

@@ -1,0 +1,244 @@
+"""Verify staged shards and commit them to the target.
+
+``rewrite`` (local): assemble a new file beside the target (unchanged ranges copied by the
+kernel, changed shards from staging, every staged byte checked against its CRC32C on the
+way), fsync it, rename it over the target, fsync the folder. Readers holding the old file
+keep a consistent old file; a crash before the rename leaves the old file untouched.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+from collections.abc import Sequence
+from typing import BinaryIO
+
+from .exceptions import SourceChangedError, StagingError
+from .plan import Manifest
+from .resolve import Piece
+from .shardfile import HEADER_SIZE, ShardHeader, iter_records
+from .storage import Identity, Staging, local_identity
+
+log = logging.getLogger(__name__)
+
+COPY_CHUNK = 1 << 30
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTSUP,
+                   errno.EBADF, errno.EPERM}
+
+
+def check_identity(manifest: Manifest, now: Identity) -> None:
+    """Refuse to commit if the source is no longer the one that was planned."""
+    was = manifest.identity
+    for name in ("size", "mtime_ns", "inode", "etag"):
+        before, after = getattr(was, name), getattr(now, name)
+        if before is not None and after is not None and before != after:
+            raise SourceChangedError(
+                f"{manifest.target} changed since it was planned ({name} {before} -> {after}); "
+                f"nothing was committed, run the edit again")
+
+
+def open_staged(staging: Staging, piece: Piece, manifest: Manifest
+                ) -> tuple[BinaryIO, ShardHeader]:
+    """Open a staged shard and check its header against the manifest and the result."""
+    assert piece.staged is not None and piece.result is not None
+    f = staging.open_read(piece.staged)
+    try:
+        header = ShardHeader.unpack(f.read(HEADER_SIZE), piece.staged)
+        shard, result = piece.shard, piece.result
+        expected = (shard.index, shard.offset, shard.length, result.output_start,
+                    result.output_length)
+        found = (header.index, header.source_offset, header.source_length,
+                 header.output_start, header.output_length)
+        if found != expected:
+            raise StagingError(f"staged shard {piece.staged} does not match the manifest "
+                               f"(index, offset, length, start, output: {found} != {expected})")
+        if shard.crc is not None and header.source_crc != shard.crc:
+            raise StagingError(f"staged shard {piece.staged} was made from other source bytes "
+                               f"(source CRC32C {header.source_crc:#x} != {shard.crc:#x})")
+    except BaseException:
+        f.close()
+        raise
+    return f, header
+
+
+def staged_records(staging: Staging, piece: Piece, manifest: Manifest):
+    """Yield a staged piece's output records, skipping its first ``piece.skip`` bytes."""
+    f, header = open_staged(staging, piece, manifest)
+    skip = piece.skip
+    with f:
+        for kind, length, value in iter_records(f, header, piece.staged or ""):
+            if skip >= length:
+                skip -= length
+                continue
+            if kind == "C":
+                yield "C", length - skip, value + skip  # type: ignore[operator]
+            else:
+                yield "D", length - skip, value[skip:]  # type: ignore[index]
+            skip = 0
+
+
+def verify_pieces(staging: Staging, pieces: Sequence[Piece], manifest: Manifest) -> None:
+    """Read every staged shard through, checking header, payload CRC and coverage."""
+    expect = 0
+    for piece in pieces:
+        if piece.start < expect or piece.end > piece.shard.end:
+            raise StagingError(f"shard {piece.shard.index} does not continue where the "
+                               f"previous one ended")
+        expect = piece.end
+        if piece.staged is not None:
+            for _ in staged_records(staging, piece, manifest):
+                pass
+
+
+class Assembler:
+    """Writes the new file sequentially: kernel copies from the source where it can,
+    merging adjacent copies, and plain writes for new bytes."""
+
+    def __init__(self, src_fd: int, dst_fd: int) -> None:
+        self.src, self.dst = src_fd, dst_fd
+        self.pos = 0
+        self._copy: list[int] | None = None
+        self.kernel = hasattr(os, "copy_file_range")
+
+    def copy(self, offset: int, length: int) -> None:
+        if length <= 0:
+            return
+        if self._copy and self._copy[0] + self._copy[1] == offset:
+            self._copy[1] += length
+        else:
+            self._flush()
+            self._copy = [offset, length]
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._flush()
+        view = memoryview(data)
+        while view:
+            n = os.pwrite(self.dst, view, self.pos)
+            self.pos += n
+            view = view[n:]
+
+    def zeros(self, length: int) -> None:
+        """Extend with ``length`` zero bytes, as a hole where the filesystem allows."""
+        self._flush()
+        if length:
+            self.pos += length
+            os.ftruncate(self.dst, self.pos)
+
+    def _flush(self) -> None:
+        if not self._copy:
+            return
+        offset, length = self._copy
+        self._copy = None
+        while length > 0:
+            n = self._kernel_copy(offset, min(length, COPY_CHUNK))
+            if n == 0:
+                raise StagingError(f"the source ended early while copying at offset {offset}")
+            offset += n
+            length -= n
+            self.pos += n
+
+    def _kernel_copy(self, offset: int, length: int) -> int:
+        if self.kernel:
+            try:
+                return os.copy_file_range(self.src, self.dst, length, offset, self.pos)
+            except OSError as exc:
+                if exc.errno not in _NO_KERNEL_COPY:
+                    raise
+                log.debug("copy_file_range refused (%s); copying through user space", exc)
+                self.kernel = False
+        data = os.pread(self.src, min(length, 8 << 20), offset)
+        if data:
+            self.write_at(data)
+        return len(data)
+
+    def write_at(self, data: bytes) -> None:
+        view = memoryview(data)
+        pos = self.pos
+        while view:
+            n = os.pwrite(self.dst, view, pos)
+            pos += n
+            view = view[n:]
+
+    def finish(self) -> int:
+        self._flush()
+        return self.pos
+
+
+def fsync_dir(path: str) -> None:
+    """fsync a folder so a rename in it is durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_file(fd: int) -> None:
+    """Flush a file to stable storage (``F_FULLFSYNC`` on macOS, where fsync is not enough)."""
+    import fcntl
+
+    full = getattr(fcntl, "F_FULLFSYNC", None)
+    if full is not None:
+        try:
+            fcntl.fcntl(fd, full)
+            return
+        except OSError:
+            pass
+    os.fsync(fd)
+
+
+def assemble(assembler: Assembler, staging: Staging, pieces: Sequence[Piece],
+             manifest: Manifest, tail: Sequence[bytes | int]) -> int:
+    """Write every piece then the tail (bytes, or an int for that many zero bytes)."""
+    for piece in pieces:
+        if piece.staged is None:
+            assembler.copy(piece.start, piece.end - piece.start)
+            continue
+        for kind, length, value in staged_records(staging, piece, manifest):
+            if kind == "C":
+                assembler.copy(value, length)  # type: ignore[arg-type]
+            else:
+                assembler.write(value)  # type: ignore[arg-type]
+    for item in tail:
+        if isinstance(item, int):
+            assembler.zeros(item)
+        else:
+            assembler.write(item)
+    return assembler.finish()
+
+
+def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Sequence[Piece],
+                   manifest: Manifest, tail: Sequence[bytes | int], expected_size: int) -> int:
+    """Build the new file beside ``path`` and rename it over the target. Returns bytes written."""
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{name}.bigfile-{manifest.job_id}.new")
+    st = os.fstat(source_fd)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    try:
+        try:
+            written = assemble(Assembler(source_fd, fd), staging, pieces, manifest, tail)
+            if written != expected_size:
+                raise StagingError(f"assembled {written} bytes, expected {expected_size}; "
+                                   f"nothing was committed")
+            os.fchmod(fd, st.st_mode & 0o7777)
+            if hasattr(os, "fchown") and os.geteuid() == 0:
+                os.fchown(fd, st.st_uid, st.st_gid)
+            fsync_file(fd)
+        finally:
+            os.close(fd)
+        check_identity(manifest, local_identity(path))
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(folder)
+    return written

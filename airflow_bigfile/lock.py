@@ -1,0 +1,98 @@
+"""One job per target: an exclusive ``fcntl`` lock on a lock file beside it."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from types import TracebackType
+
+from .exceptions import TargetLockedError, TargetPermissionError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no fcntl; fall back to exclusive creation of the lock file
+    fcntl = None  # type: ignore[assignment]
+
+
+def lock_path(path: str) -> str:
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.bigfile.lock")
+
+
+class TargetLock:
+    """Hold the target's lock for the length of a ``with`` block.
+
+    ``wait`` seconds are spent retrying when another job holds it, then
+    :class:`TargetLockedError` names the holder (pid, host, job, since when).
+    """
+
+    def __init__(self, path: str, *, wait: float = 0.0, job: str = "") -> None:
+        self.path = path
+        self.lock = lock_path(path)
+        self.wait = wait
+        self.job = job
+        self._fd: int | None = None
+
+    def __enter__(self) -> TargetLock:
+        deadline = time.monotonic() + max(0.0, self.wait)
+        while True:
+            if self._try():
+                return self
+            if time.monotonic() >= deadline:
+                raise TargetLockedError(f"{self.path} is being edited by another job "
+                                        f"({self.holder()}); retry later or pass --wait SECONDS")
+            time.sleep(0.05)
+
+    def _try(self) -> bool:
+        try:
+            if fcntl is None:
+                fd = os.open(self.lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            else:
+                fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileExistsError:
+            return False
+        except PermissionError as exc:
+            raise TargetPermissionError(
+                f"cannot create the lock file {self.lock}: {exc.strerror}; the folder of "
+                f"{self.path} must be writable") from exc
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.lock).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # the holder removed it as we opened it: take the new one
+                os.close(fd)
+                return False
+        info = {"pid": os.getpid(), "host": os.uname().nodename if hasattr(os, "uname") else "",
+                "job": self.job, "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self._fd = fd
+        return True
+
+    def holder(self) -> str:
+        """Who holds the lock, as far as its file says."""
+        try:
+            with open(self.lock, encoding="utf-8") as f:
+                info = json.load(f)
+            return (f"pid {info.get('pid')} on {info.get('host') or '?'}, job "
+                    f"{info.get('job') or '?'}, since {info.get('since')}")
+        except (OSError, ValueError):
+            return "holder unknown"
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.unlink(self.lock)
+        except FileNotFoundError:
+            pass
+        os.close(self._fd)
+        self._fd = None

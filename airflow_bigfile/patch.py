@@ -1,0 +1,269 @@
+"""Patching shards: stream a shard in bounded blocks, check its source CRC, apply the edits
+that fall in it, and stage the result.
+
+Replace matches may straddle shards. A worker scans a shard from the offsets where each
+replace's scan resumes (``resume``); the first shard of a batch does not know them and
+assumes its own start. Its result records that assumption and the first offset where its
+output differs from the source, so the committer can tell whether the guess held and, in
+the rare case it did not (a match straddling into the shard's first changed bytes), patch
+that shard again with the true offsets. The result is exactly the whole-file scan's.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .checksum import crc32c
+from .edits import Layout
+from .exceptions import BigFileError, EditConflictError, ShardChecksumError
+from .plan import Manifest, Shard
+from .scan import Matcher, Window, replace_all
+from .shardfile import RecordWriter, ShardHeader
+from .storage import Source, Staging
+
+log = logging.getLogger(__name__)
+
+# event kinds, in the order they apply at one offset: inserts go before a range's new bytes
+_INSERT, _RANGE = 0, 1
+
+
+@dataclass
+class ShardResult:
+    """What patching one shard found; JSON-able, so it can travel through XCom or a file."""
+
+    index: int
+    resume_in: list[int]
+    resume_out: list[int]
+    output_start: int
+    output_length: int
+    first_event: int | None
+    matches: list[int]
+    new_bytes: int
+    changed: bool
+    staged: str | None
+    source_crc: int | None
+    error: str | None = None
+    error_type: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> ShardResult:
+        return cls(**obj)
+
+
+class _Discard:
+    """A sink for dry runs: counts nothing, keeps nothing."""
+
+    def write(self, data: object) -> None:
+        pass
+
+    def seek(self, offset: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def shard_name(job_id: str, index: int) -> str:
+    return f"shard-{index:07d}.bin"
+
+
+class Patcher:
+    """Applies one manifest's edits to its shards (one per worker process or thread)."""
+
+    def __init__(self, manifest: Manifest, source: Source, staging: Staging,
+                 *, dry_run: bool = False) -> None:
+        self.manifest = manifest
+        self.layout: Layout = manifest.layout
+        self.source = source
+        self.staging = staging
+        self.dry_run = dry_run
+        self.size = manifest.identity.size
+        self.matchers = [Matcher(edit, i, self.layout.owner(i)) for i, edit in
+                         self.layout.replaces]
+        self.reach = max([m.window for m in self.matchers], default=1)
+        self.range_starts = [r[0] for r in self.layout.ranges]
+        self.range_ends = [r[1] for r in self.layout.ranges]
+        self.insert_offsets = [i[0] for i in self.layout.inserts]
+        block = manifest.block_size
+        self.block = block
+        self.behind = min(self.reach, 4096) if any(e.regex for _, e in self.layout.replaces) \
+            else 0
+        self._buf = bytearray(block + self.behind + self.reach)
+
+    # -- one shard -----------------------------------------------------------------------
+
+    def patch(self, shard: Shard, resume: Sequence[int] | None = None) -> ShardResult:
+        """Patch ``shard``; ``resume`` gives each replace's scan position (default: the
+        shard's start). Raises on a conflict, a pattern error or a source CRC mismatch."""
+        start, end = shard.offset, shard.end
+        resume_in = [max(start, r) for r in resume] if resume else [start] * len(self.matchers)
+        pos = list(resume_in)
+        cur = min(max(pos, default=start), end)
+        output_start = cur
+        # (max end so far, owner edit index): a carried match covers [.., cur)
+        reach_end, reach_owner = cur, (self.matchers[pos.index(max(pos))].index
+                                       if self.matchers and max(pos) > start else None)
+        name = shard_name(self.manifest.job_id, shard.index)
+        writer = RecordWriter(_Discard if self.dry_run else
+                              lambda: self.staging.open_write(name))
+        counts = [0] * len(self.matchers)
+        first_event: int | None = None
+        crc = 0
+        try:
+            b0 = start
+            while b0 < end:
+                b1 = min(b0 + self.block, end)
+                win = self._read(b0, b1)
+                crc = crc32c(win.view(b0, b1), crc)
+                if cur < b1:
+                    cur, reach_end, reach_owner, first = self._block(
+                        win, b0, b1, cur, pos, counts, writer, reach_end, reach_owner)
+                    if first_event is None:
+                        first_event = first
+                b0 = b1
+            if shard.crc is not None and crc != shard.crc:
+                raise ShardChecksumError(
+                    f"shard {shard.index} of {self.manifest.target} (bytes {start}..{end}) "
+                    f"does not match the CRC32C recorded at planning: the source changed or "
+                    f"was read wrongly")
+            header = writer.finish(lambda w: ShardHeader(
+                shard.index, start, shard.length, output_start, w.output_length,
+                w.payload_length, crc, w.payload_crc))
+        except BaseException:
+            writer.abandon()
+            if writer.sink is not None and not self.dry_run:
+                self.staging.remove(name)
+            raise
+        return ShardResult(
+            index=shard.index, resume_in=resume_in,
+            resume_out=[max(end, p) for p in pos], output_start=output_start,
+            output_length=writer.output_length, first_event=first_event, matches=counts,
+            new_bytes=writer.new_bytes, changed=header is not None,
+            staged=name if header is not None and not self.dry_run else None, source_crc=crc)
+
+    def _read(self, b0: int, b1: int) -> Window:
+        w0 = max(0, b0 - self.behind)
+        w1 = min(self.size, b1 + self.reach)
+        view = memoryview(self._buf)[:w1 - w0]
+        n = self.source.readinto(w0, view)
+        if n != w1 - w0:
+            raise ShardChecksumError(f"{self.manifest.target} is shorter than planned: "
+                                     f"read {n} of {w1 - w0} bytes at offset {w0}")
+        return Window(self._buf, n, w0, w1 == self.size)
+
+    # -- one block -----------------------------------------------------------------------
+
+    def _block(self, win: Window, b0: int, b1: int, cur: int, pos: list[int],
+               counts: list[int], writer: RecordWriter, reach_end: int,
+               reach_owner: int | None) -> tuple[int, int, int | None, int | None]:
+        """Emit the output for original bytes ``[cur, b1)``; returns the new ``cur`` (past a
+        match that straddles ``b1``), how far changed bytes reach and whose they are, and
+        the offset of the block's first change."""
+        reach = self.reach
+        r_lo = bisect.bisect_right(self.range_ends, b0 - reach)
+        r_hi = bisect.bisect_left(self.range_starts, b1 + reach)
+        i_lo = bisect.bisect_left(self.insert_offsets, b0 - reach)
+        i_hi = bisect.bisect_left(self.insert_offsets, b1 + reach)
+        first: int | None = None
+        if (len(self.matchers) == 1 and not self.matchers[0].edit.regex
+                and r_lo >= r_hi and i_lo >= i_hi):
+            # Fast path: one literal replace and nothing else near this block.
+            matcher = self.matchers[0]
+            cut = matcher.clean_cut(win, cur, b1)
+            if cut is not None:
+                find = matcher.edit.find
+                out, count = replace_all(win.view(cur, cut), find, matcher.edit.replace)
+                if count:
+                    first = win.buf.find(find, cur - win.base, cut - win.base) + win.base
+                    counts[0] += count
+                    writer.new(out)
+                else:
+                    writer.original(cur, cut - cur, win.view(cur, cut))
+                cur = pos[0] = reach_end = cut
+                if cur >= b1:
+                    return cur, reach_end, reach_owner, first
+        events: list[tuple[int, int, int, int, bytes]] = []  # (start, kind, edit, end, new)
+        for k, matcher in enumerate(self.matchers):
+            if pos[k] >= b1:
+                continue
+            last = pos[k]
+            for m_start, m_end, new in matcher.matches(win, pos[k], b1):
+                events.append((m_start, _RANGE, matcher.index, m_end, new))
+                counts[k] += 1
+                last = m_end
+            if last > b1:
+                self._check_beyond(matcher.index, events[-1][0], last)
+            pos[k] = max(b1, last)
+        for r_start, r_end, data, idx in self.layout.ranges[r_lo:r_hi]:
+            if r_end > b0 and r_start < b1:
+                p0, p1 = max(r_start, b0), min(r_end, b1)
+                events.append((p0, _RANGE, idx, p1, data[p0 - r_start:p1 - r_start]))
+        for offset, data, idx in self.layout.inserts[i_lo:i_hi]:
+            if b0 <= offset < b1:
+                events.append((offset, _INSERT, idx, offset, data))
+        events.sort(key=lambda e: (e[0], e[1], e[2]))
+        for ev_start, kind, idx, ev_end, new in events:
+            if ev_start < reach_end:  # inside changed bytes that started earlier
+                assert reach_owner is not None
+                self._conflict(reach_owner, idx, ev_start)
+            if first is None:
+                first = ev_start
+            if ev_start > cur:
+                writer.original(cur, ev_start - cur, win.view(cur, ev_start))
+            cur = max(cur, ev_start)
+            writer.new(new)
+            if kind == _RANGE:
+                cur = ev_end
+                reach_end, reach_owner = ev_end, idx
+        if cur < b1:
+            writer.original(cur, b1 - cur, win.view(cur, b1))
+            cur = b1
+        return cur, reach_end, reach_owner, first
+
+    def _check_beyond(self, owner: int, start: int, end: int) -> None:
+        """A match reaching past its block may overlap an edit in a later block or shard."""
+        k = bisect.bisect_left(self.range_starts, end)
+        for r_start, r_end, _, idx in self.layout.ranges[max(0, k - 1):k]:
+            if r_start < end and r_end > start:
+                self._conflict(owner, idx, max(start, r_start))
+        k = bisect.bisect_right(self.insert_offsets, start)
+        if k < len(self.insert_offsets) and self.insert_offsets[k] < end:
+            self._conflict(owner, self.layout.inserts[k][2], self.insert_offsets[k])
+
+    def _conflict(self, a: int, b: int, start: int) -> None:
+        a, b = sorted((a, b))
+        raise EditConflictError(f"{self.layout.owner(a)} conflicts with {self.layout.owner(b)}:"
+                                f" both change the bytes at offset {start}")
+
+
+def patch_batch(patcher: Patcher, shards: Sequence[Shard],
+                resume: Sequence[int] | None = None) -> list[ShardResult]:
+    """Patch contiguous ``shards`` in order, chaining each one's scan state into the next.
+
+    A failure is recorded in the failing shard's result (and the rest are left out), so the
+    committer can decide whether it stands or came from a wrong guess of ``resume``.
+    """
+    results: list[ShardResult] = []
+    for shard in shards:
+        if not shard.patch:
+            continue
+        try:
+            result = patcher.patch(shard, resume)
+        except BigFileError as exc:
+            results.append(ShardResult(
+                index=shard.index, resume_in=[max(shard.offset, r) for r in resume] if resume
+                else [shard.offset] * len(patcher.matchers), resume_out=[], output_start=0,
+                output_length=0, first_event=None, matches=[], new_bytes=0, changed=False, staged=None,
+                source_crc=None, error=str(exc), error_type=type(exc).__name__))
+            break
+        results.append(result)
+        resume = result.resume_out
+    return results
+

@@ -1,0 +1,157 @@
+"""Planning: split the source at aligned offsets into shards and write the manifest.
+
+A shard boundary is a multiple of ``align``; with a ``delimiter`` it moves forward past the
+next delimiter at or after that offset (record alignment, like ``fsspec.utils.read_block``),
+so records stay whole. Each shard that the edits touch records the CRC32C of its source.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .checksum import crc32c
+from .edits import Edit, Layout, check_offsets, edit_to_json, edits_from_json
+from .exceptions import StagingError
+from .storage import Identity, Source, Staging
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+BLOCK = 8 << 20  # streaming block: larger ones are slower (glibc maps fresh buffers >32 MiB)
+
+
+@dataclass(frozen=True)
+class Shard:
+    """A slice ``[offset, offset + length)`` of the source; ``patch`` tells whether a worker
+    must read it (the edits touch it); ``crc`` is its source CRC32C when it does."""
+
+    index: int
+    offset: int
+    length: int
+    patch: bool
+    crc: int | None = None
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.length
+
+
+@dataclass
+class Manifest:
+    """Everything a worker on any machine needs to patch shards, and the committer to check."""
+
+    job_id: str
+    target: str
+    identity: Identity
+    edits: list[Edit]
+    shards: list[Shard]
+    align: int
+    delimiter: bytes | None
+    block_size: int = BLOCK
+    staging: str = ""
+    created: float = field(default_factory=time.time)
+
+    @property
+    def layout(self) -> Layout:
+        return check_offsets(self.edits, self.identity.size, self.target)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "version": MANIFEST_VERSION, "job_id": self.job_id, "target": self.target,
+            "identity": self.identity.to_dict(), "edits": [edit_to_json(e) for e in self.edits],
+            "align": self.align,
+            "delimiter": self.delimiter.hex() if self.delimiter is not None else None,
+            "block_size": self.block_size, "staging": self.staging, "created": self.created,
+            "shards": [[s.offset, s.length, int(s.patch), s.crc] for s in self.shards],
+        }
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Manifest:
+        if obj.get("version") != MANIFEST_VERSION:
+            raise StagingError(f"manifest version {obj.get('version')!r} is not supported")
+        try:
+            return cls(
+                job_id=obj["job_id"], target=obj["target"], identity=Identity(**obj["identity"]),
+                edits=edits_from_json(obj["edits"]),
+                shards=[Shard(i, off, n, bool(p), crc)
+                        for i, (off, n, p, crc) in enumerate(obj["shards"])],
+                align=obj["align"],
+                delimiter=bytes.fromhex(obj["delimiter"]) if obj["delimiter"] else None,
+                block_size=obj["block_size"], staging=obj["staging"], created=obj["created"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StagingError(f"the manifest is malformed: {exc}") from exc
+
+    def save(self, staging: Staging) -> None:
+        staging.write_json(MANIFEST, self.to_json())
+
+    @classmethod
+    def load(cls, staging: Staging) -> Manifest:
+        return cls.from_json(staging.read_json(MANIFEST))
+
+
+def boundaries(size: int, shard_size: int, align: int, source: Source | None = None,
+               delimiter: bytes | None = None) -> list[int]:
+    """Shard start offsets: multiples of ``align`` about ``shard_size`` apart, each moved
+    past the next ``delimiter`` when one is given."""
+    step = max(align, -(-shard_size // align) * align)
+    starts = [0]
+    for offset in range(step, size, step):
+        if delimiter:
+            assert source is not None
+            offset = _after_delimiter(source, offset, delimiter, size)
+        if starts[-1] < offset < size:
+            starts.append(offset)
+    return starts if size else []
+
+
+def _after_delimiter(source: Source, offset: int, delimiter: bytes, size: int) -> int:
+    """The offset just past the first ``delimiter`` that ends after ``offset`` (or ``size``)."""
+    chunk = max(64 << 10, 4 * len(delimiter))
+    buf = bytearray(chunk + len(delimiter))
+    pos = max(0, offset - len(delimiter) + 1)
+    while pos < size:
+        n = source.readinto(pos, memoryview(buf))
+        hit = buf.find(delimiter, 0, n)
+        if hit >= 0:
+            return pos + hit + len(delimiter)
+        if pos + n >= size:
+            break
+        pos += n - len(delimiter) + 1
+    return size
+
+
+def touched(layout: Layout, starts: Sequence[int]) -> set[int]:
+    """Indexes of the shards a worker must read: all of them when any edit is a replace,
+    otherwise only those an offset edit falls in."""
+    if layout.replaces:
+        return set(range(len(starts)))
+    hit: set[int] = set()
+    for start, end, _, _ in layout.ranges:
+        first = bisect.bisect_right(starts, start) - 1
+        last = bisect.bisect_right(starts, end - 1) - 1
+        hit.update(range(first, last + 1))
+    for offset, _, _ in layout.inserts:
+        hit.add(bisect.bisect_right(starts, offset) - 1)
+    return hit
+
+
+def source_crc(source: Source, offset: int, length: int, block: int = BLOCK) -> int:
+    """CRC32C of ``length`` source bytes from ``offset``, read in bounded blocks."""
+    buf = bytearray(min(block, length))
+    view = memoryview(buf)
+    crc, done = 0, 0
+    while done < length:
+        n = source.readinto(offset + done, view[:min(block, length - done)])
+        if n == 0:
+            break
+        crc = crc32c(view[:n], crc)
+        done += n
+    return crc
+
+
+def new_job_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]

@@ -1,0 +1,113 @@
+"""Finding replace matches in a window of the original file.
+
+A matcher scans like ``bytes.replace`` / ``re.sub`` on the whole file would (leftmost,
+non-overlapping, left to right) but over a :class:`Window`: it is told where the scan resumes
+(``pos``: the end of the previous match, or where the window's owner starts) and the
+``limit`` below which a match must start to belong to the caller. The window must reach
+``limit + window - 1`` bytes (or the end of the file), so every owned match fits in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .edits import Replace
+from .exceptions import PatternError
+
+Match = tuple[int, int, bytes]  # (start, end, replacement), absolute original offsets
+
+
+@dataclass
+class Window:
+    """``buf[:n]`` holds the original bytes ``[base, base + n)``; ``eof``: they end the file."""
+
+    buf: bytearray
+    n: int
+    base: int
+    eof: bool
+
+    @property
+    def end(self) -> int:
+        return self.base + self.n
+
+    def view(self, start: int, end: int) -> memoryview:
+        """The original bytes ``[start, end)`` (absolute offsets), without copying."""
+        return memoryview(self.buf)[start - self.base:end - self.base]
+
+
+class Matcher:
+    """Scanner for one :class:`Replace` edit (``index`` is its place in the edit list)."""
+
+    def __init__(self, edit: Replace, index: int, label: str) -> None:
+        self.edit = edit
+        self.index = index
+        self.label = label
+        self.window = edit.window
+
+    def matches(self, win: Window, pos: int, limit: int) -> Iterator[Match]:
+        """Yield the matches starting in ``[pos, limit)``, scanning from ``pos``."""
+        if self.edit.regex:
+            yield from self._regex(win, pos, limit)
+            return
+        find, repl = self.edit.find, self.edit.replace
+        m = len(find)
+        buf, base, n = win.buf, win.base, win.n
+        i, stop = pos - base, limit - base
+        while True:
+            i = buf.find(find, i, n)
+            if i < 0 or i >= stop:
+                return
+            yield (base + i, base + i + m, repl)
+            i += m
+
+    def _regex(self, win: Window, pos: int, limit: int) -> Iterator[Match]:
+        pattern = self.edit.pattern
+        assert pattern is not None
+        max_match, base, stop = self.edit.max_match, win.base, limit - win.base
+        for match in pattern.finditer(win.buf, pos - base, win.n):
+            start, end = match.span()
+            if start >= stop:
+                return
+            if end == start:
+                raise PatternError(f"{self.label} matches zero bytes at offset {base + start}; "
+                                   "a pattern must match at least one byte")
+            if end - start > max_match or (end == win.n and not win.eof):
+                raise PatternError(
+                    f"{self.label}: the match at offset {base + start} is longer than "
+                    f"max_match={max_match} bytes; raise max_match or bound the pattern")
+            yield (base + start, base + end, match.expand(self.edit.replace))
+
+    def clean_cut(self, win: Window, lo: int, target: int, tries: int = 64) -> int | None:
+        """An offset ``c`` in ``(lo, target]`` that no occurrence of a literal ``find``
+        straddles, so the scan state there is known whatever came before; None if a long
+        self-overlapping run (``aaaa`` for ``aa``) hides every such cut near ``target``."""
+        find = self.edit.find
+        m, buf, base = len(find), win.buf, win.base
+        cut = target - base
+        low = lo - base
+        for _ in range(tries):
+            if cut <= low:
+                return None
+            hit = buf.find(find, max(cut - m + 1, low), min(cut + m - 1, win.n))
+            if hit < 0 or hit >= cut:
+                return cut + base
+            cut = hit
+        return None
+
+
+def replace_all(segment: memoryview, find: bytes, replace: bytes) -> tuple[memoryview, int]:
+    """``bytes(segment).replace(find, replace)`` and the match count, through pyarrow's
+    compute kernels, which release the GIL so threads scale."""
+    offsets = pa.array([0, len(segment)], type=pa.int64()).buffers()[1]
+    array = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), 1, [None, offsets, pa.py_buffer(segment)])
+    count = pc.count_substring(array, find)[0].as_py()
+    if count == 0:
+        return segment, 0
+    out = pc.replace_substring(array, find, replace)
+    first, last = memoryview(out.buffers()[1]).cast("q")[out.offset:out.offset + 2]
+    return memoryview(out.buffers()[2])[first:last], count

@@ -1,0 +1,162 @@
+"""Reading the source and keeping the staging area, locally or through fsspec."""
+
+from __future__ import annotations
+
+import json
+import os
+import posixpath
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from .exceptions import StagingError
+
+
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """True for the local filesystem, where the kernel fast paths apply."""
+    return isinstance(fs, LocalFileSystem)
+
+
+def resolve(url: str, storage_options: dict[str, Any] | None = None
+            ) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The filesystem and path for ``url`` (a local path or any fsspec URL)."""
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    return fs, path
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What must not change between plan and commit: size, plus mtime/inode locally or the
+    ETag/version on object stores."""
+
+    size: int
+    mtime_ns: int | None = None
+    inode: int | None = None
+    etag: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"size": self.size, "mtime_ns": self.mtime_ns, "inode": self.inode,
+                "etag": self.etag}
+
+
+def local_identity(path: str) -> Identity:
+    st = os.stat(path)
+    return Identity(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
+
+
+class Source:
+    """Positional reads of the original file into caller-owned buffers."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, path: str) -> None:
+        self.fs, self.path = fs, path
+        self._fd: int | None = None
+        self._file: BinaryIO | None = None
+        if is_local(fs):
+            self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        else:
+            self._file = fs.open(path, "rb", block_size=0, cache_type="none")
+
+    def readinto(self, offset: int, view: memoryview) -> int:
+        """Fill ``view`` from ``offset``; returns the bytes read (short only at EOF)."""
+        done = 0
+        while done < len(view):
+            if self._fd is not None:
+                n = os.preadv(self._fd, [view[done:]], offset + done)
+            else:
+                assert self._file is not None
+                self._file.seek(offset + done)
+                n = self._file.readinto(view[done:])
+            if not n:
+                break
+            done += n
+        return done
+
+    @property
+    def fileno(self) -> int | None:
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Staging:
+    """A folder (local or any fsspec URL) holding one job's manifest, shards and results."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, root: str) -> None:
+        self.fs, self.root = fs, root.rstrip("/")
+
+    @property
+    def local(self) -> bool:
+        return is_local(self.fs)
+
+    def path(self, name: str) -> str:
+        return posixpath.join(self.root, name)
+
+    def url(self) -> str:
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        return self.root if protocol in ("file", "local") else f"{protocol}://{self.root}"
+
+    def create(self) -> None:
+        self.fs.makedirs(self.root, exist_ok=True)
+
+    def open_write(self, name: str) -> BinaryIO:
+        if self.local:
+            return open(self.path(name), "w+b")  # noqa: SIM115 - closed by its caller
+        return self.fs.open(self.path(name), "wb")
+
+    def open_read(self, name: str) -> BinaryIO:
+        try:
+            if self.local:
+                return open(self.path(name), "rb")  # noqa: SIM115 - closed by its caller
+            return self.fs.open(self.path(name), "rb")
+        except FileNotFoundError as exc:
+            raise StagingError(f"staged file {self.path(name)} is missing") from exc
+
+    def write_json(self, name: str, obj: Any) -> None:
+        data = json.dumps(obj, separators=(",", ":")).encode()
+        if self.local:
+            tmp = self.path(name + ".tmp")
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.path(name))
+        else:
+            self.fs.pipe_file(self.path(name), data)
+
+    def read_json(self, name: str) -> Any:
+        try:
+            data = self.fs.cat_file(self.path(name))
+        except FileNotFoundError as exc:
+            raise StagingError(f"staged file {self.path(name)} is missing") from exc
+        try:
+            return json.loads(data)
+        except ValueError as exc:
+            raise StagingError(f"staged file {self.path(name)} is not valid JSON") from exc
+
+    def remove(self, name: str) -> None:
+        try:
+            self.fs.rm_file(self.path(name))
+        except FileNotFoundError:
+            pass
+
+    def exists(self, name: str) -> bool:
+        return self.fs.exists(self.path(name))
+
+    def destroy(self) -> None:
+        """Remove the whole staging folder."""
+        try:
+            self.fs.rm(self.root, recursive=True)
+        except FileNotFoundError:
+            pass

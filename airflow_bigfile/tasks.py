@@ -1,0 +1,52 @@
+"""The units of work an executor runs: checksum source ranges, patch a batch of shards.
+
+Each takes a :class:`JobSpec` (a few strings, picklable and JSON-able) and finds the manifest
+in staging, so it runs the same in a thread, another process, a Dask worker or an Airflow
+mapped task on another machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .patch import Patcher, ShardResult, patch_batch
+from .plan import Manifest, source_crc
+from .storage import Source, Staging, resolve
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Where a job's source and staging live, and how to reach them."""
+
+    target: str
+    staging: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    staging_options: dict[str, Any] = field(default_factory=dict)
+    dry_run: bool = False
+
+    def source(self) -> Source:
+        fs, path = resolve(self.target, self.storage_options)
+        return Source(fs, path)
+
+    def open_staging(self) -> Staging:
+        fs, path = resolve(self.staging, self.staging_options)
+        return Staging(fs, path)
+
+
+def checksum_ranges(spec: JobSpec, ranges: Sequence[tuple[int, int, int]]
+                    ) -> list[tuple[int, int]]:
+    """CRC32C of each ``(index, offset, length)`` source range: ``[(index, crc), ...]``."""
+    with spec.source() as source:
+        return [(index, source_crc(source, offset, length)) for index, offset, length in ranges]
+
+
+def patch_shards(spec: JobSpec, indices: Sequence[int], resume: Sequence[int] | None = None,
+                 manifest: Manifest | None = None) -> list[ShardResult]:
+    """Patch the contiguous shards ``indices`` of the job's manifest and stage their output."""
+    staging = spec.open_staging()
+    manifest = manifest or Manifest.load(staging)
+    with spec.source() as source:
+        patcher = Patcher(manifest, source, staging, dry_run=spec.dry_run)
+        return patch_batch(patcher, [manifest.shards[i] for i in indices], resume)

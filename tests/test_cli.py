@@ -1,0 +1,695 @@
+"""The ``bigfile`` command line: every subcommand, its output, and its failure modes.
+
+Expected bytes come from independent tools where they exist (``sed``, ``perl``) and from
+plain Python bytes operations otherwise. Most cases run ``main([...])`` in-process; the exit
+status, stderr and traceback contracts are checked through a real subprocess.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from airflow_bigfile import cli
+from airflow_bigfile.progress import ProgressBar, format_bytes, format_duration
+
+IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+SHARD_SIZES = ["1", "7", "64", "4KiB"]
+SCRIPT = Path(sys.executable).with_name("bigfile")
+
+
+LINES = 60
+
+
+def sample(lines: int = LINES) -> bytes:
+    """CSV-like text whose matches straddle every small shard boundary."""
+    return b"".join(
+        b"%d,user%d@old.com,AAA%s,\xc3\xa9t\xc3\xa9\n" % (i, i * 7, b"x" * (i % 5))
+        for i in range(lines)
+    )
+
+
+@pytest.fixture
+def target(tmp_path: Path) -> Path:
+    path = tmp_path / "data.csv"
+    path.write_bytes(sample())
+    path.chmod(0o640)
+    return path
+
+
+def run(*args: str, stdin: bytes | None = None,
+        cmd: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the command in a fresh interpreter, as a user would."""
+    cmd = cmd or [sys.executable, "-m", "airflow_bigfile.cli"]
+    return subprocess.run([*cmd, *map(str, args)], input=stdin, capture_output=True,
+                          timeout=120, check=False)
+
+
+def call(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, str]:
+    """Run ``main`` in-process; return (status, stdout, stderr)."""
+    status = cli.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def ok(capsys: pytest.CaptureFixture[str], *args: object) -> str:
+    status, out, err = call(capsys, *args)
+    assert status == 0, err
+    return out
+
+
+def sed(path: Path, script: str) -> bytes:
+    sed_bin = shutil.which("sed")
+    if sed_bin is None:
+        pytest.skip("sed is not installed")
+    return subprocess.run([sed_bin, script, str(path)], capture_output=True, check=True).stdout
+
+
+def perl(path: Path, script: str) -> bytes:
+    perl_bin = shutil.which("perl")
+    if perl_bin is None:
+        pytest.skip("perl is not installed")
+    return subprocess.run([perl_bin, "-0777", "-pe", script, str(path)],
+                          capture_output=True, check=True).stdout
+
+
+# --------------------------------------------------------------------------- front door
+
+
+def test_help_is_light() -> None:
+    """``bigfile --help`` answers without importing the engine's heavy dependencies."""
+    code = ("import sys\n"
+            "from airflow_bigfile.cli import main\n"
+            "status = main(['--help'])\n"
+            "heavy = sorted(m for m in ('pyarrow', 'fsspec', 'crc32c', 'tenacity', 'dask')"
+            " if m in sys.modules)\n"
+            "print('HEAVY', status, heavy)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert "HEAVY 0 []" in proc.stdout, proc.stdout
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="console script not installed beside python")
+def test_console_script(target: Path) -> None:
+    expected = sample().replace(b"@old.com", b"@new.com")
+    proc = run("replace", target, "--find", "@old.com", "--replace", "@new.com",
+               "--shard-size", "64", cmd=[str(SCRIPT)])
+    assert proc.returncode == 0, proc.stderr
+    assert target.read_bytes() == expected
+    assert proc.stdout.decode().startswith("replaced 60 matches")
+    assert run("--help", cmd=[str(SCRIPT)]).returncode == 0
+
+
+def test_every_subcommand_has_help() -> None:
+    for command in ("replace", "patch", "insert", "delete", "truncate", "append", "apply",
+                    "recover"):
+        proc = run(command, "--help")
+        assert proc.returncode == 0, proc.stderr
+        assert b"URL" in proc.stdout
+
+
+# --------------------------------------------------------------------------- replace
+
+
+@pytest.mark.parametrize("shard_size", SHARD_SIZES)
+@pytest.mark.parametrize(("find", "replace"), [
+    ("AAA", "BBB"),                 # same length: an in-place commit
+    ("@old.com", "@example.org"),   # longer
+    ("user", "u"),                  # shorter
+    ("\u00e9t\u00e9", "summer"),    # multi-byte UTF-8
+])
+def test_replace_matches_sed(capsys, target: Path, shard_size: str, find: str,
+                             replace: str) -> None:
+    expected = sed(target, f"s/{re.escape(find)}/{replace}/g")
+    assert expected == sample().replace(find.encode(), replace.encode())
+    out = ok(capsys, "replace", target, "--find", find, "--replace", replace,
+             "--shard-size", shard_size, "--workers", "3")
+    assert target.read_bytes() == expected
+    assert out.startswith("replaced 60 matches in ")
+    assert target.stat().st_mode & 0o7777 == 0o640
+
+
+@pytest.mark.parametrize("shard_size", SHARD_SIZES)
+@pytest.mark.parametrize(("pattern", "template", "perl_script"), [
+    (r"user(\d+)@old\.com", r"\1@new.com", r"s/user(\d+)\@old\.com/$1\@new.com/g"),
+    (r"(?P<n>\d+),", r"[\g<n>];", r"s/(\d+),/[$1];/g"),
+    (r",\n(\d)", r"\n>\1", r"s/,\n(\d)/\n>$1/g"),
+    (r"x+", "", r"s/x+//g"),
+])
+def test_regex_matches_perl(capsys, target: Path, shard_size: str, pattern: str,
+                            template: str, perl_script: str) -> None:
+    expected = perl(target, perl_script)
+    assert expected == re.sub(pattern.encode(), template.encode(), sample())
+    out = ok(capsys, "replace", target, "--find", pattern, "--replace", template, "--regex",
+             "--max-match", "64", "--shard-size", shard_size)
+    assert target.read_bytes() == expected
+    assert out.startswith("replaced ")
+
+
+def test_replace_raw_bytes_arguments(target: Path) -> None:
+    """Arguments that are not UTF-8 (as a shell passes them) are used byte for byte."""
+    proc = subprocess.run([sys.executable, "-m", "airflow_bigfile.cli", "replace",
+                           bytes(target), "--find", b"\xa9t", "--replace", b"\xff"],
+                          capture_output=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert target.read_bytes() == sample().replace(b"\xa9t", b"\xff")
+
+
+def test_replace_no_match_keeps_file(capsys, target: Path) -> None:
+    before = target.stat()
+    out = ok(capsys, "replace", target, "--find", "zzz", "--replace", "y")
+    assert target.read_bytes() == sample()
+    assert target.stat().st_mtime_ns == before.st_mtime_ns
+    assert out.startswith("replaced 0 matches")
+
+
+# --------------------------------------------------------------------------- other edits
+
+
+def _expected(command: str, data: bytes) -> bytes:
+    original = sample()
+    return {
+        "patch": original[:10] + data + original[10 + len(data):],
+        "insert": original[:10] + data + original[10:],
+        "append": original + data,
+    }[command]
+
+
+@pytest.mark.parametrize("shard_size", SHARD_SIZES)
+@pytest.mark.parametrize("command", ["patch", "insert", "append"])
+@pytest.mark.parametrize("source", ["data", "hex", "data-file"])
+def test_data_commands(capsys, tmp_path: Path, target: Path, shard_size: str, command: str,
+                       source: str) -> None:
+    data = b"\x00\xff<new>\xc3\xa9\n"
+    if source == "data":
+        data = "<new>\u00e9\n".encode()
+        given = ["--data", data.decode()]
+    elif source == "hex":
+        given = ["--hex", " ".join(f"{b:02x}" for b in data)]
+    else:
+        (tmp_path / "payload.bin").write_bytes(data)
+        given = ["--data-file", tmp_path / "payload.bin"]
+    where = [] if command == "append" else ["--offset", "10"]
+    out = ok(capsys, command, target, *where, *given, "--shard-size", shard_size)
+    assert target.read_bytes() == _expected(command, data)
+    done = {"patch": "patched", "insert": "inserted", "append": "appended"}[command]
+    assert out.startswith(f"{done} {len(data)} bytes")
+    assert target.stat().st_mode & 0o7777 == 0o640
+
+
+@pytest.mark.parametrize("shard_size", SHARD_SIZES)
+@pytest.mark.parametrize(("offset", "length"), [(0, 1), (5, 100), (0, len(sample())),
+                                                (len(sample()) - 3, 3)])
+def test_delete(capsys, target: Path, shard_size: str, offset: int, length: int) -> None:
+    original = sample()
+    out = ok(capsys, "delete", target, "--offset", offset, "--length", length,
+             "--shard-size", shard_size)
+    assert target.read_bytes() == original[:offset] + original[offset + length:]
+    assert out.startswith(f"deleted {length} byte")
+
+
+@pytest.mark.parametrize("shard_size", SHARD_SIZES)
+@pytest.mark.parametrize("size", [0, 1, 1000, len(sample()), len(sample()) + 77])
+def test_truncate(capsys, target: Path, shard_size: str, size: int) -> None:
+    original = sample()
+    ok(capsys, "truncate", target, "--size", size, "--shard-size", shard_size)
+    assert target.read_bytes() == original[:size] + b"\0" * max(0, size - len(original))
+
+
+EDITS = [
+    {"op": "replace", "find": "@old.com", "replace": "@new.io"},
+    {"op": "patch", "offset": 0, "data": "Z"},
+    {"op": "insert", "offset": 5, "data_hex": "00ff"},
+    {"op": "delete", "offset": 44, "length": 3},
+    {"op": "append", "data": "tail\n"},
+    {"op": "append", "data": "tail2\n"},
+]
+
+
+def _apply_model(original: bytes) -> bytes:
+    def rep(part: bytes) -> bytes:
+        return part.replace(b"@old.com", b"@new.io")
+
+    # no match touches the patched (0..1) or deleted (44..47) bytes or the insert at 5
+    assert all(m.start() >= 47 or m.end() <= 44 for m in re.finditer(b"@old.com", original))
+    return (b"Z" + rep(original[1:5]) + b"\x00\xff" + rep(original[5:44])
+            + rep(original[47:]) + b"tail\ntail2\n")
+
+
+@pytest.mark.parametrize("shard_size", SHARD_SIZES)
+def test_apply_file(capsys, tmp_path: Path, target: Path, shard_size: str) -> None:
+    edits = tmp_path / "edits.json"
+    edits.write_text(json.dumps(EDITS))
+    out = ok(capsys, "apply", target, "--edits", edits, "--shard-size", shard_size)
+    assert target.read_bytes() == _apply_model(sample())
+    assert out.startswith(f"applied 6 edits ({LINES} matches) in ")
+
+
+def test_apply_stdin(target: Path) -> None:
+    proc = run("apply", target, "--edits", "-", "--json",
+               stdin=json.dumps({"edits": EDITS}).encode())
+    assert proc.returncode == 0, proc.stderr
+    assert target.read_bytes() == _apply_model(sample())
+    assert json.loads(proc.stdout)["matches"] == LINES
+
+
+# --------------------------------------------------------------------------- --json
+
+
+def test_json_output(target: Path) -> None:
+    size = len(sample())
+    proc = run("insert", target, "--offset", "3", "--data", "1234", "--json",
+               "--shard-size", "100")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == b""
+    result = json.loads(proc.stdout)
+    assert isinstance(result, dict)
+    for key in ("size_before", "size_after", "matches", "shards", "shards_changed",
+                "bytes_written", "commit_mode", "dry_run"):
+        assert key in result, key
+    assert (result["size_before"], result["size_after"]) == (size, size + 4)
+    assert result["dry_run"] is False
+    assert 1 <= result["shards_changed"] <= result["shards"]
+    assert proc.stdout.decode().count("\n") == 1
+
+
+def test_json_replace_counts(capsys, target: Path) -> None:
+    result = json.loads(ok(capsys, "replace", target, "--find", "AAA", "--replace", "BBB",
+                           "--json", "--mode", "inplace", "--shard-size", "4KiB"))
+    assert result["matches"] == LINES
+    assert result["size_before"] == result["size_after"] == len(sample())
+    assert result["commit_mode"] == "inplace"
+
+
+# --------------------------------------------------------------------------- --dry-run
+
+
+DRY_RUNS = [
+    ["replace", "--find", "@old.com", "--replace", "@new.com"],
+    ["replace", "--find", r"(\d+),", "--replace", r"<\1>", "--regex"],
+    ["patch", "--offset", "3", "--data", "xyz"],
+    ["insert", "--offset", "3", "--hex", "00"],
+    ["delete", "--offset", "3", "--length", "9"],
+    ["truncate", "--size", "5"],
+    ["append", "--data", "more"],
+]
+
+
+@pytest.mark.parametrize("args", DRY_RUNS, ids=lambda a: a[0] + ("-regex" * ("--regex" in a)))
+def test_dry_run_changes_nothing(capsys, target: Path, args: list[str]) -> None:
+    before = target.stat()
+    listing = sorted(p.name for p in target.parent.iterdir())
+    out = ok(capsys, args[0], target, *args[1:], "--dry-run", "--shard-size", "64")
+    assert out.startswith("dry run: would ")
+    assert out.rstrip().endswith("nothing changed")
+    result = json.loads(ok(capsys, args[0], target, *args[1:], "--dry-run", "--json",
+                           "--shard-size", "64"))
+    assert result["dry_run"] is True
+    assert target.read_bytes() == sample()
+    after = target.stat()
+    assert (after.st_mtime_ns, after.st_mode, after.st_ino) == (
+        before.st_mtime_ns, before.st_mode, before.st_ino)
+    assert sorted(p.name for p in target.parent.iterdir()) == listing
+
+
+def test_dry_run_figures_match_real_run(capsys, target: Path) -> None:
+    args = ["replace", target, "--find", "@old.com", "--replace", "@a.b", "--json",
+            "--shard-size", "256"]
+    dry = json.loads(ok(capsys, *args, "--dry-run"))
+    real = json.loads(ok(capsys, *args))
+    for key in ("size_before", "size_after", "matches", "shards", "shards_changed"):
+        assert dry[key] == real[key], key
+
+
+# --------------------------------------------------------------------------- recover
+
+
+def test_recover_clean(capsys, target: Path) -> None:
+    out = ok(capsys, "recover", target)
+    assert out.strip()
+    assert "\n" not in out.strip()
+    assert isinstance(json.loads(ok(capsys, "recover", target, "--json")), dict)
+    assert target.read_bytes() == sample()
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def _bad_cases(tmp_path: Path, target: Path) -> dict[str, list[object]]:
+    size = len(sample())
+    overlap = tmp_path / "overlap.json"
+    overlap.write_text(json.dumps([{"op": "patch", "offset": 10, "data": "abcd"},
+                                   {"op": "delete", "offset": 12, "length": 5}]))
+    bad_json = tmp_path / "bad.json"
+    bad_json.write_text("[{'op': 'patch'")
+    bad_edit = tmp_path / "bad_edit.json"
+    bad_edit.write_text(json.dumps([{"op": "chmod", "mode": 7}]))
+    folder = tmp_path / "folder"
+    folder.mkdir(exist_ok=True)
+    return {
+        "missing file": ["patch", tmp_path / "nope.csv", "--offset", "0", "--data", "x"],
+        "missing file replace": ["replace", tmp_path / "nope.csv", "--find", "a",
+                                 "--replace", "b"],
+        "folder": ["replace", folder, "--find", "a", "--replace", "b"],
+        "patch past end": ["patch", target, "--offset", size - 1, "--data", "xy"],
+        "insert past end": ["insert", target, "--offset", size + 1, "--data", "x"],
+        "delete past end": ["delete", target, "--offset", size, "--length", "1"],
+        "overlapping edits": ["apply", target, "--edits", overlap],
+        "empty find": ["replace", target, "--find", "", "--replace", "x"],
+        "empty patch": ["patch", target, "--offset", "0", "--data", ""],
+        "invalid regex": ["replace", target, "--find", "(unclosed", "--replace", "x",
+                          "--regex"],
+        "bad group ref": ["replace", target, "--find", "a", "--replace", r"\3", "--regex"],
+        "zero-length regex": ["replace", target, "--find", "x*", "--replace", "y",
+                              "--regex"],
+        "bad json": ["apply", target, "--edits", bad_json],
+        "unknown op": ["apply", target, "--edits", bad_edit],
+        "missing edits file": ["apply", target, "--edits", tmp_path / "nope.json"],
+        "invalid hex": ["patch", target, "--offset", "0", "--hex", "zz"],
+        "odd hex": ["append", target, "--hex", "abc"],
+        "missing data file": ["append", target, "--data-file", tmp_path / "nope.bin"],
+        "data file is folder": ["append", target, "--data-file", folder],
+    }
+
+
+def assert_one_error_line(proc: subprocess.CompletedProcess[bytes]) -> str:
+    err = proc.stderr.decode()
+    assert proc.returncode == 1, (proc.returncode, err)
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("bigfile: error: "), err
+    assert "Traceback" not in err
+    assert proc.stdout == b""
+    return lines[0]
+
+
+def test_bad_input_matrix(tmp_path: Path, target: Path) -> None:
+    """Each bad input: exit 1, one ``bigfile: error:`` line, the target untouched."""
+    listing = sorted(p.name for p in tmp_path.iterdir())
+    for name, args in _bad_cases(tmp_path, target).items():
+        before = target.stat()
+        proc = run(*map(str, args))
+        line = assert_one_error_line(proc)
+        assert len(line) > len("bigfile: error: ") + 5, (name, line)
+        assert target.read_bytes() == sample(), name
+        after = target.stat()
+        assert (after.st_mode, after.st_mtime_ns, after.st_ino) == (
+            before.st_mode, before.st_mtime_ns, before.st_ino), name
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            {*listing, "folder", "overlap.json", "bad.json", "bad_edit.json"}), name
+    assert not (tmp_path / "nope.csv").exists()
+
+
+def test_error_messages_say_what(tmp_path: Path, target: Path) -> None:
+    cases = _bad_cases(tmp_path, target)
+    size = len(sample())
+    expect = {
+        "patch past end": str(size),
+        "overlapping edits": "conflict",
+        "empty find": "empty",
+        "invalid regex": "regex",
+        "invalid hex": "hex",
+        "missing data file": "nope.bin",
+        "missing file": "nope.csv",
+    }
+    for name, needle in expect.items():
+        line = assert_one_error_line(run(*map(str, cases[name])))
+        assert needle in line, (name, line)
+
+
+def _readonly_cases(target: Path) -> list[list[object]]:
+    return [
+        ["patch", target, "--offset", "0", "--data", "x", "--mode", "inplace"],
+        ["patch", target, "--offset", "0", "--data", "x", "--mode", "rewrite"],
+        ["insert", target, "--offset", "0", "--data", "x"],
+        ["replace", target, "--find", "AAA", "--replace", "BBB"],
+        ["append", target, "--data", "x"],
+        ["truncate", target, "--size", "3"],
+    ]
+
+
+@pytest.mark.skipif(IS_ROOT, reason="root writes through chmod 0444")
+def test_read_only_file(target: Path) -> None:
+    target.chmod(0o444)
+    for args in _readonly_cases(target):
+        assert_one_error_line(run(*map(str, args)))
+        assert target.read_bytes() == sample(), args
+        assert target.stat().st_mode & 0o7777 == 0o444, args
+
+
+@pytest.mark.skipif(IS_ROOT, reason="root writes through a read-only folder")
+def test_read_only_folder(target: Path) -> None:
+    folder = target.parent
+    listing = sorted(p.name for p in folder.iterdir())
+    folder.chmod(0o555)
+    try:
+        for args in _readonly_cases(target):
+            assert_one_error_line(run(*map(str, args)))
+            assert target.read_bytes() == sample(), args
+            assert target.stat().st_mode & 0o7777 == 0o640, args
+            assert sorted(p.name for p in folder.iterdir()) == listing, args
+    finally:
+        folder.chmod(0o755)
+
+
+@pytest.mark.parametrize("mode", [0o444, 0o600, 0o755])
+def test_mode_bits_kept(target: Path, mode: int) -> None:
+    """Whatever the outcome (root may write a 0444 file), the mode bits never change."""
+    target.chmod(mode)
+    for args in _readonly_cases(target):
+        proc = run(*map(str, args), "--no-progress")
+        if proc.returncode != 0:
+            assert_one_error_line(proc)
+        assert target.stat().st_mode & 0o7777 == mode, args
+
+
+# --------------------------------------------------------------------------- usage errors
+
+
+@pytest.mark.parametrize("args", [
+    [],
+    ["frobnicate", "x"],
+    ["replace"],
+    ["replace", "x", "--find", "a"],
+    ["patch", "x", "--offset", "1"],
+    ["patch", "x", "--offset", "1", "--data", "a", "--hex", "00"],
+    ["patch", "x", "--offset", "ten", "--data", "a"],
+    ["patch", "x", "--offset", "-1", "--data", "a"],
+    ["delete", "x", "--offset", "1"],
+    ["delete", "x", "--offset", "1", "--length", "0"],
+    ["truncate", "x"],
+    ["apply", "x"],
+    ["append", "x", "--data", "a", "--mode", "sideways"],
+    ["append", "x", "--data", "a", "--workers", "0"],
+    ["append", "x", "--data", "a", "--shard-size", "big"],
+    ["append", "x", "--data", "a", "--shard-size", "0"],
+    ["append", "x", "--data", "a", "--storage-option", "novalue"],
+    ["append", "x", "--data", "a", "--executor", "cluster"],
+    ["append", "x", "--data", "a", "--executor", "thread", "--scheduler", "tcp://h:1"],
+    ["append", "x", "--data", "a", "--wait", "soon"],
+    ["recover", "x", "--dry-run"],
+    ["recover"],
+], ids=lambda a: " ".join(a) or "nothing")
+def test_usage_errors(capsys, args: list[str]) -> None:
+    status, out, err = call(capsys, *args)
+    assert status == 2, err
+    assert "usage:" in err
+    assert out == ""
+
+
+def test_usage_error_exit_status_in_subprocess(tmp_path: Path) -> None:
+    proc = run("patch", tmp_path / "x", "--offset", "1")
+    assert proc.returncode == 2
+    assert b"Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------------------------- engine calls
+
+
+class FakeResult:
+    def to_dict(self) -> dict[str, object]:
+        return {"size_before": 10, "size_after": 12, "matches": 0, "shards": 2,
+                "shards_changed": 1, "bytes_written": 12, "commit_mode": "rewrite",
+                "dry_run": False}
+
+
+@pytest.fixture
+def fake_engine(monkeypatch: pytest.MonkeyPatch) -> list[tuple[tuple, dict]]:
+    import airflow_bigfile
+
+    calls: list[tuple[tuple, dict]] = []
+
+    def edit_file(*args: object, **kwargs: object) -> FakeResult:
+        calls.append((args, kwargs))
+        return FakeResult()
+
+    monkeypatch.setattr(airflow_bigfile, "edit_file", edit_file, raising=False)
+    return calls
+
+
+def test_engine_arguments(capsys, fake_engine) -> None:
+    from airflow_bigfile.edits import Insert
+
+    ok(capsys, "insert", "s3://b/k", "--offset", "0x10", "--data", "ab",
+       "--shard-size", "64MiB", "--workers", "4", "--mode", "rewrite",
+       "--staging", "s3://b/stage", "--storage-option", "anon=true",
+       "--storage-option", 'client_kwargs={"endpoint_url": "http://127.0.0.1:1"}',
+       "--storage-option", "key=secret", "--wait", "2.5", "--scheduler", "tcp://h:8786",
+       "--delimiter", r"\n", "--dry-run", "--no-progress")
+    (args, kwargs), = fake_engine
+    assert args == ("s3://b/k", [Insert(16, b"ab")])
+    assert kwargs == {
+        "storage_options": {"anon": True, "key": "secret",
+                            "client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}},
+        "shard_size": 64 * 2**20, "workers": 4, "mode": "rewrite", "staging": "s3://b/stage",
+        "wait": 2.5, "executor": "dask", "scheduler": "tcp://h:8786", "delimiter": b"\n",
+        "dry_run": True,
+    }
+
+
+def test_engine_defaults_left_to_engine(capsys, fake_engine) -> None:
+    out = ok(capsys, "append", "f", "--data", "xy")
+    (_, kwargs), = fake_engine
+    assert kwargs == {"storage_options": None, "mode": "auto", "dry_run": False}
+    assert out == "appended 2 bytes in 1 of 2 shards; 10 B -> 12 B; 12 B written; " \
+                  "commit: rewrite\n"
+
+
+def test_interrupt(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    import airflow_bigfile
+
+    def edit_file(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(airflow_bigfile, "edit_file", edit_file, raising=False)
+    status, out, err = call(capsys, "append", "f", "--data", "x")
+    assert status == 130
+    assert err.splitlines() == ["bigfile: error: interrupted"]
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom\nsecond line"),
+                                 FileNotFoundError("s3://b/k"),
+                                 OSError(28, "No space left on device")])
+def test_unexpected_errors_one_line(capsys, monkeypatch: pytest.MonkeyPatch,
+                                    exc: Exception) -> None:
+    import airflow_bigfile
+
+    def edit_file(*args: object, **kwargs: object) -> None:
+        raise exc
+
+    monkeypatch.setattr(airflow_bigfile, "edit_file", edit_file, raising=False)
+    status, out, err = call(capsys, "append", "f", "--data", "x")
+    assert status == 1
+    assert len(err.splitlines()) == 1 and err.startswith("bigfile: error: ")
+    assert out == ""
+
+
+def test_no_progress_bar_when_not_a_terminal(target: Path) -> None:
+    proc = run("append", target, "--data", "x")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == b""
+
+
+# --------------------------------------------------------------------------- progress bar
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_progress_bar_draws_rate_and_eta() -> None:
+    clock, stream = Clock(), io.StringIO()
+    bar = ProgressBar(stream, label="replace", clock=clock, width=80)
+    bar.set_size(10_000_000)
+    bar.relative_update(1_000_000)
+    assert stream.getvalue() == ""  # nothing before the delay: quick edits print no bar
+    clock.now += 1.0
+    bar.relative_update(1_000_000)
+    text = stream.getvalue()
+    assert "replace [" in text and "20%" in text
+    assert "2.0 MB/10.0 MB" in text and "2.0 MB/s" in text and "ETA 0:04" in text
+    clock.now += 0.01
+    bar.relative_update(1)  # throttled
+    assert stream.getvalue() == text
+    clock.now += 4.0
+    bar.relative_update(8_000_000 - 1)
+    bar.close()
+    bar.close()
+    final = stream.getvalue().split("\r\x1b[K")[-1]
+    assert "100%" in final and "in 0:05" in final and final.endswith("\n")
+    assert len(final.rstrip("\n")) <= 80
+
+
+def test_progress_bar_silent_when_quick() -> None:
+    stream = io.StringIO()
+    bar = ProgressBar(stream, clock=Clock())
+    bar.set_size(10)
+    bar.relative_update(10)
+    bar.close()
+    assert stream.getvalue() == ""
+
+
+def test_progress_bar_unknown_size() -> None:
+    clock = Clock()
+    bar = ProgressBar(io.StringIO(), clock=clock)
+    clock.now += 2
+    bar.relative_update(4000)
+    assert bar.render() == "4.0 kB  2.0 kB/s"
+
+
+def test_formatting() -> None:
+    assert format_bytes(0) == "0 B"
+    assert format_bytes(999) == "999 B"
+    assert format_bytes(1_234_567) == "1.2 MB"
+    assert format_bytes(1.2e9) == "1.2 GB"
+    assert format_duration(75) == "1:15"
+    assert format_duration(3725) == "1:02:05"
+
+
+
+class TTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("no_progress", [False, True])
+def test_progress_bar_wiring(monkeypatch: pytest.MonkeyPatch, no_progress: bool) -> None:
+    """On a terminal the engine gets a callback that draws on stderr, unless --no-progress."""
+    import time
+
+    import airflow_bigfile
+
+    seen: list[object] = []
+
+    def edit_file(*args: object, progress: object = None, **kwargs: object) -> FakeResult:
+        seen.append(progress)
+        if progress is not None:
+            progress.set_size(1000)
+            time.sleep(0.6)
+            progress.relative_update(1000)
+        return FakeResult()
+
+    monkeypatch.setattr(airflow_bigfile, "edit_file", edit_file, raising=False)
+    err, out = TTY(), io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(sys, "stdout", out)
+    argv = ["append", "f", "--data", "x"] + (["--no-progress"] if no_progress else [])
+    assert cli.main(argv) == 0
+    if no_progress:
+        assert seen == [None] and err.getvalue() == ""
+    else:
+        assert isinstance(seen[0], ProgressBar)
+        assert "100%" in err.getvalue() and err.getvalue().endswith("\n")
+    assert out.getvalue().startswith("appended 1 byte ")
