@@ -27,7 +27,15 @@ from .exceptions import (
 )
 
 if TYPE_CHECKING:
-    from .api import EditResult, edit_file, recover_target
+    from .api import (
+        EditResult,
+        PlannedEdit,
+        commit_edit,
+        edit_file,
+        patch_batch,
+        plan_edit,
+        recover_target,
+    )
 
 __version__ = "0.1.0"
 
@@ -36,10 +44,12 @@ __all__ = [
     "Insert", "Patch", "PatternError", "RecoveryError", "Replace", "ShardChecksumError",
     "SourceChangedError", "StagingError", "StorageError", "TargetError",
     "TargetIsDirectoryError", "TargetLockedError", "TargetNotFoundError",
-    "TargetPermissionError", "Truncate", "edit_file", "recover_target",
+    "TargetPermissionError", "Truncate", "commit_edit", "edit_file", "patch_batch",
+    "plan_edit", "recover_target", "PlannedEdit",
 ]
 
-_LAZY = {"edit_file", "recover_target", "EditResult"}
+_LAZY = {"edit_file", "recover_target", "EditResult", "PlannedEdit", "plan_edit",
+         "patch_batch", "commit_edit"}
 
 
 def __getattr__(name: str) -> Any:

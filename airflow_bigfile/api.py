@@ -1,36 +1,29 @@
-"""The Python front end: ``edit_file`` runs the whole pipeline on one target.
+"""The Python front end.
 
-plan (aligned shards, source CRCs, manifest) -> patch shards in parallel -> resolve and
-verify -> commit atomically.
+``edit_file`` runs the whole pipeline on one target in this process. For fleets of workers
+the same pipeline comes in three steps, each callable on a different machine:
+:func:`plan_edit` (manifest + shard batches), :func:`patch_batch` (one batch, idempotent)
+and :func:`commit_edit` (verify + atomic commit).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import stat
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from .commit import check_identity, commit_rewrite, verify_pieces
-from .edits import Layout, check_offsets, coerce_edits
-from .exceptions import (
-    BigFileError,
-    EditError,
-    TargetIsDirectoryError,
-    TargetNotFoundError,
-    TargetError,
-    TargetPermissionError,
-)
+from .edits import Edit, Layout, check_offsets, coerce_edits
+from .exceptions import BigFileError, EditError, StagingError
 from .executors import Executor, make_executor
-from .lock import TargetLock
 from .patch import ShardResult
 from .plan import BLOCK, Manifest, Shard, boundaries, new_job_id, touched
-from .recover import RecoveryResult, recover_local, staging_root
-from .resolve import Piece, resolve_pieces
+from .recover import RecoveryResult
+from .resolve import resolve_pieces
 from .sizes import parse_size
-from .storage import Source, Staging, is_local, local_identity, resolve
+from .storage import Staging, resolve
+from .targets import LocalTarget
 from .tasks import JobSpec, checksum_ranges, patch_shards
 
 if TYPE_CHECKING:
@@ -41,6 +34,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SHARD_SIZE = 64 << 20
 DEFAULT_ALIGN = 4096
 MODES = ("auto", "inplace", "rewrite")
+RESULTS = "results"
 
 
 @dataclass
@@ -63,38 +57,63 @@ class EditResult:
         return asdict(self)
 
 
+@dataclass
+class PlannedEdit:
+    """What :func:`plan_edit` returns: where the manifest is and the shard batches to patch.
+    Each batch is a small JSON-able dict naming its staging, so a worker needs nothing else."""
+
+    target: str
+    staging: str
+    job_id: str
+    shards: int
+    batches: list[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def open_target(url: str, storage_options: dict[str, Any] | None = None) -> LocalTarget:
+    """The :class:`~airflow_bigfile.targets.LocalTarget` (or remote target) for ``url``."""
+    fs, path = resolve(url, storage_options)
+    from .storage import is_local
+
+    if not is_local(fs):
+        raise BigFileError(f"{url}: only local files are supported by this version")
+    return LocalTarget(fs, path, url)
+
+
 def default_align(shard_size: int) -> int:
     """4 KiB, or the largest power of two dividing ``shard_size`` when that is smaller, so
     an explicit shard size is honoured exactly."""
     return min(DEFAULT_ALIGN, shard_size & -shard_size)
 
 
-def check_target(path: str) -> os.stat_result:
-    """Stat the target, turning the usual mistakes into clear errors."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise TargetNotFoundError(f"{path}: no such file") from None
-    except PermissionError as exc:
-        raise TargetPermissionError(f"{path}: {exc.strerror}") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise TargetIsDirectoryError(f"{path} is a folder, not a file")
-    if not stat.S_ISREG(st.st_mode):
-        raise TargetError(f"{path} is not a regular file")
-    return st
+def _settings(shard_size: int | str | None, align: int | None, block_size: int | str | None,
+              delimiter: bytes | str | None) -> tuple[int, int, int, bytes | None]:
+    shard_bytes = parse_size(DEFAULT_SHARD_SIZE if shard_size is None else shard_size,
+                             name="shard_size")
+    if shard_bytes < 1:
+        raise EditError(f"shard_size must be at least 1 byte, not {shard_bytes}")
+    block = parse_size(BLOCK if block_size is None else block_size, name="block_size")
+    if block < 1:
+        raise EditError(f"block_size must be at least 1 byte, not {block}")
+    if align is not None and (isinstance(align, bool) or not isinstance(align, int)
+                              or align < 1):
+        raise EditError(f"align must be a positive integer, not {align!r}")
+    if isinstance(delimiter, str):
+        delimiter = delimiter.encode("utf-8")
+    if delimiter is not None and not delimiter:
+        raise EditError("delimiter must not be empty")
+    return shard_bytes, align or default_align(shard_bytes), block, delimiter
 
 
-def _check_writable(path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.access(path, os.W_OK):
-        raise TargetPermissionError(f"{path} is read-only; nothing was changed")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise TargetPermissionError(f"the folder {folder} is read-only; bigfile needs to "
-                                    f"write its lock and the new file there")
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise EditError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
 
 
 def _chunks(items: list[Shard], count: int) -> list[list[Shard]]:
-    """Split ``items`` into about ``count`` contiguous runs of similar byte size."""
+    """Split ``items`` into at most ``count`` contiguous runs of similar byte size."""
     if not items:
         return []
     total = sum(s.length for s in items) or 1
@@ -102,16 +121,63 @@ def _chunks(items: list[Shard], count: int) -> list[list[Shard]]:
     out: list[list[Shard]] = [[]]
     acc = 0
     for shard in items:
-        if out[-1] and acc >= per * len(out):
+        if out[-1] and acc >= per * len(out) and len(out) < count:
             out.append([])
         out[-1].append(shard)
         acc += shard.length
     return out
 
 
-def _tail(layout: Layout) -> list[bytes | int]:
-    return [*layout.tail_inserts, *( [layout.zero_fill] if layout.zero_fill else []),
-            *layout.appends]
+def _plan(target: LocalTarget, edit_list: list[Edit], spec: JobSpec, job_id: str,
+          settings: tuple[int, int, int, bytes | None], exe: Executor,
+          batch_count: int) -> tuple[Manifest, Layout, list[list[Shard]]]:
+    """Check the edits against the file, shard it, checksum what will be read, write the
+    manifest. Runs under the target's lock."""
+    shard_bytes, align, block, delimiter = settings
+    identity = target.identity()
+    layout = check_offsets(edit_list, identity.size, target.url)
+    with target.source() as source:
+        starts = boundaries(identity.size, shard_bytes, align, source, delimiter)
+    ends = [*starts[1:], identity.size]
+    hit = touched(layout, starts)
+    shards = [Shard(i, s, e - s, i in hit) for i, (s, e) in enumerate(zip(starts, ends))]
+    batches = _chunks([s for s in shards if s.patch], batch_count)
+    crcs: dict[int, int] = {}
+    for part in exe.run(checksum_ranges, [
+            (spec, [(s.index, s.offset, s.length) for s in batch]) for batch in batches]):
+        crcs.update(part)
+    shards = [Shard(s.index, s.offset, s.length, s.patch, crcs.get(s.index)) for s in shards]
+    batches = [[shards[s.index] for s in batch] for batch in batches]
+    stage = spec.open_staging()
+    manifest = Manifest(job_id=job_id, target=target.url, identity=identity, edits=edit_list,
+                        shards=shards, align=align, delimiter=delimiter, block_size=block,
+                        staging=stage.url())
+    if not spec.dry_run or not stage.local:
+        stage.create()
+        manifest.save(stage)
+    return manifest, layout, batches
+
+
+def _commit(target: LocalTarget, manifest: Manifest, spec: JobSpec,
+            results: dict[int, ShardResult], mode: str, *, dry_run: bool,
+            started: float, options: dict[str, Any]) -> EditResult:
+    """Resolve the shards' results (re-patching any whose guess failed), verify, commit."""
+    layout = manifest.layout
+
+    def repatch(shard: Shard, resume: list[int]) -> ShardResult:
+        return patch_shards(spec, [shard.index], resume, manifest)[0]
+
+    pieces = resolve_pieces(manifest, results, repatch, len(layout.replaces))
+    size_after = sum(p.length for p in pieces) + layout.tail_length
+    stage = spec.open_staging()
+    outcome = target.commit(stage, pieces, manifest, layout, mode, size_after,
+                            dry_run=dry_run, options=options)
+    return EditResult(
+        target=target.url, size_before=manifest.identity.size, size_after=size_after,
+        matches=sum(sum(p.result.matches) for p in pieces if p.result is not None),
+        shards=len(manifest.shards), shards_changed=sum(1 for p in pieces if p.changed),
+        bytes_written=outcome.bytes_written, commit_mode=outcome.mode, dry_run=dry_run,
+        job_id=manifest.job_id, seconds=round(time.monotonic() - started, 6))
 
 
 def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = None,
@@ -121,29 +187,38 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
               delimiter: bytes | str | None = None, align: int | None = None,
               progress: Callback | None = None, wait: float = 0.0,
               scheduler: str | None = None, client: Any = None,
-              block_size: int | str | None = None) -> EditResult:
+              block_size: int | str | None = None, writer: str = "pwrite") -> EditResult:
     """Apply ``edits`` to the file at ``url`` as one atomic change.
 
     Parameters
     ----------
     url : a local path or an fsspec URL.
     edits : edit objects (:class:`Replace`, :class:`Patch`, ...), their JSON dicts, or JSON.
-    shard_size : bytes per shard, an int or a string like ``"64MiB"``.
+    shard_size : bytes per shard, an int or a string like ``"64MiB"`` (default 64 MiB).
     workers : parallel workers (default: the CPU count).
-    executor : ``"thread"`` (default), ``"process"``, ``"dask"`` or an executor object.
+    executor : ``"thread"`` (default), ``"process"``, ``"dask"`` or an executor object;
+        ``scheduler``/``client`` select the Dask cluster.
     dry_run : compute every figure, change nothing.
-    mode : ``"auto"``, ``"inplace"`` or ``"rewrite"``.
+    mode : ``"auto"`` (by the bytes each mode writes), ``"inplace"`` or ``"rewrite"``.
+    staging : where shards are staged (default: a hidden folder beside the target).
     delimiter : move shard boundaries past this record delimiter (e.g. ``b"\\n"``).
+    align : shard boundaries are multiples of this (default 4 KiB).
     progress : an ``fsspec.callbacks.Callback`` told the bytes to patch and patched.
     wait : seconds to wait for another job's lock on the target.
     block_size : bytes a worker reads at a time (default 8 MiB); memory per worker is
         about this plus the longest match.
+    writer : how an in-place commit writes: ``"pwrite"`` or ``"mmap"``.
+
+    Returns
+    -------
+    EditResult with size_before, size_after, matches, shards, shards_changed,
+    bytes_written and commit_mode.
 
     Raises
     ------
     BigFileError
-        (a subclass of it) for bad edits, conflicts, an unusable target, a source that
-        changed, or a staging failure; the target is then byte-for-byte as it was.
+        (a subclass) for bad edits, conflicts, an unusable target, a source that changed
+        or a staging failure; the target is then byte-for-byte as it was.
 
     Examples
     --------
@@ -151,119 +226,153 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     """
     started = time.monotonic()
     edit_list = coerce_edits(edits)
-    if mode not in MODES:
-        raise EditError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-    shard_bytes = parse_size(shard_size if shard_size is not None else DEFAULT_SHARD_SIZE,
-                             name="shard_size")
-    if shard_bytes < 1:
-        raise EditError(f"shard_size must be at least 1 byte, not {shard_bytes}")
-    block = parse_size(block_size if block_size is not None else BLOCK, name="block_size")
-    if block < 1:
-        raise EditError(f"block_size must be at least 1 byte, not {block}")
-    if align is not None and (isinstance(align, bool) or not isinstance(align, int)
-                              or align < 1):
-        raise EditError(f"align must be a positive integer, not {align!r}")
-    align = align or default_align(shard_bytes)
-    if isinstance(delimiter, str):
-        delimiter = delimiter.encode("utf-8")
-    if delimiter is not None and not delimiter:
-        raise EditError("delimiter must not be empty")
-    fs, path = resolve(url, storage_options)
-    if not is_local(fs):
-        raise BigFileError(f"{url}: only local files are supported by this version")
-    check_target(path)
-    if not dry_run:
-        _check_writable(path)
+    _check_mode(mode)
+    if writer not in ("pwrite", "mmap"):
+        raise EditError(f"writer must be pwrite or mmap, not {writer!r}")
+    settings = _settings(shard_size, align, block_size, delimiter)
+    target = open_target(url, storage_options)
+    target.check(write=not dry_run)
     job_id = new_job_id()
-    with TargetLock(path, wait=wait, job=job_id):
-        recover_local(path)
-        identity = local_identity(path)
-        layout = check_offsets(edit_list, identity.size, path)
-        if mode == "inplace" and not layout.same_length:
-            raise EditError("mode inplace needs edits that keep the file's length "
-                            "(patches and same-length literal replaces); use rewrite or auto")
-        stage_root = staging or os.path.join(staging_root(path), job_id)
-        spec = JobSpec(target=path, staging=stage_root, storage_options={},
-                       dry_run=dry_run)
-        stage = spec.open_staging()
-        exe = make_executor(executor, workers, **({"scheduler": scheduler} if scheduler
-                                                  else {}), **({"client": client} if client
-                                                               else {}))
+    stage_url = staging or target.default_staging(job_id)
+    spec = JobSpec(target=url, staging=stage_url, storage_options=storage_options or {},
+                   dry_run=dry_run)
+    dask = {k: v for k, v in (("scheduler", scheduler), ("client", client)) if v}
+    with target.locked(wait=wait, job=job_id):
+        target.recover()
+        exe = make_executor(executor, workers, **dask)
         try:
-            with Source(fs, path) as source:
-                starts = boundaries(identity.size, shard_bytes, align, source, delimiter)
-            ends = [*starts[1:], identity.size]
-            hit = touched(layout, starts)
-            shards = [Shard(i, s, e - s, i in hit) for i, (s, e) in enumerate(zip(starts, ends))]
-            todo = [s for s in shards if s.patch]
-            batches = _chunks(todo, exe.workers * 4)
-            crcs: dict[int, int] = {}
-            for part in exe.run(checksum_ranges, [
-                    (spec, [(s.index, s.offset, s.length) for s in batch]) for batch in batches]):
-                crcs.update(part)
-            shards = [Shard(s.index, s.offset, s.length, s.patch, crcs.get(s.index))
-                      for s in shards]
-            manifest = Manifest(job_id=job_id, target=path, identity=identity,
-                                edits=edit_list, shards=shards, align=align,
-                                delimiter=delimiter, block_size=block, staging=stage.url())
-            stage.create()
-            manifest.save(stage)
+            manifest, _, batches = _plan(target, edit_list, spec, job_id, settings, exe,
+                                         exe.workers * 4)
             if progress is not None:
-                progress.set_size(sum(s.length for s in todo))
+                progress.set_size(sum(s.length for batch in batches for s in batch))
             results: dict[int, ShardResult] = {}
             for batch_results in exe.run(patch_shards, [
-                    (spec, [s.index for s in batch]) for batch in batches]):
+                    (spec, [s.index for s in batch], None, manifest) for batch in batches]):
                 for result in batch_results:
                     results[result.index] = result
                     if progress is not None:
-                        progress.relative_update(shards[result.index].length)
-
-            def repatch(shard: Shard, resume: list[int]) -> ShardResult:
-                return patch_shards(spec, [shard.index], resume, manifest)[0]
-
-            pieces = resolve_pieces(manifest, results, repatch, len(layout.replaces))
-            size_after = sum(p.length for p in pieces) + layout.tail_length
-            tail = _tail(layout)
-            commit_mode = "rewrite"
-            matches = sum(sum(p.result.matches) for p in pieces if p.result is not None)
-            changed = sum(1 for p in pieces if p.changed)
-            if dry_run:
-                written = size_after
-            else:
-                verify_pieces(stage, pieces, manifest)
-                check_identity(manifest, local_identity(path))
-                with Source(fs, path) as source:
-                    assert source.fileno is not None
-                    written = commit_rewrite(path, source.fileno, stage, pieces, manifest,
-                                             tail, size_after)
+                        progress.relative_update(manifest.shards[result.index].length)
+            return _commit(target, manifest, spec, results, mode, dry_run=dry_run,
+                           started=started, options={"writer": writer})
         finally:
             exe.close()
-            stage.destroy()
-            _remove_empty(staging_root(path))
-    return EditResult(
-        target=url, size_before=identity.size, size_after=size_after, matches=matches,
-        shards=len(shards), shards_changed=changed, bytes_written=written,
-        commit_mode=commit_mode, dry_run=dry_run, job_id=job_id,
-        seconds=round(time.monotonic() - started, 6))
+            spec.open_staging().destroy()
+            target.cleanup_staging_root()
 
 
-def _remove_empty(folder: str) -> None:
+def plan_edit(url: str, edits: Any, *, staging: str | None = None,
+              storage_options: dict[str, Any] | None = None,
+              shard_size: int | str | None = None, align: int | None = None,
+              delimiter: bytes | str | None = None, block_size: int | str | None = None,
+              max_batches: int = 1024, workers: int | None = None, wait: float = 0.0
+              ) -> PlannedEdit:
+    """Plan an edit for workers elsewhere: write the manifest to ``staging`` and return at
+    most ``max_batches`` batches of contiguous shards (small dicts, one per mapped task).
+
+    The target is recovered and locked while planning, not between the steps; the commit
+    refuses if the target changed in between.
+    """
+    edit_list = coerce_edits(edits)
+    settings = _settings(shard_size, align, block_size, delimiter)
+    if isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1:
+        raise EditError(f"max_batches must be a positive integer, not {max_batches!r}")
+    target = open_target(url, storage_options)
+    target.check(write=True)
+    job_id = new_job_id()
+    stage_url = staging.rstrip("/") + "/" + job_id if staging else \
+        target.default_staging(job_id)
+    spec = JobSpec(target=url, staging=stage_url, storage_options=storage_options or {})
+    with target.locked(wait=wait, job=job_id):
+        target.recover()
+        exe = make_executor("thread", workers)
+        try:
+            manifest, _, batches = _plan(target, edit_list, spec, job_id, settings, exe,
+                                         max_batches)
+        finally:
+            exe.close()
+    stage = spec.open_staging()
+    stage.write_json("distributed", {"job_id": job_id, "created": time.time()})
+    return PlannedEdit(
+        target=url, staging=stage_url, job_id=job_id, shards=len(manifest.shards),
+        batches=[{"staging": stage_url, "job_id": job_id,
+                  "first": batch[0].index, "last": batch[-1].index} for batch in batches])
+
+
+def _batch_name(first: int) -> str:
+    return f"{RESULTS}/batch-{first:07d}.json"
+
+
+def patch_batch(batch: dict[str, Any], *, storage_options: dict[str, Any] | None = None
+                ) -> dict[str, Any]:
+    """Patch one batch from :func:`plan_edit` and record its results in staging.
+
+    Idempotent: a retry overwrites its own staged shards and results. Returns a small
+    summary (no shard data) suitable for XCom.
+    """
     try:
-        os.rmdir(folder)
-    except OSError:
-        pass
+        stage_url, first, last = batch["staging"], int(batch["first"]), int(batch["last"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise StagingError(f"not a bigfile batch: {batch!r}") from exc
+    stage = JobSpec(target="", staging=stage_url).open_staging()
+    manifest = Manifest.load(stage)
+    spec = JobSpec(target=manifest.target, staging=stage_url,
+                   storage_options=storage_options or {})
+    indices = [i for i in range(first, last + 1) if manifest.shards[i].patch]
+    results = patch_shards(spec, indices, None, manifest)
+    stage.write_json(_batch_name(first), [r.to_json() for r in results])
+    return {"staging": stage_url, "job_id": manifest.job_id, "first": first, "last": last,
+            "matches": sum(sum(r.matches) for r in results),
+            "changed": sum(1 for r in results if r.changed),
+            "errors": [r.error for r in results if r.error]}
+
+
+def commit_edit(staging: str, *, storage_options: dict[str, Any] | None = None,
+                mode: str = "auto", wait: float = 0.0, writer: str = "pwrite",
+                batches: Iterable[dict[str, Any]] | None = None) -> EditResult:
+    """Verify every staged shard of a planned edit and commit it atomically; the staging is
+    removed afterwards. A missing or corrupt shard fails here, target untouched."""
+    started = time.monotonic()
+    _check_mode(mode)
+    stage = JobSpec(target="", staging=staging).open_staging()
+    manifest = Manifest.load(stage)
+    spec = JobSpec(target=manifest.target, staging=staging,
+                   storage_options=storage_options or {})
+    target = open_target(manifest.target, storage_options)
+    target.check(write=True)
+    firsts = sorted({int(b["first"]) for b in batches} if batches is not None else
+                    {int(n.rsplit("-", 1)[1].split(".")[0]) for n in _list_results(stage)})
+    results: dict[int, ShardResult] = {}
+    for first in firsts:
+        for obj in stage.read_json(_batch_name(first)):
+            result = ShardResult.from_json(obj)
+            results[result.index] = result
+    with target.locked(wait=wait, job=manifest.job_id):
+        target.recover(keep=staging)
+        try:
+            return _commit(target, manifest, spec, results, mode, dry_run=False,
+                           started=started, options={"writer": writer})
+        finally:
+            stage.destroy()
+            target.cleanup_staging_root()
+
+
+def _list_results(stage: Staging) -> list[str]:
+    try:
+        return [p.rsplit("/", 1)[1] for p in stage.fs.ls(stage.path(RESULTS), detail=False)
+                if p.endswith(".json")]
+    except FileNotFoundError:
+        return []
 
 
 def recover_target(url: str, *, storage_options: dict[str, Any] | None = None,
                    wait: float = 0.0) -> RecoveryResult:
     """Bring a target back to a consistent state after a crash (roll back an unfinished
     in-place commit, remove stale staging); a clean target is left alone."""
-    fs, path = resolve(url, storage_options)
-    if not is_local(fs):
-        raise BigFileError(f"{url}: only local files are supported by this version")
-    check_target(path)
-    with TargetLock(path, wait=wait):
-        return recover_local(path)
+    target = open_target(url, storage_options)
+    target.check(write=False)
+    with target.locked(wait=wait, job="recover"):
+        return target.recover()
 
 
-__all__ = ["EditResult", "Piece", "edit_file", "recover_target"]
+__all__ = ["EditResult", "PlannedEdit", "commit_edit", "edit_file", "patch_batch",
+           "plan_edit", "recover_target"]

@@ -117,10 +117,10 @@ def _common_options(*, edit: bool) -> argparse.ArgumentParser:
                        help="print the result as one JSON object on stdout")
     group.add_argument("--no-progress", action="store_true",
                        help="no progress bar (it is drawn only when stderr is a terminal)")
+    more = parent.add_argument_group("more options")
+    more.add_argument("--wait", type=_seconds, metavar="SECONDS",
+                      help="wait up to SECONDS for another job's lock (default: 0)")
     if edit:
-        more = parent.add_argument_group("more options")
-        more.add_argument("--wait", type=_seconds, metavar="SECONDS",
-                          help="wait up to SECONDS for another job's lock (default: 0)")
         more.add_argument("--executor", choices=("thread", "process", "dask"),
                           help="how workers run (default: thread)")
         more.add_argument("--scheduler", metavar="ADDRESS",
@@ -284,7 +284,7 @@ def summarize(command: str, args: argparse.Namespace, result: dict[str, Any],
         what = f"{'would ' + verb if dry else done} {amount}{where}"
     parts = [what]
     shards, changed = result.get("shards"), result.get("shards_changed")
-    if shards is not None and changed is not None:
+    if shards is not None and changed:
         parts[0] += f" in {changed} of {_plural(int(shards), 'shard')}"
     if result.get("size_before") is not None and result.get("size_after") is not None:
         parts.append(f"{format_bytes(result['size_before'])} -> "
@@ -323,7 +323,8 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "recover":
         from . import recover_target
 
-        recovery = recover_target(args.url, storage_options=storage_options)
+        extra = {} if args.wait is None else {"wait": args.wait}
+        recovery = recover_target(args.url, storage_options=storage_options, **extra)
         print(json.dumps(recovery.to_dict(), default=str) if args.json else recovery.message)
         return EXIT_OK
 

@@ -14,6 +14,7 @@ import os
 from collections.abc import Sequence
 from typing import BinaryIO
 
+from .crash import crashpoint
 from .exceptions import SourceChangedError, StagingError
 from .plan import Manifest
 from .resolve import Piece
@@ -76,19 +77,6 @@ def staged_records(staging: Staging, piece: Piece, manifest: Manifest):
             else:
                 yield "D", length - skip, value[skip:]  # type: ignore[index]
             skip = 0
-
-
-def verify_pieces(staging: Staging, pieces: Sequence[Piece], manifest: Manifest) -> None:
-    """Read every staged shard through, checking header, payload CRC and coverage."""
-    expect = 0
-    for piece in pieces:
-        if piece.start < expect or piece.end > piece.shard.end:
-            raise StagingError(f"shard {piece.shard.index} does not continue where the "
-                               f"previous one ended")
-        expect = piece.end
-        if piece.staged is not None:
-            for _ in staged_records(staging, piece, manifest):
-                pass
 
 
 class Assembler:
@@ -205,6 +193,7 @@ def assemble(assembler: Assembler, staging: Staging, pieces: Sequence[Piece],
                 assembler.copy(value, length)  # type: ignore[arg-type]
             else:
                 assembler.write(value)  # type: ignore[arg-type]
+        crashpoint("rewrite-write")
     for item in tail:
         if isinstance(item, int):
             assembler.zeros(item)
@@ -230,15 +219,160 @@ def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Sequence
             if hasattr(os, "fchown") and os.geteuid() == 0:
                 os.fchown(fd, st.st_uid, st.st_gid)
             fsync_file(fd)
+            crashpoint("rewrite-synced")
         finally:
             os.close(fd)
         check_identity(manifest, local_identity(path))
         os.replace(tmp, path)
+        crashpoint("renamed")
     except BaseException:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
         raise
+    fsync_dir(folder)
+    return written
+
+
+class PositionalWriter:
+    """Writes at offsets with ``os.pwrite``, or seek+write where pwrite is missing."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.pwrite = getattr(os, "pwrite", None)
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            if self.pwrite is not None:
+                n = self.pwrite(self.fd, view, offset)
+            else:
+                os.lseek(self.fd, offset, os.SEEK_SET)
+                n = os.write(self.fd, view)
+            offset += n
+            view = view[n:]
+            crashpoint("data-write")
+
+    def close(self) -> None:
+        pass
+
+
+class MmapWriter:
+    """Writes through a shared memory map of the file (one mapping, no syscall per write);
+    falls back to :class:`PositionalWriter` when mapping is refused or fails."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        import mmap
+
+        self.fallback = PositionalWriter(fd)
+        self.size = size
+        self.map: mmap.mmap | None = None
+        if size:
+            try:
+                self.map = mmap.mmap(fd, size, access=mmap.ACCESS_WRITE)
+            except (OSError, ValueError) as exc:
+                log.debug("mmap refused (%s); writing with pwrite", exc)
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        if self.map is not None and offset + len(data) <= self.size:
+            try:
+                self.map[offset:offset + len(data)] = data
+                crashpoint("data-write")
+                return
+            except (OSError, ValueError, IndexError) as exc:
+                log.debug("mmap write failed (%s); writing with pwrite", exc)
+                self.close()
+        self.fallback.write(offset, data)
+
+    def close(self) -> None:
+        if self.map is not None:
+            self.map.flush()
+            self.map.close()
+            self.map = None
+
+
+def placed_records(staging: Staging, pieces: Sequence[Piece], manifest: Manifest):
+    """Each staged record with its offset in the new file: ``(kind, length, value, at)``."""
+    at = 0
+    for piece in pieces:
+        if piece.staged is None:
+            at += piece.length
+            continue
+        for kind, length, value in staged_records(staging, piece, manifest):
+            yield kind, length, value, at
+            at += length
+
+
+def inplace_ranges(staging: Staging, pieces: Sequence[Piece], manifest: Manifest
+                   ) -> list[tuple[int, int]] | None:
+    """Verify every staged shard and return the ``(offset, length)`` ranges an in-place
+    commit would overwrite, or None when the output does not line up with the source."""
+    ranges: list[tuple[int, int]] = []
+    for kind, length, value, at in placed_records(staging, pieces, manifest):
+        if kind == "C":
+            if value != at:
+                return None
+        elif ranges and ranges[-1][0] + ranges[-1][1] == at:
+            ranges[-1] = (ranges[-1][0], ranges[-1][1] + length)
+        else:
+            ranges.append((at, length))
+    return ranges
+
+
+def commit_inplace(path: str, staging: Staging, pieces: Sequence[Piece], manifest: Manifest,
+                   ranges: Sequence[tuple[int, int]], cut_at: int | None,
+                   tail: Sequence[bytes | int], expected_size: int,
+                   writer: str = "pwrite") -> int:
+    """Journal the bytes about to change, write the new ones in place, drop the journal.
+
+    ``ranges`` come from :func:`inplace_ranges`; ``cut_at`` is where a shrinking truncate
+    cuts (its tail is journaled too); ``tail`` is appended after. Returns bytes written.
+    """
+    from .journal import write_journal
+
+    folder = os.path.dirname(os.path.abspath(path))
+    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        check_identity(manifest, Identity(size=st.st_size, mtime_ns=st.st_mtime_ns,
+                                          inode=st.st_ino))
+        saved = list(ranges)
+        if cut_at is not None:
+            saved.append((cut_at, st.st_size - cut_at))
+        jpath = write_journal(path, fd, saved, st.st_size, st.st_ino, fsync_file)
+        fsync_dir(folder)
+        crashpoint("journal-synced")
+        out = MmapWriter(fd, st.st_size) if writer == "mmap" else PositionalWriter(fd)
+        written = 0
+        try:
+            for kind, length, value, at in placed_records(staging, pieces, manifest):
+                if kind == "D":
+                    out.write(at, value)  # type: ignore[arg-type]
+                    written += length
+        finally:
+            out.close()
+        end = st.st_size
+        if cut_at is not None:
+            os.ftruncate(fd, cut_at)
+            end = cut_at
+        tail_writer = PositionalWriter(fd)
+        for item in tail:
+            if isinstance(item, int):
+                end += item
+                os.ftruncate(fd, end)
+            else:
+                tail_writer.write(end, item)
+                end += len(item)
+                written += len(item)
+        if end != expected_size:
+            raise StagingError(f"in-place commit produced {end} bytes, expected "
+                               f"{expected_size}")
+        fsync_file(fd)
+        crashpoint("data-synced")
+    finally:
+        os.close(fd)
+    os.unlink(jpath)
+    crashpoint("journal-removed")
     fsync_dir(folder)
     return written

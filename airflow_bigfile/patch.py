@@ -43,6 +43,7 @@ class ShardResult:
     first_event: int | None
     matches: list[int]
     new_bytes: int
+    staged_bytes: int
     changed: bool
     staged: str | None
     source_crc: int | None
@@ -145,7 +146,8 @@ class Patcher:
             index=shard.index, resume_in=resume_in,
             resume_out=[max(end, p) for p in pos], output_start=output_start,
             output_length=writer.output_length, first_event=first_event, matches=counts,
-            new_bytes=writer.new_bytes, changed=header is not None,
+            new_bytes=writer.new_bytes, staged_bytes=writer.payload_length,
+            changed=header is not None,
             staged=name if header is not None and not self.dry_run else None, source_crc=crc)
 
     def _read(self, b0: int, b1: int) -> Window:
@@ -260,7 +262,8 @@ def patch_batch(patcher: Patcher, shards: Sequence[Shard],
             results.append(ShardResult(
                 index=shard.index, resume_in=[max(shard.offset, r) for r in resume] if resume
                 else [shard.offset] * len(patcher.matchers), resume_out=[], output_start=0,
-                output_length=0, first_event=None, matches=[], new_bytes=0, changed=False, staged=None,
+                output_length=0, first_event=None, matches=[], new_bytes=0, staged_bytes=0,
+                changed=False, staged=None,
                 source_crc=None, error=str(exc), error_type=type(exc).__name__))
             break
         results.append(result)

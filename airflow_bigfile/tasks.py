@@ -46,7 +46,8 @@ def patch_shards(spec: JobSpec, indices: Sequence[int], resume: Sequence[int] | 
                  manifest: Manifest | None = None) -> list[ShardResult]:
     """Patch the contiguous shards ``indices`` of the job's manifest and stage their output."""
     staging = spec.open_staging()
-    manifest = manifest or Manifest.load(staging)
+    if manifest is None:
+        manifest = Manifest.load(staging)
     with spec.source() as source:
         patcher = Patcher(manifest, source, staging, dry_run=spec.dry_run)
         return patch_batch(patcher, [manifest.shards[i] for i in indices], resume)

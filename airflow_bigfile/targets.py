@@ -1,0 +1,147 @@
+"""The file being edited, and the commit modes its storage allows.
+
+A target knows how to check it can be edited, lock it, recover it, say what it is now
+(:class:`Identity`) and commit verified pieces to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+
+from .commit import commit_inplace, commit_rewrite, inplace_ranges
+from .edits import Layout
+from .exceptions import (
+    EditError,
+    TargetError,
+    TargetIsDirectoryError,
+    TargetNotFoundError,
+    TargetPermissionError,
+)
+from .lock import TargetLock
+from .plan import Manifest
+from .recover import RecoveryResult, recover_local, staging_root
+from .resolve import Piece
+from .storage import Identity, Source, Staging, local_identity
+
+# auto picks in place when journal + new bytes stay under this share of a rewrite
+INPLACE_SHARE = 0.25
+
+
+@dataclass
+class CommitOutcome:
+    mode: str
+    bytes_written: int
+
+
+def tail_items(layout: Layout) -> list[bytes | int]:
+    """What follows the last original byte: bytes, or an int for that many zero bytes."""
+    fill: list[bytes | int] = [layout.zero_fill] if layout.zero_fill else []
+    return [*layout.tail_inserts, *fill, *layout.appends]
+
+
+class LocalTarget:
+    """A file on a local (or locally mounted) filesystem."""
+
+    local = True
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, url: str) -> None:
+        self.fs, self.path, self.url = fs, path, url
+
+    def check(self, *, write: bool) -> None:
+        """Stat the target, turning the usual mistakes into clear errors."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise TargetNotFoundError(f"{self.url}: no such file") from None
+        except PermissionError as exc:
+            raise TargetPermissionError(f"{self.url}: {exc.strerror}") from None
+        if stat.S_ISDIR(st.st_mode):
+            raise TargetIsDirectoryError(f"{self.url} is a folder, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise TargetError(f"{self.url} is not a regular file")
+        if write:
+            folder = os.path.dirname(os.path.abspath(self.path))
+            if not os.access(self.path, os.W_OK):
+                raise TargetPermissionError(f"{self.url} is read-only; nothing was changed")
+            if not os.access(folder, os.W_OK | os.X_OK):
+                raise TargetPermissionError(
+                    f"the folder {folder} is read-only; bigfile writes its lock, journal "
+                    f"and new file beside the target")
+
+    @contextlib.contextmanager
+    def locked(self, *, wait: float, job: str) -> Iterator[None]:
+        with TargetLock(self.path, wait=wait, job=job):
+            yield
+
+    def recover(self, keep: str | None = None) -> RecoveryResult:
+        return recover_local(self.path, keep=keep)
+
+    def identity(self) -> Identity:
+        return local_identity(self.path)
+
+    def source(self) -> Source:
+        return Source(self.fs, self.path)
+
+    def default_staging(self, job_id: str) -> str:
+        return os.path.join(staging_root(self.path), job_id)
+
+    def cleanup_staging_root(self) -> None:
+        with contextlib.suppress(OSError):
+            os.rmdir(staging_root(self.path))
+
+    def commit(self, stage: Staging, pieces: Sequence[Piece], manifest: Manifest,
+               layout: Layout, mode: str, size_after: int, *, dry_run: bool,
+               options: dict[str, Any]) -> CommitOutcome:
+        """Verify and commit in ``mode`` (auto picks by the bytes each would write)."""
+        size = manifest.identity.size
+        cut_at = layout.truncate_at if (layout.truncate_at is not None
+                                        and layout.truncate_at < size) else None
+        tail = tail_items(layout)
+        keeps = cut_at if cut_at is not None else size
+        kept = [p for p in pieces if p.start < keeps]
+        staged = sum(p.result.staged_bytes for p in pieces if p.result is not None)
+        tail_bytes = sum(len(t) for t in tail if isinstance(t, bytes))
+        cheap = 2 * staged + (size - keeps) <= INPLACE_SHARE * max(size_after, 1)
+        ranges = None
+        if mode == "inplace" or (mode == "auto" and cheap):
+            if _lines_up(pieces, keeps):
+                if dry_run:
+                    return CommitOutcome("inplace", staged + tail_bytes)
+                ranges = inplace_ranges(stage, kept, manifest)
+            if ranges is None and mode == "inplace":
+                raise EditError("mode inplace needs edits that keep every byte where it is "
+                                "(patches, same-length replaces, appends, truncates); "
+                                "use rewrite or auto")
+        if ranges is not None:
+            written = commit_inplace(self.path, stage, kept, manifest, ranges, cut_at, tail,
+                                     size_after, writer=options.get("writer", "pwrite"))
+            return CommitOutcome("inplace", written)
+        if dry_run:
+            return CommitOutcome("rewrite", size_after)
+        with self.source() as source:
+            assert source.fileno is not None
+            written = commit_rewrite(self.path, source.fileno, stage, pieces, manifest, tail,
+                                     size_after)
+        return CommitOutcome("rewrite", written)
+
+
+def _lines_up(pieces: Sequence[Piece], keeps: int) -> bool:
+    """True when every piece's output sits at its source offset (length kept), up to
+    ``keeps`` (where a truncate cuts)."""
+    at = 0
+    for piece in pieces:
+        if piece.start >= keeps:
+            if piece.length:
+                return False
+            continue
+        if at != piece.start:
+            return False
+        at += piece.length
+    return at == keeps
