@@ -9,20 +9,22 @@ and :func:`commit_edit` (verify + atomic commit).
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from .edits import Edit, Layout, check_offsets, coerce_edits
-from .exceptions import BigFileError, EditError, StagingError
+from .exceptions import EditError, StagingError, TargetError
 from .executors import Executor, make_executor
 from .patch import ShardResult
 from .plan import BLOCK, Manifest, Shard, boundaries, new_job_id, touched
 from .recover import RecoveryResult
 from .resolve import resolve_pieces
 from .sizes import parse_size
-from .storage import Staging, resolve
+from .remote import RemoteTarget
+from .storage import Staging, is_local, resolve
 from .targets import LocalTarget
 from .tasks import JobSpec, checksum_ranges, patch_shards
 
@@ -72,14 +74,18 @@ class PlannedEdit:
         return asdict(self)
 
 
-def open_target(url: str, storage_options: dict[str, Any] | None = None) -> LocalTarget:
-    """The :class:`~airflow_bigfile.targets.LocalTarget` (or remote target) for ``url``."""
-    fs, path = resolve(url, storage_options)
-    from .storage import is_local
-
-    if not is_local(fs):
-        raise BigFileError(f"{url}: only local files are supported by this version")
-    return LocalTarget(fs, path, url)
+def open_target(url: str, storage_options: dict[str, Any] | None = None
+                ) -> LocalTarget | RemoteTarget:
+    """The target behind ``url``: a local file, or an object on any fsspec filesystem."""
+    if not isinstance(url, str) or not url:
+        raise EditError(f"the target must be a path or URL, not {url!r}")
+    try:
+        fs, path = resolve(url, storage_options)
+    except (ImportError, ValueError) as exc:
+        raise TargetError(f"{url}: {exc}") from exc
+    if is_local(fs):
+        return LocalTarget(fs, path, url)
+    return RemoteTarget(fs, path, url)
 
 
 def default_align(shard_size: int) -> int:
@@ -128,7 +134,7 @@ def _chunks(items: list[Shard], count: int) -> list[list[Shard]]:
     return out
 
 
-def _plan(target: LocalTarget, edit_list: list[Edit], spec: JobSpec, job_id: str,
+def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSpec, job_id: str,
           settings: tuple[int, int, int, bytes | None], exe: Executor,
           batch_count: int) -> tuple[Manifest, Layout, list[list[Shard]]]:
     """Check the edits against the file, shard it, checksum what will be read, write the
@@ -158,7 +164,7 @@ def _plan(target: LocalTarget, edit_list: list[Edit], spec: JobSpec, job_id: str
     return manifest, layout, batches
 
 
-def _commit(target: LocalTarget, manifest: Manifest, spec: JobSpec,
+def _commit(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpec,
             results: dict[int, ShardResult], mode: str, *, dry_run: bool,
             started: float, options: dict[str, Any]) -> EditResult:
     """Resolve the shards' results (re-patching any whose guess failed), verify, commit."""
@@ -233,7 +239,9 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     target = open_target(url, storage_options)
     target.check(write=not dry_run)
     job_id = new_job_id()
-    stage_url = staging or target.default_staging(job_id)
+    local_workers = executor in (None, "thread", "process")
+    stage_url = staging or (target.default_staging(job_id) if target.local or not local_workers
+                            else tempfile.mkdtemp(prefix=f"bigfile-{job_id}-"))
     spec = JobSpec(target=url, staging=stage_url, storage_options=storage_options or {},
                    dry_run=dry_run)
     dask = {k: v for k, v in (("scheduler", scheduler), ("client", client)) if v}
@@ -313,7 +321,8 @@ def patch_batch(batch: dict[str, Any], *, storage_options: dict[str, Any] | None
         stage_url, first, last = batch["staging"], int(batch["first"]), int(batch["last"])
     except (KeyError, TypeError, ValueError) as exc:
         raise StagingError(f"not a bigfile batch: {batch!r}") from exc
-    stage = JobSpec(target="", staging=stage_url).open_staging()
+    stage = JobSpec(target="", staging=stage_url,
+                    storage_options=storage_options or {}).open_staging()
     manifest = Manifest.load(stage)
     spec = JobSpec(target=manifest.target, staging=stage_url,
                    storage_options=storage_options or {})
@@ -333,7 +342,8 @@ def commit_edit(staging: str, *, storage_options: dict[str, Any] | None = None,
     removed afterwards. A missing or corrupt shard fails here, target untouched."""
     started = time.monotonic()
     _check_mode(mode)
-    stage = JobSpec(target="", staging=staging).open_staging()
+    stage = JobSpec(target="", staging=staging,
+                    storage_options=storage_options or {}).open_staging()
     manifest = Manifest.load(stage)
     spec = JobSpec(target=manifest.target, staging=staging,
                    storage_options=storage_options or {})

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import posixpath
+import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
@@ -92,6 +94,36 @@ class Source:
         self.close()
 
 
+class _Upload:
+    """A local temporary file that is uploaded to ``fs``/``path`` when closed."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, path: str) -> None:
+        self.fs, self.path = fs, path
+        self.file = tempfile.TemporaryFile()
+
+    def write(self, data: bytes | memoryview) -> int:
+        return self.file.write(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.file.seek(offset, whence)
+
+    def close(self) -> None:
+        if self.file.closed:
+            return
+        self.file.seek(0)
+        from .retry import retried
+
+        def upload() -> None:
+            self.file.seek(0)
+            with self.fs.open(self.path, "wb") as out:
+                shutil.copyfileobj(self.file, out, 8 << 20)
+
+        try:
+            retried(upload)
+        finally:
+            self.file.close()
+
+
 class Staging:
     """A folder (local or any fsspec URL) holding one job's manifest, shards and results."""
 
@@ -113,9 +145,11 @@ class Staging:
         self.fs.makedirs(self.root, exist_ok=True)
 
     def open_write(self, name: str) -> BinaryIO:
+        """A seekable file for a staged shard; on object stores it is spooled to a local
+        temporary file and uploaded when closed."""
         if self.local:
             return open(self.path(name), "w+b")  # noqa: SIM115 - closed by its caller
-        return self.fs.open(self.path(name), "wb")
+        return _Upload(self.fs, self.path(name))
 
     def open_read(self, name: str) -> BinaryIO:
         try:

@@ -31,7 +31,13 @@ class JobSpec:
         return Source(fs, path)
 
     def open_staging(self) -> Staging:
-        fs, path = resolve(self.staging, self.staging_options)
+        """The staging folder; a remote one uses ``staging_options``, or the target's
+        options when it lives on the same kind of store."""
+        options = self.staging_options
+        protocol = self.staging.split("://", 1)[0] if "://" in self.staging else "file"
+        if not options and protocol != "file":
+            options = self.storage_options
+        fs, path = resolve(self.staging, options)
         return Staging(fs, path)
 
 

@@ -1,0 +1,66 @@
+"""Retrying transient I/O errors with tenacity; permanent ones fail at once.
+
+Transient: interrupted or would-block calls, timeouts, dropped connections, a store's
+throttling and 5xx answers. Permanent: no space, no permission, EIO, a CRC mismatch, and
+everything else; those are reported, never retried.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import tenacity
+
+from .exceptions import BigFileError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+TRANSIENT_ERRNOS = {errno.EINTR, errno.EAGAIN, errno.ETIMEDOUT, errno.ECONNRESET,
+                    errno.ECONNABORTED, errno.EPIPE, errno.EBUSY}
+TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
+                   "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable",
+                   "503", "500", "502", "504", "TooManyRequests", "429"}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying ``exc`` may succeed."""
+    if isinstance(exc, BigFileError):
+        return False
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS:
+        return True
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = str(response.get("Error", {}).get("Code", ""))
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        return code in TRANSIENT_CODES or (isinstance(status, int) and status >= 500)
+    name = type(exc).__name__
+    return name in {"EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
+                    "ConnectTimeoutError", "ServerDisconnectedError", "ClientOSError"}
+
+
+def policy(attempts: int = 5, initial: float = 0.05, maximum: float = 2.0,
+           sleep: Callable[[float], None] = tenacity.nap.sleep) -> tenacity.Retrying:
+    """The retry policy: ``attempts`` tries, exponential backoff with jitter."""
+    return tenacity.Retrying(
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=tenacity.wait_exponential_jitter(initial=initial, max=maximum),
+        retry=tenacity.retry_if_exception(is_transient),
+        before_sleep=tenacity.before_sleep_log(log, logging.WARNING),
+        sleep=sleep,
+        reraise=True,
+    )
+
+
+DEFAULT = policy()
+
+
+def retried(fn: Callable[..., T], *args: Any, retrying: tenacity.Retrying | None = None,
+            **kwargs: Any) -> T:
+    """Call ``fn(*args, **kwargs)``, retrying transient failures."""
+    return (retrying or DEFAULT)(fn, *args, **kwargs)
