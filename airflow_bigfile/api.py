@@ -16,14 +16,15 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from .edits import Edit, Layout, check_offsets, coerce_edits
+from .errors import translated
 from .exceptions import EditError, StagingError, TargetError
 from .executors import Executor, make_executor
 from .patch import ShardResult
 from .plan import BLOCK, Manifest, Shard, boundaries, new_job_id, touched
 from .recover import RecoveryResult
+from .remote import RemoteTarget
 from .resolve import resolve_pieces
 from .sizes import parse_size
-from .remote import RemoteTarget
 from .storage import Staging, is_local, resolve
 from .targets import LocalTarget
 from .tasks import JobSpec, checksum_ranges, patch_shards
@@ -144,9 +145,10 @@ def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSp
     layout = check_offsets(edit_list, identity.size, target.url)
     with target.source() as source:
         starts = boundaries(identity.size, shard_bytes, align, source, delimiter)
-    ends = [*starts[1:], identity.size]
+    ends = [*starts[1:], identity.size] if starts else []
     hit = touched(layout, starts)
-    shards = [Shard(i, s, e - s, i in hit) for i, (s, e) in enumerate(zip(starts, ends))]
+    shards = [Shard(i, s, e - s, i in hit)
+              for i, (s, e) in enumerate(zip(starts, ends, strict=True))]
     batches = _chunks([s for s in shards if s.patch], batch_count)
     crcs: dict[int, int] = {}
     for part in exe.run(checksum_ranges, [
@@ -186,6 +188,7 @@ def _commit(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpe
         job_id=manifest.job_id, seconds=round(time.monotonic() - started, 6))
 
 
+@translated
 def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = None,
               shard_size: int | str | None = None, workers: int | None = None,
               executor: str | Executor | None = "thread", dry_run: bool = False,
@@ -268,6 +271,7 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
             target.cleanup_staging_root()
 
 
+@translated
 def plan_edit(url: str, edits: Any, *, staging: str | None = None,
               storage_options: dict[str, Any] | None = None,
               shard_size: int | str | None = None, align: int | None = None,
@@ -310,6 +314,7 @@ def _batch_name(first: int) -> str:
     return f"{RESULTS}/batch-{first:07d}.json"
 
 
+@translated
 def patch_batch(batch: dict[str, Any], *, storage_options: dict[str, Any] | None = None
                 ) -> dict[str, Any]:
     """Patch one batch from :func:`plan_edit` and record its results in staging.
@@ -335,6 +340,7 @@ def patch_batch(batch: dict[str, Any], *, storage_options: dict[str, Any] | None
             "errors": [r.error for r in results if r.error]}
 
 
+@translated
 def commit_edit(staging: str, *, storage_options: dict[str, Any] | None = None,
                 mode: str = "auto", wait: float = 0.0, writer: str = "pwrite",
                 batches: Iterable[dict[str, Any]] | None = None) -> EditResult:
@@ -374,6 +380,7 @@ def _list_results(stage: Staging) -> list[str]:
         return []
 
 
+@translated
 def recover_target(url: str, *, storage_options: dict[str, Any] | None = None,
                    wait: float = 0.0) -> RecoveryResult:
     """Bring a target back to a consistent state after a crash (roll back an unfinished

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -370,8 +371,26 @@ def _fail(message: str, status: int = EXIT_ERROR) -> int:
     return status
 
 
+class _WarningHandler(logging.Handler):
+    """The engine's warnings (e.g. a rolled-back journal) as ``bigfile: warning: ...``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = " ".join(record.getMessage().split())
+            sys.stderr.write(f"{PROG}: warning: {message}\n")
+        except Exception:
+            self.handleError(record)
+
+
+def _show_engine_warnings() -> None:
+    logger = logging.getLogger("airflow_bigfile")
+    if not any(isinstance(h, _WarningHandler) for h in logger.handlers):
+        logger.addHandler(_WarningHandler(logging.WARNING))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bigfile`` console script; returns the exit status."""
+    _show_engine_warnings()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -8,6 +8,7 @@ keep a consistent old file; a crash before the rename leaves the old file untouc
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -226,10 +227,8 @@ def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Sequence
         os.replace(tmp, path)
         crashpoint("renamed")
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     fsync_dir(folder)
     return written

@@ -11,7 +11,7 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 from .exceptions import EditConflictError, EditError, PatternError
 
@@ -165,7 +165,7 @@ class Append:
         return f"append({len(self.data)} bytes)"
 
 
-Edit = Union[Replace, Patch, Insert, Delete, Truncate, Append]
+Edit = Replace | Patch | Insert | Delete | Truncate | Append
 EDIT_TYPES: dict[str, type] = {
     "replace": Replace, "patch": Patch, "insert": Insert,
     "delete": Delete, "truncate": Truncate, "append": Append,
@@ -364,7 +364,7 @@ def check_offsets(edits: Sequence[Edit], size: int, name: str = "the file") -> L
         else:
             zero_fill = truncate_at - size
     ranges.sort(key=lambda r: (r[0], r[1]))
-    for (s1, e1, _, i1), (s2, e2, _, i2) in zip(ranges, ranges[1:]):
+    for (_s1, e1, _, i1), (s2, e2, _, i2) in zip(ranges, ranges[1:], strict=False):
         if s2 < e1:
             a, b = sorted((i1, i2))
             raise EditConflictError(f"{label(a, edits[a])} conflicts with {label(b, edits[b])}: "

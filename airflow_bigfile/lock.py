@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -90,9 +91,7 @@ class TargetLock:
                  tb: TracebackType | None) -> None:
         if self._fd is None:
             return
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(self.lock)
-        except FileNotFoundError:
-            pass
         os.close(self._fd)
         self._fd = None

@@ -60,6 +60,12 @@ class ProgressBar(Callback):
         self._lock = threading.Lock()
         self._closed = False
 
+    def set_size(self, size: int) -> None:
+        """Start timing the rate when the work's size becomes known (planning is excluded)."""
+        if not self.value:
+            self.started = self.clock()
+        super().set_size(size)
+
     def call(self, hook_name: str | None = None, **kwargs: Any) -> None:
         """Redraw if enough time has passed (called by ``set_size`` and the updates)."""
         super().call(hook_name, **kwargs)

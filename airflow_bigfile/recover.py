@@ -6,6 +6,7 @@ temporary files of an unfinished rewrite and stale staging are removed.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import os
@@ -112,10 +113,8 @@ def recover_local(path: str, *, keep: str | None = None) -> RecoveryResult:
                 continue
             shutil.rmtree(stale, ignore_errors=True)
             result.removed.append(stale)
-        try:
+        with contextlib.suppress(OSError):
             os.rmdir(root)
-        except OSError:
-            pass
     if not result.clean:
         log.info("%s", result.message)
     return result

@@ -76,5 +76,5 @@ def resolve_pieces(manifest: Manifest, results: Mapping[int, ShardResult],
         skip = cover - result.output_start
         if result.changed or cover < end:
             pieces.append(Piece(shard, cover, end, result.staged, skip, result))
-        resume = [max(a, b) for a, b in zip(result.resume_out, true_in)]
+        resume = [max(a, b) for a, b in zip(result.resume_out, true_in, strict=False)]
     return pieces

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -61,7 +62,13 @@ class Source:
             self._file = fs.open(path, "rb", block_size=0, cache_type="none")
 
     def readinto(self, offset: int, view: memoryview) -> int:
-        """Fill ``view`` from ``offset``; returns the bytes read (short only at EOF)."""
+        """Fill ``view`` from ``offset``; returns the bytes read (short only at EOF).
+        Transient failures are retried."""
+        from .retry import retried
+
+        return retried(self._readinto, offset, view)
+
+    def _readinto(self, offset: int, view: memoryview) -> int:
         done = 0
         while done < len(view):
             if self._fd is not None:
@@ -99,7 +106,7 @@ class _Upload:
 
     def __init__(self, fs: fsspec.AbstractFileSystem, path: str) -> None:
         self.fs, self.path = fs, path
-        self.file = tempfile.TemporaryFile()
+        self.file = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
 
     def write(self, data: bytes | memoryview) -> int:
         return self.file.write(data)
@@ -180,17 +187,13 @@ class Staging:
             raise StagingError(f"staged file {self.path(name)} is not valid JSON") from exc
 
     def remove(self, name: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self.path(name))
-        except FileNotFoundError:
-            pass
 
     def exists(self, name: str) -> bool:
         return self.fs.exists(self.path(name))
 
     def destroy(self) -> None:
         """Remove the whole staging folder."""
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.root, recursive=True)
-        except FileNotFoundError:
-            pass

@@ -1,0 +1,59 @@
+"""Translating backend errors into the :class:`BigFileError` tree, in one place."""
+
+from __future__ import annotations
+
+import errno
+import functools
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .exceptions import (
+    BigFileError,
+    StorageError,
+    TargetNotFoundError,
+    TargetPermissionError,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def translate(exc: BaseException) -> BigFileError | None:
+    """The BigFileError for a backend exception, or None if it is not an I/O failure."""
+    if isinstance(exc, BigFileError):
+        return exc
+    if isinstance(exc, FileNotFoundError):
+        return TargetNotFoundError(f"{exc.filename or exc}: no such file or object")
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        name = errno.errorcode.get(exc.errno or 0, "")
+        what = exc.strerror or str(exc) or type(exc).__name__
+        message = f"{where}{what}" + (f" ({name})" if name else "")
+        if exc.errno in _PERMISSION or isinstance(exc, PermissionError):
+            return TargetPermissionError(message + "; nothing was changed")
+        error = StorageError(message + "; nothing was changed")
+        error.errno = exc.errno
+        return error
+    if type(exc).__name__ in {"ClientError", "NoCredentialsError", "EndpointConnectionError",
+                              "ParamValidationError"}:
+        return StorageError(f"the object store refused: {exc}; nothing was changed")
+    return None
+
+
+def translated(fn: F) -> F:
+    """Decorate an entry point so backend errors leave it as BigFileErrors."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except BigFileError:
+            raise
+        except Exception as exc:
+            mapped = translate(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    return wrapper  # type: ignore[return-value]
