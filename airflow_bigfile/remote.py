@@ -160,7 +160,10 @@ class RemoteTarget:
         if kind == "multipart" and size_after > 0:
             sent = self._multipart(segments, manifest, size_after)
         else:
-            sent = self._stream(segments, manifest)
+            # The stream rewrites its temporary object from the start, so a transient
+            # failure anywhere in it is retried whole.
+            sent = retried(lambda: self._stream(
+                _segments(stage, pieces, manifest, tail_items(layout)), manifest))
         return CommitOutcome(kind, sent)
 
     def _read(self, source: Source, offset: int, length: int) -> bytes:

@@ -49,7 +49,7 @@ def policy(attempts: int = 5, initial: float = 0.05, maximum: float = 2.0,
     """The retry policy: ``attempts`` tries, exponential backoff with jitter."""
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(attempts),
-        wait=tenacity.wait_exponential_jitter(initial=initial, max=maximum),
+        wait=tenacity.wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial),
         retry=tenacity.retry_if_exception(is_transient),
         before_sleep=tenacity.before_sleep_log(log, logging.WARNING),
         sleep=sleep,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextlib
 import json
 import os
 import posixpath
@@ -59,7 +60,9 @@ class Source:
         if is_local(fs):
             self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         else:
-            self._file = fs.open(path, "rb", block_size=0, cache_type="none")
+            from .retry import retried
+
+            self._file = retried(fs.open, path, "rb", block_size=0, cache_type="none")
 
     def readinto(self, offset: int, view: memoryview) -> int:
         """Fill ``view`` from ``offset``; returns the bytes read (short only at EOF).
@@ -91,7 +94,9 @@ class Source:
             os.close(self._fd)
             self._fd = None
         if self._file is not None:
-            self._file.close()
+            # A read handle holds nothing to lose: a failing close is not the edit's failure.
+            with contextlib.suppress(Exception):
+                self._file.close()
             self._file = None
 
     def __enter__(self) -> Source:

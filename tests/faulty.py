@@ -1,0 +1,126 @@
+"""A faulty fsspec filesystem: wraps another one and fails chosen calls.
+
+``faulty::memory://bucket/key`` reaches the inner filesystem through this wrapper; the
+class-level :attr:`FaultyFileSystem.plan` decides which call fails and how, and
+:attr:`FaultyFileSystem.calls` counts every call (reads and writes of open files too).
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any, ClassVar
+
+import fsspec
+from fsspec.implementations.chained import ChainedFileSystem
+
+FAULTS = {
+    "EIO": lambda: OSError(errno.EIO, "Input/output error"),
+    "ENOSPC": lambda: OSError(errno.ENOSPC, "No space left on device"),
+    "timeout": lambda: TimeoutError("the store timed out"),
+    "reset": lambda: ConnectionResetError(errno.ECONNRESET, "Connection reset by peer"),
+}
+TRANSIENT = ("timeout", "reset")
+
+
+class FaultyFileSystem(ChainedFileSystem):
+    """Forwards to ``target_protocol``'s filesystem, failing per :attr:`plan`."""
+
+    protocol = "faulty"
+    cachable = False
+    calls: ClassVar[int] = 0
+    # call number -> fault name; a transient fault may be listed for several calls
+    plan: ClassVar[dict[int, str]] = {}
+
+    def __init__(self, target_protocol: str = "memory", target_options: dict | None = None,
+                 fo: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.inner = fsspec.filesystem(target_protocol, **(target_options or {}))
+
+    @classmethod
+    def reset(cls, plan: dict[int, str] | None = None) -> None:
+        cls.calls = 0
+        cls.plan = dict(plan or {})
+
+    @classmethod
+    def tick(cls) -> None:
+        cls.calls += 1
+        fault = cls.plan.get(cls.calls)
+        if fault:
+            raise FAULTS[fault]()
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        self.tick()
+        return self.inner.info(path, **kwargs)
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> Any:
+        self.tick()
+        return self.inner.ls(path, detail=detail, **kwargs)
+
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None,
+                 **kwargs: Any) -> bytes:
+        self.tick()
+        return self.inner.cat_file(path, start=start, end=end, **kwargs)
+
+    def pipe_file(self, path: str, value: bytes, **kwargs: Any) -> None:
+        self.tick()
+        self.inner.pipe_file(path, value, **kwargs)
+
+    def mv(self, path1: str, path2: str, **kwargs: Any) -> None:
+        self.tick()
+        self.inner.mv(path1, path2, **kwargs)
+
+    def rm_file(self, path: str) -> None:
+        self.tick()
+        self.inner.rm_file(path)
+
+    def rm(self, path: str, recursive: bool = False, **kwargs: Any) -> None:
+        self.tick()
+        self.inner.rm(path, recursive=recursive, **kwargs)
+
+    def makedirs(self, path: str, exist_ok: bool = False) -> None:
+        self.inner.makedirs(path, exist_ok=exist_ok)
+
+    def invalidate_cache(self, path: str | None = None) -> None:
+        self.inner.invalidate_cache(path)
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        self.tick()
+        return _FaultyFile(self.inner.open(path, mode))
+
+
+class _FaultyFile:
+    def __init__(self, f: Any) -> None:
+        self.f = f
+
+    def read(self, n: int = -1) -> bytes:
+        FaultyFileSystem.tick()
+        return self.f.read(n)
+
+    def readinto(self, view: memoryview) -> int:
+        FaultyFileSystem.tick()
+        data = self.f.read(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+    def write(self, data: bytes) -> int:
+        FaultyFileSystem.tick()
+        return self.f.write(data)
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self.f.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def close(self) -> None:
+        FaultyFileSystem.tick()
+        self.f.close()
+
+    def __enter__(self) -> _FaultyFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.close()
+        else:
+            self.f.close()
