@@ -26,7 +26,7 @@ from .remote import RemoteTarget
 from .resolve import resolve_pieces
 from .sizes import parse_size
 from .storage import Staging, is_local, resolve
-from .targets import LocalTarget
+from .targets import CommitOutcome, LocalTarget
 from .tasks import JobSpec, checksum_ranges, patch_shards
 
 if TYPE_CHECKING:
@@ -178,8 +178,12 @@ def _commit(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpe
     pieces = resolve_pieces(manifest, results, repatch, len(layout.replaces))
     size_after = sum(p.length for p in pieces) + layout.tail_length
     stage = spec.open_staging()
-    outcome = target.commit(stage, pieces, manifest, layout, mode, size_after,
-                            dry_run=dry_run, options=options)
+    if not any(p.changed for p in pieces) and size_after == manifest.identity.size:
+        # Nothing matched and nothing is added or cut: leave the target alone.
+        outcome = CommitOutcome("none", 0)
+    else:
+        outcome = target.commit(stage, pieces, manifest, layout, mode, size_after,
+                                dry_run=dry_run, options=options)
     return EditResult(
         target=target.url, size_before=manifest.identity.size, size_after=size_after,
         matches=sum(sum(p.result.matches) for p in pieces if p.result is not None),

@@ -34,6 +34,10 @@ def _as_count(value: Any, name: str, *, minimum: int = 0) -> int:
     return value
 
 
+def _bytes(n: int) -> str:
+    return f"{n} byte" if n == 1 else f"{n} bytes"
+
+
 def _short(data: bytes, limit: int = 24) -> str:
     text = repr(data[:limit])
     return text + ("..." if len(data) > limit else "")
@@ -106,7 +110,7 @@ class Patch:
             raise EditError("patch: data must not be empty")
 
     def describe(self) -> str:
-        return f"patch(offset={self.offset}, {len(self.data)} bytes)"
+        return f"patch(offset={self.offset}, {_bytes(len(self.data))})"
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,7 @@ class Insert:
         object.__setattr__(self, "data", _as_bytes(self.data, "insert: data"))
 
     def describe(self) -> str:
-        return f"insert(offset={self.offset}, {len(self.data)} bytes)"
+        return f"insert(offset={self.offset}, {_bytes(len(self.data))})"
 
 
 @dataclass(frozen=True)
@@ -162,7 +166,7 @@ class Append:
         object.__setattr__(self, "data", _as_bytes(self.data, "append: data"))
 
     def describe(self) -> str:
-        return f"append({len(self.data)} bytes)"
+        return f"append({_bytes(len(self.data))})"
 
 
 Edit = Replace | Patch | Insert | Delete | Truncate | Append

@@ -9,6 +9,7 @@ non-overlapping, left to right) but over a :class:`Window`: it is told where the
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -102,12 +103,18 @@ class Matcher:
 def replace_all(segment: memoryview, find: bytes, replace: bytes) -> tuple[memoryview, int]:
     """``bytes(segment).replace(find, replace)`` and the match count, through pyarrow's
     compute kernels, which release the GIL so threads scale."""
-    offsets = pa.array([0, len(segment)], type=pa.int64()).buffers()[1]
+    # Built from raw buffers: pa.array() would import pandas to sniff its argument.
+    offsets = pa.py_buffer(struct.pack("<qq", 0, len(segment)))
     array = pa.LargeBinaryArray.from_buffers(
         pa.large_binary(), 1, [None, offsets, pa.py_buffer(segment)])
-    count = pc.count_substring(array, find)[0].as_py()
-    if count == 0:
-        return segment, 0
+    if len(find) == len(replace):
+        count = pc.count_substring(array, find)[0].as_py()
+        if count == 0:
+            return segment, 0
     out = pc.replace_substring(array, find, replace)
     first, last = memoryview(out.buffers()[1]).cast("q")[out.offset:out.offset + 2]
+    if len(find) != len(replace):
+        count = (last - first - len(segment)) // (len(replace) - len(find))
+        if count == 0:
+            return segment, 0
     return memoryview(out.buffers()[2])[first:last], count

@@ -168,7 +168,7 @@ def test_replace_no_match_keeps_file(capsys, target: Path) -> None:
     out = ok(capsys, "replace", target, "--find", "zzz", "--replace", "y")
     assert target.read_bytes() == sample()
     assert target.stat().st_mtime_ns == before.st_mtime_ns
-    assert out.startswith("replaced 0 matches")
+    assert out.startswith("replaced 0 matches; ")
 
 
 # --------------------------------------------------------------------------- other edits
@@ -338,6 +338,53 @@ def test_recover_clean(capsys, target: Path) -> None:
     assert "\n" not in out.strip()
     assert isinstance(json.loads(ok(capsys, "recover", target, "--json")), dict)
     assert target.read_bytes() == sample()
+
+
+def test_recover_passes_wait(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    import airflow_bigfile
+
+    calls: list[dict[str, object]] = []
+
+    class Recovery:
+        message = "f: clean, nothing to recover"
+
+        def to_dict(self) -> dict[str, object]:
+            return {"clean": True}
+
+    def recover_target(url: str, **kwargs: object) -> Recovery:
+        calls.append({"url": url, **kwargs})
+        return Recovery()
+
+    monkeypatch.setattr(airflow_bigfile, "recover_target", recover_target, raising=False)
+    assert ok(capsys, "recover", "f", "--wait", "3", "--storage-option", "a=1") == (
+        "f: clean, nothing to recover\n")
+    assert calls == [{"url": "f", "storage_options": {"a": 1}, "wait": 3.0}]
+
+
+# --------------------------------------------------------------------------- locking
+
+
+def test_locked_target(target: Path) -> None:
+    """A second job fails with one line while the lock is held, or waits with --wait."""
+    import threading
+
+    from airflow_bigfile.lock import TargetLock
+
+    with TargetLock(str(target), job="other"):
+        line = assert_one_error_line(run("append", target, "--data", "x"))
+        assert "another job" in line
+        assert_one_error_line(run("append", target, "--data", "x", "--wait", "0.2"))
+        assert target.read_bytes() == sample()
+    lock = TargetLock(str(target), job="other")
+    lock.__enter__()
+    timer = threading.Timer(1.0, lock.__exit__, (None, None, None))
+    timer.start()
+    try:
+        proc = run("append", target, "--data", "x", "--wait", "60")
+    finally:
+        timer.join()
+    assert proc.returncode == 0, proc.stderr
+    assert target.read_bytes() == sample() + b"x"
 
 
 # --------------------------------------------------------------------------- failures
@@ -590,6 +637,21 @@ def test_unexpected_errors_one_line(capsys, monkeypatch: pytest.MonkeyPatch,
     assert status == 1
     assert len(err.splitlines()) == 1 and err.startswith("bigfile: error: ")
     assert out == ""
+
+
+def test_engine_warnings_are_one_line_each(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    import airflow_bigfile
+
+    def edit_file(*args: object, **kwargs: object) -> FakeResult:
+        logging.getLogger("airflow_bigfile.recover").warning("rolled back %s", "f")
+        return FakeResult()
+
+    monkeypatch.setattr(airflow_bigfile, "edit_file", edit_file, raising=False)
+    status, out, err = call(capsys, "append", "f", "--data", "x")
+    assert status == 0
+    assert err.splitlines() == ["bigfile: warning: rolled back f"]
 
 
 def test_no_progress_bar_when_not_a_terminal(target: Path) -> None:
