@@ -8,13 +8,16 @@ and :func:`commit_edit` (verify + atomic commit).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from .commit import new_file_path
 from .edits import Edit, Layout, check_offsets, coerce_edits
 from .errors import translated
 from .exceptions import EditError, StagingError, TargetError
@@ -24,6 +27,7 @@ from .plan import BLOCK, Manifest, Shard, boundaries, new_job_id, touched
 from .recover import RecoveryResult
 from .remote import RemoteTarget
 from .resolve import resolve_pieces
+from .scan import Matcher
 from .sizes import parse_size
 from .storage import Staging, is_local, resolve
 from .targets import CommitOutcome, LocalTarget
@@ -137,7 +141,8 @@ def _chunks(items: list[Shard], count: int) -> list[list[Shard]]:
 
 def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSpec, job_id: str,
           settings: tuple[int, int, int, bytes | None], exe: Executor,
-          batch_count: int) -> tuple[Manifest, Layout, list[list[Shard]]]:
+          batch_count: int, direct: bool = False
+          ) -> tuple[Manifest, Layout, list[list[Shard]]]:
     """Check the edits against the file, shard it, checksum what will be read, write the
     manifest. Runs under the target's lock."""
     shard_bytes, align, block, delimiter = settings
@@ -160,6 +165,15 @@ def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSp
     manifest = Manifest(job_id=job_id, target=target.url, identity=identity, edits=edit_list,
                         shards=shards, align=align, delimiter=delimiter, block_size=block,
                         staging=stage.url())
+    if direct and target.local and layout.same_length and not spec.dry_run and batches:
+        # Output offsets are the source's: workers write new bytes straight into the new
+        # file beside the target, and bytes move once.
+        manifest.direct = new_file_path(target.path, job_id)
+        fd = os.open(manifest.direct, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            os.ftruncate(fd, identity.size)
+        finally:
+            os.close(fd)
     if not spec.dry_run or not stage.local:
         stage.create()
         manifest.save(stage)
@@ -176,6 +190,7 @@ def _commit(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpe
         return patch_shards(spec, [shard.index], resume, manifest)[0]
 
     pieces = resolve_pieces(manifest, results, repatch, len(layout.replaces))
+    _check_end(target, manifest, layout)
     size_after = sum(p.length for p in pieces) + layout.tail_length
     stage = spec.open_staging()
     if not any(p.changed for p in pieces) and size_after == manifest.identity.size:
@@ -193,6 +208,21 @@ def _commit(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpe
 
 
 @translated
+def _check_end(target: LocalTarget | RemoteTarget, manifest: Manifest, layout: Layout) -> None:
+    """No shard owns the offset just past the last byte, where a regex may match empty."""
+    regexes = [(i, e) for i, e in layout.replaces if e.regex]
+    if not regexes:
+        return
+    size = manifest.identity.size
+    behind = min(size, max(e.max_match for _, e in regexes), 4096)
+    tail = bytearray(behind)
+    if behind:
+        with target.source() as source:
+            source.readinto(size - behind, memoryview(tail))
+    for index, edit in regexes:
+        Matcher(edit, index, layout.owner(index)).check_end(bytes(tail), size)
+
+
 def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = None,
               shard_size: int | str | None = None, workers: int | None = None,
               executor: str | Executor | None = "thread", dry_run: bool = False,
@@ -257,7 +287,7 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
         exe = make_executor(executor, workers, **dask)
         try:
             manifest, _, batches = _plan(target, edit_list, spec, job_id, settings, exe,
-                                         exe.workers * 4)
+                                         exe.workers * 4, direct=local_workers)
             if progress is not None:
                 progress.set_size(sum(s.length for batch in batches for s in batch))
             results: dict[int, ShardResult] = {}
@@ -273,6 +303,9 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
             exe.close()
             spec.open_staging().destroy()
             target.cleanup_staging_root()
+            if target.local:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(new_file_path(target.path, job_id))
 
 
 @translated

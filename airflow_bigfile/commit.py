@@ -15,8 +15,9 @@ import os
 from collections.abc import Sequence
 from typing import BinaryIO
 
+from .checksum import crc32c
 from .crash import crashpoint
-from .exceptions import SourceChangedError, StagingError
+from .exceptions import ShardChecksumError, SourceChangedError, StagingError
 from .plan import Manifest
 from .resolve import Piece
 from .shardfile import HEADER_SIZE, ShardHeader, iter_records
@@ -64,19 +65,51 @@ def open_staged(staging: Staging, piece: Piece, manifest: Manifest
     return f, header
 
 
-def staged_records(staging: Staging, piece: Piece, manifest: Manifest):
-    """Yield a staged piece's output records, skipping its first ``piece.skip`` bytes."""
+def new_file_path(path: str, job_id: str) -> str:
+    """The new file a rewrite builds beside the target (recovery removes leftovers)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.bigfile-{job_id}.new")
+
+
+def check_written(fd: int, offset: int, length: int, crc: int, name: str) -> None:
+    """Check bytes a worker wrote straight into the new file against their CRC32C."""
+    found, done = 0, 0
+    while done < length:
+        chunk = os.pread(fd, min(8 << 20, length - done), offset + done)
+        if not chunk:
+            break
+        found = crc32c(chunk, found)
+        done += len(chunk)
+    if done != length or found != crc:
+        raise ShardChecksumError(f"bytes {offset}..{offset + length} that {name} wrote into "
+                                 f"the new file do not match their CRC32C")
+
+
+def staged_records(staging: Staging, piece: Piece, manifest: Manifest,
+                   written_fd: int | None = None):
+    """Yield a staged piece's output records, skipping its first ``piece.skip`` bytes.
+
+    ``W`` records (bytes already in the new file) are checked whole through
+    ``written_fd`` (when given) before any of them is skipped."""
     f, header = open_staged(staging, piece, manifest)
     skip = piece.skip
     with f:
         for kind, length, value in iter_records(f, header, piece.staged or ""):
+            if kind == "W":
+                if not manifest.direct:
+                    raise StagingError(f"staged shard {piece.staged} refers to a new file "
+                                       f"this commit does not have")
+                if written_fd is not None:
+                    check_written(written_fd, value[0], length, value[1],
+                                  piece.staged or "")
+                value = value[0]
             if skip >= length:
                 skip -= length
                 continue
-            if kind == "C":
-                yield "C", length - skip, value + skip  # type: ignore[operator]
-            else:
+            if kind == "D":
                 yield "D", length - skip, value[skip:]  # type: ignore[index]
+            else:
+                yield kind, length - skip, value + skip  # type: ignore[operator]
             skip = 0
 
 
@@ -106,6 +139,16 @@ class Assembler:
             n = os.pwrite(self.dst, view, self.pos)
             self.pos += n
             view = view[n:]
+
+    @property
+    def at(self) -> int:
+        """Where the next byte of the new file goes."""
+        return self.pos + (self._copy[1] if self._copy else 0)
+
+    def skip(self, length: int) -> None:
+        """Move past ``length`` bytes that are already in place."""
+        self._flush()
+        self.pos += length
 
     def zeros(self, length: int) -> None:
         """Extend with ``length`` zero bytes, as a hole where the filesystem allows."""
@@ -185,6 +228,13 @@ def fsync_file(fd: int) -> None:
 def assemble(assembler: Assembler, staging: Staging, pieces: Sequence[Piece],
              manifest: Manifest, tail: Sequence[bytes | int]) -> int:
     """Write every piece then the tail (bytes, or an int for that many zero bytes)."""
+    if manifest.direct:
+        # Check every byte the workers wrote before overwriting any (a match straddling
+        # into the next shard's range is written over that shard's bytes).
+        for piece in pieces:
+            if piece.staged is not None:
+                for _ in staged_records(staging, piece, manifest, assembler.dst):
+                    pass
     for piece in pieces:
         if piece.staged is None:
             assembler.copy(piece.start, piece.end - piece.start)
@@ -192,6 +242,11 @@ def assemble(assembler: Assembler, staging: Staging, pieces: Sequence[Piece],
         for kind, length, value in staged_records(staging, piece, manifest):
             if kind == "C":
                 assembler.copy(value, length)  # type: ignore[arg-type]
+            elif kind == "W":
+                if value != assembler.at:
+                    raise StagingError(f"staged shard {piece.staged} wrote its bytes at "
+                                       f"{value}, not where they belong")
+                assembler.skip(length)
             else:
                 assembler.write(value)  # type: ignore[arg-type]
         crashpoint("rewrite-write")
@@ -206,10 +261,12 @@ def assemble(assembler: Assembler, staging: Staging, pieces: Sequence[Piece],
 def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Sequence[Piece],
                    manifest: Manifest, tail: Sequence[bytes | int], expected_size: int) -> int:
     """Build the new file beside ``path`` and rename it over the target. Returns bytes written."""
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.bigfile-{manifest.job_id}.new")
+    folder = os.path.dirname(os.path.abspath(path))
+    tmp = new_file_path(path, manifest.job_id)
     st = os.fstat(source_fd)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600)
+    # With direct writes the workers made the file; otherwise it must not exist yet.
+    flags = os.O_RDWR | (0 if manifest.direct else os.O_CREAT | os.O_EXCL)
+    fd = os.open(tmp, flags | getattr(os, "O_BINARY", 0), 0o600)
     try:
         try:
             written = assemble(Assembler(source_fd, fd), staging, pieces, manifest, tail)
@@ -291,27 +348,29 @@ class MmapWriter:
             self.map = None
 
 
-def placed_records(staging: Staging, pieces: Sequence[Piece], manifest: Manifest):
+def placed_records(staging: Staging, pieces: Sequence[Piece], manifest: Manifest,
+                   written_fd: int | None = None):
     """Each staged record with its offset in the new file: ``(kind, length, value, at)``."""
     at = 0
     for piece in pieces:
         if piece.staged is None:
             at += piece.length
             continue
-        for kind, length, value in staged_records(staging, piece, manifest):
+        for kind, length, value in staged_records(staging, piece, manifest, written_fd):
             yield kind, length, value, at
             at += length
 
 
-def inplace_ranges(staging: Staging, pieces: Sequence[Piece], manifest: Manifest
-                   ) -> list[tuple[int, int]] | None:
+def inplace_ranges(staging: Staging, pieces: Sequence[Piece], manifest: Manifest,
+                   written_fd: int | None = None) -> list[tuple[int, int]] | None:
     """Verify every staged shard and return the ``(offset, length)`` ranges an in-place
     commit would overwrite, or None when the output does not line up with the source."""
     ranges: list[tuple[int, int]] = []
-    for kind, length, value, at in placed_records(staging, pieces, manifest):
+    for kind, length, value, at in placed_records(staging, pieces, manifest, written_fd):
+        if kind in "CW" and value != at:
+            return None
         if kind == "C":
-            if value != at:
-                return None
+            continue
         elif ranges and ranges[-1][0] + ranges[-1][1] == at:
             ranges[-1] = (ranges[-1][0], ranges[-1][1] + length)
         else:
@@ -322,7 +381,7 @@ def inplace_ranges(staging: Staging, pieces: Sequence[Piece], manifest: Manifest
 def commit_inplace(path: str, staging: Staging, pieces: Sequence[Piece], manifest: Manifest,
                    ranges: Sequence[tuple[int, int]], cut_at: int | None,
                    tail: Sequence[bytes | int], expected_size: int,
-                   writer: str = "pwrite") -> int:
+                   writer: str = "pwrite", written_fd: int | None = None) -> int:
     """Journal the bytes about to change, write the new ones in place, drop the journal.
 
     ``ranges`` come from :func:`inplace_ranges`; ``cut_at`` is where a shrinking truncate
@@ -348,6 +407,12 @@ def commit_inplace(path: str, staging: Staging, pieces: Sequence[Piece], manifes
             for kind, length, value, at in placed_records(staging, pieces, manifest):
                 if kind == "D":
                     out.write(at, value)  # type: ignore[arg-type]
+                    written += length
+                elif kind == "W":
+                    assert written_fd is not None
+                    for start in range(at, at + length, 8 << 20):
+                        out.write(start, os.pread(written_fd, min(8 << 20, at + length - start),
+                                                  start))
                     written += length
         finally:
             out.close()

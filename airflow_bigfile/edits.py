@@ -261,7 +261,7 @@ def coerce_edits(edits: Any) -> list[Edit]:
     """Accept edit objects, their JSON dicts, or a JSON string, and return edit objects."""
     if isinstance(edits, (str, bytes)):
         return edits_from_json(edits)
-    if isinstance(edits, (Replace, Patch, Insert, Delete, Truncate, Append)):
+    if isinstance(edits, (Replace, Patch, Insert, Delete, Truncate, Append, dict)):
         edits = [edits]
     if not isinstance(edits, Iterable):
         raise EditError(f"edits must be a list of edits, not {type(edits).__name__}")
@@ -357,8 +357,10 @@ def check_offsets(edits: Sequence[Edit], size: int, name: str = "the file") -> L
             truncate = (edit.size, i)
         elif isinstance(edit, Append):
             appends.append(edit.data)
-        else:
+        elif isinstance(edit, Replace):
             replaces.append((i, edit))
+        else:
+            raise EditError(f"edit #{i + 1}: not an edit: {edit!r}")
     truncate_at = truncate_index = None
     zero_fill = 0
     if truncate is not None:

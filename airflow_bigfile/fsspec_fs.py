@@ -121,14 +121,14 @@ class BigFileFileSystem(ChainedFileSystem):
         return isinstance(self.fs, LocalFileSystem)
 
     @property
-    def storage_options_inner(self) -> dict[str, Any]:
+    def inner_options(self) -> dict[str, Any]:
         """The inner filesystem's options, as the engine's ``storage_options``."""
         return dict(self.fs.storage_options)
 
     def _edit(self, path: str, edits: list[Edit]) -> Any:
         from .api import edit_file
 
-        return edit_file(self.inner_url(path), edits, storage_options=self.storage_options_inner,
+        return edit_file(self.inner_url(path), edits, storage_options=self.inner_options,
                          **self.edit_options)
 
     # -- files ---------------------------------------------------------------------------
@@ -240,6 +240,7 @@ class _Deferred(io.RawIOBase):
             log.debug("%s: closed while %r propagates: discarding", self, failing)
             self.discard()
             return
+        self._opened_during = None
         try:
             self._finish_writing()
         except BaseException:
@@ -266,6 +267,7 @@ class _Deferred(io.RawIOBase):
 
     def discard(self) -> None:
         """Drop the changes; the target stays as it was."""
+        self._opened_during = None
         if not self._done:
             self._done = True
             self._cleanup()

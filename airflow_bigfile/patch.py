@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import logging
+import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -22,7 +23,7 @@ from .edits import Layout
 from .exceptions import BigFileError, EditConflictError, ShardChecksumError
 from .plan import Manifest, Shard
 from .scan import Matcher, Window, replace_all
-from .shardfile import RecordWriter, ShardHeader
+from .shardfile import Placement, RecordWriter, ShardHeader
 from .storage import Source, Staging
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,13 @@ class Patcher:
         self.behind = min(self.reach, 4096) if any(e.regex for _, e in self.layout.replaces) \
             else 0
         self._buf = bytearray(block + self.behind + self.reach)
+        self._direct = (os.open(manifest.direct, os.O_WRONLY | getattr(os, "O_BINARY", 0))
+                        if manifest.direct and not dry_run else None)
+
+    def close(self) -> None:
+        if self._direct is not None:
+            os.close(self._direct)
+            self._direct = None
 
     # -- one shard -----------------------------------------------------------------------
 
@@ -112,8 +120,9 @@ class Patcher:
         reach_end, reach_owner = cur, (self.matchers[pos.index(max(pos))].index
                                        if self.matchers and max(pos) > start else None)
         name = shard_name(self.manifest.job_id, shard.index)
+        place = Placement(self._direct, cur, end) if self._direct is not None else None
         writer = RecordWriter(_Discard if self.dry_run else
-                              lambda: self.staging.open_write(name))
+                              lambda: self.staging.open_write(name), place)
         counts = [0] * len(self.matchers)
         first_event: int | None = None
         crc = 0
@@ -123,7 +132,9 @@ class Patcher:
                 b1 = min(b0 + self.block, end)
                 win = self._read(b0, b1)
                 crc = crc32c(win.view(b0, b1), crc)
-                if cur < b1:
+                # A shard covered by a match from before must still be scanned by the other
+                # replaces: a match of theirs starting under the cover is a conflict.
+                if cur < b1 or any(p < b1 for p in pos):
                     cur, reach_end, reach_owner, first = self._block(
                         win, b0, b1, cur, pos, counts, writer, reach_end, reach_owner)
                     if first_event is None:

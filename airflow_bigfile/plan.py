@@ -54,6 +54,7 @@ class Manifest:
     block_size: int = BLOCK
     staging: str = ""
     created: float = field(default_factory=time.time)
+    direct: str | None = None  # the new file workers write into, when offsets are known
 
     @property
     def layout(self) -> Layout:
@@ -66,6 +67,7 @@ class Manifest:
             "align": self.align,
             "delimiter": self.delimiter.hex() if self.delimiter is not None else None,
             "block_size": self.block_size, "staging": self.staging, "created": self.created,
+            "direct": self.direct,
             "shards": [[s.offset, s.length, int(s.patch), s.crc] for s in self.shards],
         }
 
@@ -81,7 +83,8 @@ class Manifest:
                         for i, (off, n, p, crc) in enumerate(obj["shards"])],
                 align=obj["align"],
                 delimiter=bytes.fromhex(obj["delimiter"]) if obj["delimiter"] else None,
-                block_size=obj["block_size"], staging=obj["staging"], created=obj["created"])
+                block_size=obj["block_size"], staging=obj["staging"], created=obj["created"],
+                direct=obj.get("direct"))
         except (KeyError, TypeError, ValueError) as exc:
             raise StagingError(f"the manifest is malformed: {exc}") from exc
 

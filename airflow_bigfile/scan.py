@@ -82,6 +82,14 @@ class Matcher:
                     f"max_match={max_match} bytes; raise max_match or bound the pattern")
             yield (base + start, base + end, match.expand(self.edit.replace))
 
+    def check_end(self, tail: bytes, size: int) -> None:
+        """The whole-file scan also tries the position just past the last byte, where only
+        an empty match fits; ``tail`` holds the file's last bytes (look-behind context)."""
+        pattern = self.edit.pattern
+        if pattern is not None and pattern.match(tail, len(tail)) is not None:
+            raise PatternError(f"{self.label} matches zero bytes at offset {size} (the end "
+                               "of the file); a pattern must match at least one byte")
+
     def clean_cut(self, win: Window, lo: int, target: int, tries: int = 64) -> int | None:
         """An offset ``c`` in ``(lo, target]`` that no occurrence of a literal ``find``
         straddles, so the scan state there is known whatever came before; None if a long

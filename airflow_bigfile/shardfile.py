@@ -5,6 +5,10 @@ a sparsely edited shard cost no staging space and are later copied by the kernel
 
 ``D`` + u64 length + bytes        new (or short unchanged) bytes, verbatim
 ``C`` + u64 length + u64 offset   that many original bytes from the source, at ``offset``
+``W`` + u64 length + u64 offset + u32 crc
+                                  bytes already written into the new file at ``offset``
+                                  (when output offsets are known, workers write there
+                                  directly and bytes move once); ``crc`` is their CRC32C
 
 The header (little-endian, 64 bytes) says which shard it is and carries the CRC32C of the
 source range the worker read, of the payload, and of the header itself.
@@ -12,10 +16,11 @@ source range the worker read, of the payload, and of the header itself.
 
 from __future__ import annotations
 
+import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .checksum import crc32c
 from .exceptions import ShardChecksumError, StagingError
@@ -26,6 +31,7 @@ _HEADER = struct.Struct("<8sHHIQQQQQII")  # ... up to payload_crc; header_crc fo
 HEADER_SIZE = _HEADER.size + 4
 _DATA = struct.Struct("<cQ")
 _COPY = struct.Struct("<cQQ")
+_WRITTEN = struct.Struct("<cQQI")
 FLUSH_AT = 4 << 20  # pending new bytes written out once they reach this size
 COPY_MIN = 64 << 10  # shorter unchanged runs are staged verbatim
 
@@ -65,13 +71,28 @@ class ShardHeader:
         return cls(*fields)
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a shard's new bytes go straight into the new file: output offsets from
+    ``start`` (of the shard's first output byte) up to ``limit``; bytes past ``limit`` (a
+    match running into the next shard's range) are staged instead."""
+
+    fd: int
+    start: int
+    limit: int
+
+
 class RecordWriter:
     """Collects a shard's output as records. Until the first change the output is one run of
     original bytes held as a number, and the sink is opened only then, so an unchanged
-    shard stages nothing."""
+    shard stages nothing. With a :class:`Placement`, new bytes are written into the new
+    file and only their place and CRC32C are staged."""
 
-    def __init__(self, open_sink: Callable[[], BinaryIO]) -> None:
+    def __init__(self, open_sink: Callable[[], BinaryIO], place: Placement | None = None
+                 ) -> None:
         self._open_sink = open_sink
+        self._place = place
+        self._pending_at = 0
         self.sink: BinaryIO | None = None
         self.changed = False
         self.output_length = 0
@@ -89,7 +110,7 @@ class RecordWriter:
         self.output_length += length
         if self.changed and view is not None and length < COPY_MIN:
             self._flush_copy()
-            self._add(view)
+            self._add(view, self.output_length - length)
         elif self._copy and self._copy[0] + self._copy[1] == offset:
             self._copy[1] += length
         else:
@@ -99,19 +120,39 @@ class RecordWriter:
     def new(self, data: bytes | memoryview) -> None:
         """Output new bytes (a replacement, patch or insert); marks the shard changed."""
         self.changed = True
+        at = self.output_length
         self.output_length += len(data)
         self.new_bytes += len(data)
         self._flush_copy()
-        self._add(data)
+        self._add(data, at)
 
-    def _add(self, data: bytes | memoryview) -> None:
+    def _add(self, data: bytes | memoryview, at: int) -> None:
+        """Queue verbatim output bytes that start at output index ``at`` of the shard."""
         if not self._pending and len(data) >= FLUSH_AT:
-            self._emit(_DATA.pack(b"D", len(data)))
-            self._emit(data)
+            self._write_data(data, at)
             return
+        if not self._pending:
+            self._pending_at = at
         self._pending += data
         if len(self._pending) >= FLUSH_AT:
             self._flush_data()
+
+    def _write_data(self, data: bytes | memoryview, at: int) -> None:
+        place = self._place
+        direct = 0
+        if place is not None:
+            offset = place.start + at
+            direct = max(0, min(len(data), place.limit - offset))
+        if direct:
+            view = memoryview(data)[:direct]
+            done = 0
+            while done < direct:
+                done += os.pwrite(place.fd, view[done:], offset + done)
+            self._emit(_WRITTEN.pack(b"W", direct, offset, crc32c(view)))
+            data = memoryview(data)[direct:]
+        if len(data):
+            self._emit(_DATA.pack(b"D", len(data)))
+            self._emit(data)
 
     def _emit(self, raw: bytes | memoryview) -> None:
         if self.sink is None:
@@ -130,8 +171,7 @@ class RecordWriter:
             self._emit(_COPY.pack(b"C", length, offset))
 
     def _flush_data(self) -> None:
-        self._emit(_DATA.pack(b"D", len(self._pending)))
-        self._emit(self._pending)
+        self._write_data(self._pending, self._pending_at)
         self._pending = bytearray()
 
     def finish(self, header: Callable[[RecordWriter], ShardHeader]) -> ShardHeader | None:
@@ -157,10 +197,11 @@ class RecordWriter:
 
 
 def iter_records(f: BinaryIO, header: ShardHeader, name: str,
-                 chunk: int = 8 << 20) -> Iterator[tuple[str, int, memoryview | None]]:
-    """Yield ``("C", length, offset)`` and ``("D", length, bytes)`` pieces of a staged
-    payload (a long ``D`` record comes in several pieces), checking the payload CRC32C and
-    that the records add up to the header's output length; raises on any mismatch."""
+                 chunk: int = 8 << 20) -> Iterator[tuple[str, int, Any]]:
+    """Yield ``("C", length, offset)``, ``("D", length, bytes)`` and
+    ``("W", length, (offset, crc))`` pieces of a staged payload (a long ``D`` record comes
+    in several pieces), checking the payload CRC32C and that the records add up to the
+    header's output length; raises on any mismatch."""
     crc = 0
     left = header.payload_length
     produced = 0
@@ -180,6 +221,10 @@ def iter_records(f: BinaryIO, header: ShardHeader, name: str,
             (offset,) = struct.unpack("<Q", take(8))
             produced += length
             yield ("C", length, offset)  # type: ignore[misc]
+        elif tag == b"W":
+            offset, crc_written = struct.unpack("<QI", take(12))
+            produced += length
+            yield ("W", length, (offset, crc_written))
         elif tag == b"D":
             while length:
                 piece = take(min(length, chunk))

@@ -109,20 +109,25 @@ class LocalTarget:
         staged = sum(p.result.staged_bytes for p in pieces if p.result is not None)
         tail_bytes = sum(len(t) for t in tail if isinstance(t, bytes))
         cheap = 2 * staged + (size - keeps) <= INPLACE_SHARE * max(size_after, 1)
+        if manifest.direct:
+            staged += sum(p.result.new_bytes for p in pieces if p.result is not None)
+            cheap = 2 * staged + (size - keeps) <= INPLACE_SHARE * max(size_after, 1)
         ranges = None
-        if mode == "inplace" or (mode == "auto" and cheap):
-            if _lines_up(pieces, keeps):
-                if dry_run:
-                    return CommitOutcome("inplace", staged + tail_bytes)
-                ranges = inplace_ranges(stage, kept, manifest)
-            if ranges is None and mode == "inplace":
-                raise EditError("mode inplace needs edits that keep every byte where it is "
-                                "(patches, same-length replaces, appends, truncates); "
-                                "use rewrite or auto")
-        if ranges is not None:
-            written = commit_inplace(self.path, stage, kept, manifest, ranges, cut_at, tail,
-                                     size_after, writer=options.get("writer", "pwrite"))
-            return CommitOutcome("inplace", written)
+        with _opened(manifest.direct) as written_fd:
+            if mode == "inplace" or (mode == "auto" and cheap):
+                if _lines_up(pieces, keeps):
+                    if dry_run:
+                        return CommitOutcome("inplace", staged + tail_bytes)
+                    ranges = inplace_ranges(stage, kept, manifest, written_fd)
+                if ranges is None and mode == "inplace":
+                    raise EditError("mode inplace needs edits that keep every byte where it "
+                                    "is (patches, same-length replaces, appends, truncates); "
+                                    "use rewrite or auto")
+            if ranges is not None:
+                written = commit_inplace(self.path, stage, kept, manifest, ranges, cut_at,
+                                         tail, size_after, options.get("writer", "pwrite"),
+                                         written_fd)
+                return CommitOutcome("inplace", written)
         if dry_run:
             return CommitOutcome("rewrite", size_after)
         with self.source() as source:
@@ -130,6 +135,19 @@ class LocalTarget:
             written = commit_rewrite(self.path, source.fileno, stage, pieces, manifest, tail,
                                      size_after)
         return CommitOutcome("rewrite", written)
+
+
+@contextlib.contextmanager
+def _opened(path: str | None) -> Iterator[int | None]:
+    """An fd on the new file workers wrote into, if there is one."""
+    if path is None:
+        yield None
+        return
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _lines_up(pieces: Sequence[Piece], keeps: int) -> bool:

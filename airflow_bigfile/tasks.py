@@ -56,4 +56,7 @@ def patch_shards(spec: JobSpec, indices: Sequence[int], resume: Sequence[int] | 
         manifest = Manifest.load(staging)
     with spec.source() as source:
         patcher = Patcher(manifest, source, staging, dry_run=spec.dry_run)
-        return patch_batch(patcher, [manifest.shards[i] for i in indices], resume)
+        try:
+            return patch_batch(patcher, [manifest.shards[i] for i in indices], resume)
+        finally:
+            patcher.close()

@@ -287,7 +287,6 @@ def test_layout_of_a_shrinking_truncate():
 def test_same_length():
     assert check_offsets([Patch(0, b"ab"), Replace(b"a", b"b")], 5).same_length
     assert not check_offsets([Replace(b"a", b"bb")], 5).same_length
-    assert not check_offsets([Replace(b"a", b"b", regex=True)], 5).same_length
     assert not check_offsets([Delete(0, 1)], 5).same_length
     assert not check_offsets([Append(b"x")], 5).same_length
 

@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import shutil
 import stat
 import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
 from airflow_bigfile.edits import Append, Delete, Insert, Patch, Replace, Truncate
-from airflow_bigfile.exceptions import BigFileError, EditError, PatternError
+from airflow_bigfile.exceptions import BigFileError, EditConflictError, EditError, PatternError
 from tests.model import apply_model, match_count
 
 if importlib.util.find_spec("airflow_bigfile.api") is None:   # the engine is not there yet
@@ -33,6 +35,7 @@ from airflow_bigfile import edit_file  # noqa: E402
 # -- settings -------------------------------------------------------------------------------
 
 _COMMON = dict(deadline=None, print_blob=True,
+               phases=[p for p in Phase if p is not Phase.explain],   # keep failures quick
                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 settings.register_profile("bigfile-quick", max_examples=20, **_COMMON)
 settings.register_profile("bigfile-default", max_examples=150, **_COMMON)
@@ -101,11 +104,15 @@ def cases(draw, max_size=48, max_edits=4, regexes=REGEXES, max_match=MAX_MATCH_6
 
 @st.composite
 def geometry(draw):
-    """Engine keywords: shard alignment and size (a multiple of it, so 1-byte shards occur)
-    and the number of worker threads."""
+    """Engine keywords: shard alignment and size (a multiple of it, so 1-byte shards occur),
+    the number of worker threads and sometimes a tiny read block."""
     align = draw(st.sampled_from([1, 1, 2, 3, 4, 8]))
-    return {"align": align, "shard_size": align * draw(st.integers(1, 8)),
-            "workers": draw(st.integers(1, 3))}
+    geo = {"align": align, "shard_size": align * draw(st.integers(1, 8)),
+           "workers": draw(st.integers(1, 3))}
+    block = draw(st.one_of(st.none(), st.integers(1, 16)))   # bytes a worker reads at a time
+    if block is not None:
+        geo["block_size"] = block
+    return geo
 
 
 @pytest.fixture(scope="module")
@@ -115,11 +122,14 @@ def workdir(tmp_path_factory) -> Path:
 
 # -- the check ------------------------------------------------------------------------------
 
+def note_event(text: str) -> None:
+    if currently_in_test_context():
+        event(text)
+
+
 def _reaches_max_match(data: bytes, edits: list) -> bool:
     """Some regex match is at least ``max_match`` long: the engine may then find it reaching
     the end of a shard's look-ahead window and refuse the edit naming ``max_match``."""
-    import re
-
     return any(len(m.group()) >= e.max_match for e in edits
                if isinstance(e, Replace) and e.regex for m in re.finditer(e.find, data))
 
@@ -138,7 +148,7 @@ def check(workdir: Path, data: bytes, edits: list, *, dry_first: bool = False, *
         expected, model_error = apply_model(data, edits), None
     except EditError as exc:
         expected, model_error = None, exc
-    event("model: " + (type(model_error).__name__ if model_error else "ok"))
+    note_event("model: " + (type(model_error).__name__ if model_error else "ok"))
     folder = tempfile.mkdtemp(dir=workdir)
     path = os.path.join(folder, "data.bin")
     with open(path, "wb") as f:
@@ -158,7 +168,7 @@ def check(workdir: Path, data: bytes, edits: list, *, dry_first: bool = False, *
             assert after == data, f"refused edit changed the file: {context}"
         elif (error is not None and isinstance(error, PatternError)
               and "max_match" in str(error) and _reaches_max_match(data, edits)):
-            event("engine: match reaches the window end")
+            note_event("engine: match reaches the window end")
             assert after == data, f"refused edit changed the file: {context}"
         else:
             assert error is None, f"engine refused ({error!r}), model gives {expected!r}: {context}"
@@ -213,8 +223,10 @@ def test_record_alignment_does_not_change_results(workdir, case, geo, delimiter)
 def same_length_cases(draw):
     data = draw(contents(48))
     n = len(data)
+    patch = small_data.filter(bool).flatmap(       # mostly inside the file
+        lambda d: st.builds(Patch, st.integers(0, max(0, n - len(d)) + 1), st.just(d)))
     edit = st.one_of(
-        st.builds(Patch, st.integers(0, n), small_data.filter(bool)),
+        patch,
         st.sampled_from([Replace(b"a", b"X"), Replace(b"aa", b"XY"), Replace(b"abab", b"ABAB"),
                          Replace(b"aba", b"\n\n\n"), Replace(b"\n", b"|")]),
     )
@@ -225,9 +237,26 @@ def same_length_cases(draw):
 @given(case=same_length_cases(), geo=geometry(), mode=st.sampled_from(["inplace", "auto"]))
 def test_same_length_edits_in_place(workdir, case, geo, mode):
     data, edits = case
-    result = check(workdir, data, edits, mode=mode, **geo)
-    if result is not None and mode == "inplace":
-        assert result.commit_mode == "inplace"
+    check(workdir, data, edits, mode=mode, **geo)
+
+
+@pytest.mark.parametrize("edits", [[Patch(1, b"X")], [Replace(b"ab", b"AB"), Patch(2, b"\n")]])
+def test_inplace_mode_commits_in_place(workdir, edits):
+    result = check(workdir, b"abcabcab\n" * 3, edits, mode="inplace", shard_size=4, align=2,
+                   workers=2)
+    assert result.commit_mode == "inplace"
+
+
+def test_inplace_mode_refuses_length_changes(workdir):
+    """Edits that move bytes cannot commit in place (appends and truncates may)."""
+    for edits in ([Insert(0, b"x")], [Replace(b"a", b"")], [Delete(0, 1)],
+                  [Replace(b"a", b"bb", regex=True)], [Patch(0, b"x"), Insert(1, b"y")]):
+        folder = tempfile.mkdtemp(dir=workdir)
+        path = os.path.join(folder, "data.bin")
+        Path(path).write_bytes(b"abc")
+        with pytest.raises(EditError, match="inplace"):
+            edit_file(path, edits, mode="inplace")
+        assert Path(path).read_bytes() == b"abc"
 
 
 # -- every shard size for a few tricky cases --------------------------------------------------
@@ -247,14 +276,33 @@ TRICKY = [
     (b"abab", [Replace(b"ab", b"X"), Replace(b"ba", b"Y")]),               # conflict
     (b"aaaaaa", [Replace(rb"a+", b"X", regex=True, max_match=5)]),         # too long
     (b"babb", [Replace(rb"(?<=b)a*", b"X", regex=True)]),                  # zero length
+    (b"ab", [Replace(rb"(?<=b)a*", b"X", regex=True)]),                    # ... at the end
+    (b"a", [Replace(rb"a*", b"X", regex=True)]),
+    (b"", [Replace(rb"a*", b"X", regex=True)]),
 ]
+
+
+@pytest.mark.parametrize("data, edits, first, second", [
+    (b"abab", [Replace(b"ab", b"X"), Replace(b"ba", b"Y")], "edit #1", "edit #2"),
+    (b"0123456789", [Append(b"x"), Patch(2, b"ab"), Delete(3, 2)], "edit #2", "edit #3"),
+    (b"0123456789", [Truncate(4), Insert(6, b"x")], "edit #1", "edit #2"),
+    (b"aaaa", [Replace(b"aa", b"X"), Patch(1, b"b")], "edit #1", "edit #2"),
+])
+def test_conflicts_name_both_edits(workdir, data, edits, first, second):
+    folder = tempfile.mkdtemp(dir=workdir)
+    path = os.path.join(folder, "data.bin")
+    Path(path).write_bytes(data)
+    for shard_size in (1, 3, 64):
+        with pytest.raises(EditConflictError) as info:
+            edit_file(path, edits, shard_size=shard_size, align=1)
+        assert first in str(info.value) and second in str(info.value), str(info.value)
+        assert Path(path).read_bytes() == data
 
 
 @pytest.mark.parametrize("data, edits", TRICKY)
 def test_tricky_cases_for_every_shard_size(workdir, data, edits):
     for shard_size in range(1, len(data) + 2):
-        for workers in (1, 3):
-            check(workdir, data, edits, shard_size=shard_size, align=1, workers=workers)
+        check(workdir, data, edits, shard_size=shard_size, align=1, workers=1 + shard_size % 3)
 
 
 def test_process_executor(workdir):
