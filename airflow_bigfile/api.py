@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_SHARD_SIZE = 64 << 20
+# Remote shards are read twice over the network (checksum, patch): keep them smaller.
+DEFAULT_REMOTE_SHARD_SIZE = 16 << 20
 DEFAULT_ALIGN = 4096
 MODES = ("auto", "inplace", "rewrite")
 RESULTS = "results"
@@ -100,9 +102,10 @@ def default_align(shard_size: int) -> int:
 
 
 def _settings(shard_size: int | str | None, align: int | None, block_size: int | str | None,
-              delimiter: bytes | str | None) -> tuple[int, int, int, bytes | None]:
-    shard_bytes = parse_size(DEFAULT_SHARD_SIZE if shard_size is None else shard_size,
-                             name="shard_size")
+              delimiter: bytes | str | None, *, local: bool = True
+              ) -> tuple[int, int, int, bytes | None]:
+    default = DEFAULT_SHARD_SIZE if local else DEFAULT_REMOTE_SHARD_SIZE
+    shard_bytes = parse_size(default if shard_size is None else shard_size, name="shard_size")
     if shard_bytes < 1:
         raise EditError(f"shard_size must be at least 1 byte, not {shard_bytes}")
     block = parse_size(BLOCK if block_size is None else block_size, name="block_size")
@@ -272,8 +275,9 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     _check_mode(mode)
     if writer not in ("pwrite", "mmap"):
         raise EditError(f"writer must be pwrite or mmap, not {writer!r}")
-    settings = _settings(shard_size, align, block_size, delimiter)
+    _settings(shard_size, align, block_size, delimiter)  # bad settings fail before any I/O
     target = open_target(url, storage_options)
+    settings = _settings(shard_size, align, block_size, delimiter, local=target.local)
     target.check(write=not dry_run)
     job_id = new_job_id()
     local_workers = executor in (None, "thread", "process")
@@ -322,10 +326,11 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
     refuses if the target changed in between.
     """
     edit_list = coerce_edits(edits)
-    settings = _settings(shard_size, align, block_size, delimiter)
+    _settings(shard_size, align, block_size, delimiter)
     if isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1:
         raise EditError(f"max_batches must be a positive integer, not {max_batches!r}")
     target = open_target(url, storage_options)
+    settings = _settings(shard_size, align, block_size, delimiter, local=target.local)
     target.check(write=True)
     job_id = new_job_id()
     stage_url = staging.rstrip("/") + "/" + job_id if staging else \
