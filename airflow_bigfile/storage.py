@@ -174,6 +174,7 @@ class Staging:
         data = json.dumps(obj, separators=(",", ":")).encode()
         if self.local:
             tmp = self.path(name + ".tmp")
+            os.makedirs(os.path.dirname(tmp), exist_ok=True)
             with open(tmp, "wb") as f:
                 f.write(data)
             os.replace(tmp, self.path(name))

@@ -1,0 +1,304 @@
+"""Shared fixtures: a moto S3 server over HTTP on 127.0.0.1, fresh buckets, and a counting
+reverse proxy in front of it to measure the bytes that cross the network.
+
+``s3``          -> :class:`S3Env` ``(storage_options, bucket)`` straight to moto
+``s3_counted``  -> the same through :class:`CountingProxy`; ask for ``counting_proxy`` too
+                   to read its counters (reset at the start of every test)
+
+Bytes are counted at the HTTP level by a proxy rather than with botocore event hooks: the
+engine makes its own s3fs instances (and may run in other threads or processes), and a proxy
+sees every request whichever client sends it. Counted are request and response *bodies*
+(headers are not); an ``UploadPartCopy`` therefore counts as zero bytes sent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import logging
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.backends import Backend
+
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1"}
+AWS_UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL",
+             "AWS_ENDPOINT_URL_S3", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE")
+
+
+class S3Env(NamedTuple):
+    """A fresh bucket on the test S3 server and the s3fs options that reach it."""
+
+    storage_options: dict[str, Any]
+    bucket: str
+
+    def url(self, key: str = "") -> str:
+        """``s3://bucket/key``."""
+        return f"s3://{self.bucket}/{key}"
+
+    @property
+    def fs(self) -> Any:
+        """An ``s3fs.S3FileSystem`` with :attr:`storage_options`."""
+        import s3fs
+
+        return s3fs.S3FileSystem(**self.storage_options)
+
+
+@dataclass
+class Exchange:
+    """One request that went through the proxy."""
+
+    method: str
+    path: str
+    status: int
+    sent: int
+    received: int
+
+
+class CountingProxy:
+    """A threaded HTTP reverse proxy on 127.0.0.1 (ephemeral port) that forwards every
+    request to ``upstream`` and counts request body bytes (:attr:`sent`) and response body
+    bytes (:attr:`received`)."""
+
+    def __init__(self, upstream: str) -> None:
+        parts = urlsplit(upstream)
+        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
+        self.exchanges: list[Exchange] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name="counting-proxy")
+
+    @property
+    def endpoint_url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def sent(self) -> int:
+        """Request body bytes sent to the store since the last :meth:`reset`."""
+        with self._lock:
+            return sum(e.sent for e in self.exchanges)
+
+    @property
+    def received(self) -> int:
+        """Response body bytes received from the store since the last :meth:`reset`."""
+        with self._lock:
+            return sum(e.received for e in self.exchanges)
+
+    def requests(self, method: str | None = None) -> list[Exchange]:
+        """The exchanges so far (of one HTTP method, if given)."""
+        with self._lock:
+            return [e for e in self.exchanges if method in (None, e.method)]
+
+    def reset(self) -> None:
+        with self._lock:
+            self.exchanges.clear()
+
+    def record(self, exchange: Exchange) -> None:
+        with self._lock:
+            self.exchanges.append(exchange)
+
+    def start(self) -> CountingProxy:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+_HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
+               "trailer", "trailers", "transfer-encoding", "upgrade", "expect", "content-length"}
+
+
+def _handler(proxy: CountingProxy) -> type[BaseHTTPRequestHandler]:
+    local = threading.local()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _body(self) -> bytes:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                chunks = []
+                while True:
+                    size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                    if not size:
+                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                            pass
+                        return b"".join(chunks)
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+
+        def _forward(self) -> None:
+            body = self._body()
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+            if body or self.command in ("PUT", "POST"):
+                headers["Content-Length"] = str(len(body))
+            for attempt in (0, 1):
+                conn = getattr(local, "conn", None)
+                if conn is None:
+                    conn = local.conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                    break
+                except (http.client.HTTPException, ConnectionError):
+                    conn.close()
+                    local.conn = None
+                    if attempt:
+                        raise
+            proxy.record(Exchange(self.command, self.path, resp.status, len(body), len(data)))
+            self.send_response_only(resp.status, resp.reason)
+            for key, value in resp.getheaders():
+                if key.lower() not in _HOP_BY_HOP:
+                    self.send_header(key, value)
+            length = resp.getheader("Content-Length") if self.command == "HEAD" else None
+            self.send_header("Content-Length", length or str(len(data)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+
+        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+    return Handler
+
+
+@pytest.fixture(scope="session")
+def aws_env() -> Iterator[dict[str, str]]:
+    """Fake credentials and the region in the environment (never in client_kwargs: moto
+    then refuses bucket creation with InvalidLocationConstraint)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key in AWS_UNSET:
+            mp.delenv(key, raising=False)
+        for key, value in AWS_ENV.items():
+            mp.setenv(key, value)
+        yield dict(AWS_ENV)
+
+
+@pytest.fixture(scope="session")
+def s3_server(aws_env: dict[str, str]) -> Iterator[str]:
+    """moto's S3 server on 127.0.0.1 and an ephemeral port; yields its endpoint URL."""
+    pytest.importorskip("s3fs")
+    server_mod = pytest.importorskip("moto.server")
+    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)    # moto logs every request
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def _proxy_server(s3_server: str) -> Iterator[CountingProxy]:
+    proxy = CountingProxy(s3_server).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture
+def counting_proxy(_proxy_server: CountingProxy) -> CountingProxy:
+    """The counting proxy in front of the S3 server, counters reset for this test."""
+    _proxy_server.reset()
+    return _proxy_server
+
+
+def _options(endpoint: str) -> dict[str, Any]:
+    return {"endpoint_url": endpoint, "key": "testing", "secret": "testing"}
+
+
+@pytest.fixture(scope="session")
+def _s3_admin(s3_server: str) -> Any:
+    """One long-lived client that creates and removes the test buckets (a new s3fs client
+    costs about a second: botocore loads its service models)."""
+    import s3fs
+
+    return s3fs.S3FileSystem(skip_instance_cache=True, **_options(s3_server))
+
+
+@contextlib.contextmanager
+def _bucket(admin: Any, options: dict[str, Any]) -> Iterator[S3Env]:
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    bucket = f"bigfile-{uuid.uuid4().hex[:16]}"
+    admin.mkdir(bucket)
+    try:
+        yield S3Env(options, bucket)
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+        admin.invalidate_cache()
+        with contextlib.suppress(Exception):
+            admin.rm(bucket, recursive=True)
+
+
+@pytest.fixture
+def s3(s3_server: str, _s3_admin: Any) -> Iterator[S3Env]:
+    """A fresh, empty bucket; yields ``S3Env(storage_options, bucket)``."""
+    with _bucket(_s3_admin, _options(s3_server)) as env:
+        yield env
+
+
+@pytest.fixture
+def s3_counted(_s3_admin: Any, counting_proxy: CountingProxy) -> Iterator[S3Env]:
+    """Like ``s3`` but its ``storage_options`` go through ``counting_proxy``."""
+    with _bucket(_s3_admin, _options(counting_proxy.endpoint_url)) as env:
+        counting_proxy.reset()
+        yield env
+
+
+# -- backends for the suites every backend passes (tests/backends.py) -----------------------
+
+@pytest.fixture
+def local_backend(tmp_path: Any) -> Backend:
+    """A folder on the local disk (small shards, so edits cross shard boundaries)."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    root = tmp_path / "data"
+    root.mkdir()
+    return Backend("local", LocalFileSystem(), root.as_posix(), examples=60,
+                   edit_options={"shard_size": 64, "workers": 2})
+
+
+@pytest.fixture
+def memory_backend() -> Iterator[Backend]:
+    """A fresh folder in fsspec's memory filesystem."""
+    from fsspec.implementations.memory import MemoryFileSystem
+
+    inner = MemoryFileSystem()
+    root = f"/bigfile-test-{uuid.uuid4().hex[:12]}"
+    inner.mkdir(root)
+    yield Backend("memory", inner, root)
+    with contextlib.suppress(FileNotFoundError):
+        inner.rm(root, recursive=True)
+
+
+@pytest.fixture
+def s3_backend(s3: S3Env) -> Backend:
+    """A fresh bucket on the moto S3 server."""
+    return Backend("s3", s3.fs, s3.bucket, options=dict(s3.storage_options), examples=12)
+
+
+@pytest.fixture(params=["local", "memory", "s3"])
+def any_backend(request: pytest.FixtureRequest) -> Backend:
+    """Each backend in turn."""
+    return request.getfixturevalue(f"{request.param}_backend")

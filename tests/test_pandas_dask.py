@@ -1,0 +1,75 @@
+"""pandas and Dask use the ``bigfile`` protocol by URL, on every backend.
+
+``pd.read_csv("bigfile::...")`` and ``dask.dataframe.read_csv("bigfile::...")`` read through
+the inner filesystem; ``df.to_csv("bigfile::...", mode="a", header=False)`` appends through
+the engine (a server-side multipart copy on S3); ``mode="w"`` replaces atomically.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.backends import Backend, require_engine
+
+pd = pytest.importorskip("pandas")
+
+HEADER = b"id,name,score\n"
+ROWS = b"".join(b"%d,name-%d,%d.5\n" % (i, i, i % 7) for i in range(500))
+
+
+@pytest.fixture
+def csv(any_backend: Backend) -> tuple[Backend, str, dict[str, Any]]:
+    """A CSV of 500 rows on the backend: (backend, its bigfile URL, storage_options)."""
+    any_backend.put("data.csv", HEADER + ROWS)
+    return any_backend, any_backend.url("data.csv"), dict(any_backend.options)
+
+
+def expected() -> Any:
+    import io
+
+    return pd.read_csv(io.BytesIO(HEADER + ROWS))
+
+
+def test_read_csv(csv: tuple[Backend, str, dict[str, Any]]) -> None:
+    _, url, options = csv
+    df = pd.read_csv(url, storage_options=options or None)
+    pd.testing.assert_frame_equal(df, expected())
+
+
+def test_to_csv_append(csv: tuple[Backend, str, dict[str, Any]]) -> None:
+    backend, url, options = csv
+    require_engine(backend)
+    more = pd.DataFrame({"id": [500, 501], "name": ["name-500", "name-501"],
+                         "score": [0.5, 1.5]})
+    more.to_csv(url, mode="a", header=False, index=False, storage_options=options or None)
+    assert backend.get("data.csv") == HEADER + ROWS + b"500,name-500,0.5\n501,name-501,1.5\n"
+    df = pd.read_csv(url, storage_options=options or None)
+    pd.testing.assert_frame_equal(df, pd.concat([expected(), more], ignore_index=True))
+    assert backend.names() == ["data.csv"]
+
+
+def test_to_csv_write_is_atomic(csv: tuple[Backend, str, dict[str, Any]]) -> None:
+    backend, url, options = csv
+
+    class Boom:
+        def __str__(self) -> str:
+            raise RuntimeError("cannot format this value")
+
+    bad = pd.DataFrame({"id": list(range(2000)), "value": ["x"] * 1999 + [Boom()]})
+    with pytest.raises(RuntimeError, match="cannot format"):
+        bad.to_csv(url, index=False, storage_options=options or None)
+    assert backend.get("data.csv") == HEADER + ROWS          # the old file is intact
+    expected().to_csv(url, index=False, storage_options=options or None)
+    pd.testing.assert_frame_equal(pd.read_csv(url, storage_options=options or None),
+                                  expected())
+
+
+def test_dask_read_csv(csv: tuple[Backend, str, dict[str, Any]]) -> None:
+    dd = pytest.importorskip("dask.dataframe")
+    _, url, options = csv
+    ddf = dd.read_csv(url, blocksize=1000, storage_options=options or None)
+    assert ddf.npartitions > 1                               # ranged reads of the inner file
+    df = ddf.compute(scheduler="threads").reset_index(drop=True)
+    pd.testing.assert_frame_equal(df, expected(), check_dtype=False)
