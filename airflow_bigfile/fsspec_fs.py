@@ -39,6 +39,7 @@ from fsspec.implementations.chained import ChainedFileSystem
 from fsspec.implementations.local import LocalFileSystem, get_umask
 from fsspec.utils import stringify_path
 
+from .commit import fsync_dir, fsync_file
 from .edits import Append, Patch, Truncate
 from .exceptions import SourceChangedError, TargetNotFoundError
 
@@ -338,7 +339,7 @@ class SpoolFile(_Deferred):
     def _finish_writing(self) -> None:
         self._file.flush()
         if self.fs.local:
-            os.fsync(self._file.fileno())
+            fsync_file(self._file.fileno())
         self._file.close()
 
     def _commit(self) -> None:
@@ -380,26 +381,13 @@ class SpoolFile(_Deferred):
                 os.replace(self._temp, self.path)
         else:
             os.replace(self._temp, self.path)
-        _fsync_dir(os.path.dirname(self.path) or ".")
+        fsync_dir(os.path.dirname(self.path) or ".")
 
     def _cleanup(self) -> None:
         if not self._file.closed:
             self._file.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._temp)
-
-
-def _fsync_dir(folder: str) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class EditFile(_Deferred):
