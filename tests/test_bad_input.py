@@ -1,0 +1,209 @@
+"""Bad input through the Python API: each case raises the documented :class:`BigFileError`
+subclass with a message that names what is wrong, and the target's bytes and mode bits are
+unchanged, with nothing (lock, staging, journal, new file) left beside it.
+
+Edits are given in their JSON form where building the edit object would itself raise, so
+the error comes out of ``edit_file``.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_bigfile import (
+    BigFileError,
+    EditConflictError,
+    EditError,
+    PatternError,
+    TargetIsDirectoryError,
+    TargetNotFoundError,
+    TargetPermissionError,
+    edit_file,
+)
+from airflow_bigfile.edits import Append, Delete, Insert, Patch, Replace, Truncate
+
+CONTENT = b"".join(b"id=%04d;name=user%d;mail=u%d@old.com;aaaaaaaa\n" % (i, i, i)
+                   for i in range(500))
+SIZE = len(CONTENT)
+FILE_MODE = 0o640
+ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _target(tmp_path: Path) -> Path:
+    folder = tmp_path / "target"
+    folder.mkdir()
+    path = folder / "data.csv"
+    path.write_bytes(CONTENT)
+    os.chmod(path, FILE_MODE)
+    return path
+
+
+def _replace(find: str, replace: str = "x", **extra: Any) -> dict[str, Any]:
+    return {"op": "replace", "find": find, "replace": replace, **extra}
+
+
+CASES = [
+    # -- offsets against the file ----------------------------------------------------------
+    pytest.param([Patch(SIZE, b"x")], {}, EditError, r"edit #1 patch.*past the end.*size",
+                 id="patch-offset-past-end"),
+    pytest.param([Patch(SIZE - 2, b"xyz")], {}, EditError, f"ends at {SIZE + 1}, past the end",
+                 id="patch-runs-past-end"),
+    pytest.param([Insert(SIZE + 1, b"x")], {}, EditError, r"edit #1 insert.*past the end",
+                 id="insert-past-end"),
+    pytest.param([Delete(SIZE - 5, 10)], {}, EditError, r"edit #1 delete.*past the end",
+                 id="delete-past-end"),
+    pytest.param([{"op": "patch", "offset": -1, "data": "x"}], {}, EditError,
+                 r"edit #1.*offset must be >= 0", id="negative-offset"),
+    # -- conflicts, naming both edits ------------------------------------------------------
+    pytest.param([Patch(10, b"abcd"), Patch(12, b"xy")], {}, EditConflictError,
+                 r"edit #1 patch.*conflicts with edit #2 patch", id="overlapping-patches"),
+    pytest.param([Append(b"tail"), Delete(10, 10), Patch(19, b"zz")], {}, EditConflictError,
+                 r"edit #2 delete.*conflicts with edit #3 patch", id="delete-overlaps-patch"),
+    pytest.param([Delete(10, 10), Insert(15, b"x")], {}, EditConflictError,
+                 r"edit #2 insert.*conflicts with edit #1 delete|"
+                 r"edit #1 delete.*conflicts with edit #2 insert", id="insert-inside-delete"),
+    pytest.param([Truncate(100), Truncate(200)], {}, EditConflictError,
+                 r"edit #1 truncate.*conflicts with edit #2 truncate", id="two-truncates"),
+    pytest.param([Truncate(100), Patch(98, b"abcd")], {}, EditConflictError,
+                 r"truncate.*patch|patch.*truncate", id="patch-past-truncate"),
+    pytest.param([Truncate(100), Insert(150, b"x")], {}, EditConflictError,
+                 r"insert.*truncate|truncate.*insert", id="insert-past-truncate"),
+    pytest.param([Replace(b"old.com", b"new.com"), Patch(SIZE - 20, b"XXXXXXXXXX")], {},
+                 EditConflictError, r"edit #1 replace.*conflicts with edit #2 patch",
+                 id="replace-match-overlaps-patch"),
+    # -- malformed edits -------------------------------------------------------------------
+    pytest.param([_replace("")], {}, PatternError, r"edit #1.*find must not be empty",
+                 id="empty-find"),
+    pytest.param([{"op": "patch", "offset": 3, "data": ""}], {}, EditError,
+                 r"edit #1.*data must not be empty", id="empty-patch"),
+    pytest.param([{"op": "delete", "offset": 3, "length": 0}], {}, EditError,
+                 r"edit #1.*length must be >= 1", id="zero-length-delete"),
+    pytest.param([_replace("(unclosed", regex=True)], {}, PatternError,
+                 r"edit #1.*invalid regex.*unclosed", id="invalid-regex"),
+    pytest.param([_replace("(a)(b)?", r"\3", regex=True)], {}, PatternError,
+                 r"edit #1.*invalid replacement.*group", id="bad-group-reference"),
+    pytest.param([_replace("(?P<x>a)", r"\g<y>", regex=True)], {}, PatternError,
+                 r"edit #1.*invalid replacement", id="bad-named-group"),
+    pytest.param([_replace("q*", regex=True)], {}, PatternError,
+                 r"edit #1 regex.*(zero|empty)", id="zero-length-regex-match"),
+    pytest.param([_replace("a+", regex=True, max_match=4)], {}, PatternError,
+                 r"edit #1 regex.*max_match", id="match-longer-than-max-match"),
+    pytest.param([_replace("old", regex="yes")], {}, EditError, r"edit #1.*regex",
+                 id="regex-not-a-bool"),
+    pytest.param([{"op": "patch", "offset": 3, "data": 5}], {}, EditError,
+                 r"edit #1.*data must be a string", id="data-not-text"),
+    pytest.param([{"op": "patch", "offset": 3, "data_hex": "zz"}], {}, EditError,
+                 r"edit #1.*data_hex is not valid hex", id="bad-hex"),
+    pytest.param([{"op": "splice", "offset": 3}], {}, EditError, r"edit #1.*unknown op",
+                 id="unknown-op"),
+    pytest.param([{"op": "patch", "offset": 3}], {}, EditError,
+                 r"edit #1.*missing field 'data'", id="missing-field"),
+    pytest.param([{"op": "patch", "offset": 3, "data": "x", "colour": "red"}], {}, EditError,
+                 r"edit #1.*unknown field.*colour", id="unknown-field"),
+    pytest.param('[{"op": "patch", "offset": ', {}, EditError, r"not valid JSON",
+                 id="bad-json-string"),
+    pytest.param('{"op": "patch"}', {}, EditError, r"JSON list", id="json-not-a-list"),
+    pytest.param([], {}, EditError, r"empty", id="empty-edit-list"),
+    pytest.param(42, {}, EditError, r"edits must be a list", id="edits-not-a-list"),
+    pytest.param(["patch 3 x"], {}, EditError, r"edit #1.*not an edit", id="edit-not-an-edit"),
+    # -- options ---------------------------------------------------------------------------
+    pytest.param([Patch(3, b"x")], {"shard_size": "64XB"}, EditError, r"shard_size.*64XB",
+                 id="shard-size-unknown-unit"),
+    pytest.param([Patch(3, b"x")], {"shard_size": "lots"}, EditError, r"shard_size.*lots",
+                 id="shard-size-words"),
+    pytest.param([Patch(3, b"x")], {"shard_size": "-1MiB"}, EditError, r"shard_size",
+                 id="shard-size-negative"),
+    pytest.param([Patch(3, b"x")], {"shard_size": ""}, EditError, r"shard_size",
+                 id="shard-size-empty"),
+    pytest.param([Patch(3, b"x")], {"shard_size": 0}, EditError, r"shard_size",
+                 id="shard-size-zero"),
+    pytest.param([Patch(3, b"x")], {"shard_size": True}, EditError, r"shard_size",
+                 id="shard-size-bool"),
+    pytest.param([Insert(3, b"longer")], {"mode": "inplace"}, EditError,
+                 r"inplace.*(rewrite|auto)", id="inplace-with-insert"),
+    pytest.param([Replace(b"old.com", b"new.org.uk")], {"mode": "inplace"}, EditError,
+                 r"inplace", id="inplace-with-longer-replace"),
+    pytest.param([Delete(3, 4)], {"mode": "inplace", "dry_run": True}, EditError,
+                 r"inplace", id="inplace-with-delete-dry-run"),
+    pytest.param([Patch(3, b"x")], {"mode": "fast"}, EditError, r"mode.*fast",
+                 id="unknown-mode"),
+    pytest.param([Patch(3, b"x")], {"executor": "gpu"}, BigFileError, r"executor.*gpu",
+                 id="unknown-executor"),
+    pytest.param([Patch(3, b"x")], {"workers": 0}, BigFileError, r"workers.*0",
+                 id="workers-zero"),
+    pytest.param([Patch(3, b"x")], {"workers": -2}, BigFileError, r"workers",
+                 id="workers-negative"),
+    pytest.param([Patch(3, b"x")], {"writer": "dma"}, EditError, r"writer.*dma",
+                 id="unknown-writer"),
+    pytest.param([Patch(3, b"x")], {"delimiter": b""}, EditError, r"delimiter",
+                 id="empty-delimiter"),
+    pytest.param([Patch(3, b"x")], {"align": 0}, EditError, r"align", id="align-zero"),
+    pytest.param([Patch(3, b"x")], {"block_size": "0"}, EditError, r"block_size",
+                 id="block-size-zero"),
+]
+
+
+@pytest.mark.parametrize(("edits", "options", "error", "match"), CASES)
+def test_bad_input_leaves_target_alone(tmp_path: Path, edits: Any, options: dict[str, Any],
+                                       error: type[BigFileError], match: str) -> None:
+    path = _target(tmp_path)
+    before = os.stat(path)
+    with pytest.raises(error, match=match) as info:
+        edit_file(str(path), edits, **{"workers": 1, "shard_size": "4KiB", **options})
+    assert isinstance(info.value, BigFileError)
+    assert path.read_bytes() == CONTENT
+    after = os.stat(path)
+    assert stat.S_IMODE(after.st_mode) == FILE_MODE
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert sorted(os.listdir(path.parent)) == [path.name]
+
+
+@pytest.mark.parametrize("dry_run", [False, True], ids=["apply", "dry-run"])
+def test_missing_file(tmp_path: Path, dry_run: bool) -> None:
+    path = tmp_path / "nope.csv"
+    with pytest.raises(TargetNotFoundError, match=r"nope\.csv.*no such file") as info:
+        edit_file(str(path), [Patch(0, b"x")], dry_run=dry_run)
+    assert isinstance(info.value, FileNotFoundError)
+    assert os.listdir(tmp_path) == []
+
+
+def test_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    (folder / "inside").write_bytes(b"keep")
+    with pytest.raises(TargetIsDirectoryError, match=r"a-folder.*folder"):
+        edit_file(str(folder), [Patch(0, b"x")])
+    assert sorted(os.listdir(tmp_path)) == ["a-folder"]
+    assert os.listdir(folder) == ["inside"]
+
+
+def test_read_only_target(tmp_path: Path) -> None:
+    path = _target(tmp_path)
+    os.chmod(path, 0o444)
+    if ROOT:  # root may write anyway: the edit goes through and the mode bits stay
+        edit_file(str(path), [Insert(0, b"#"), Patch(5, b"X")], workers=1)
+        assert path.read_bytes()[:1] == b"#"
+    else:
+        with pytest.raises(TargetPermissionError, match=r"data\.csv.*read-only"):
+            edit_file(str(path), [Patch(5, b"X")], workers=1)
+        assert path.read_bytes() == CONTENT
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert sorted(os.listdir(path.parent)) == [path.name]
+
+
+@pytest.mark.skipif(ROOT, reason="root may write into a read-only folder")
+def test_read_only_folder(tmp_path: Path) -> None:
+    path = _target(tmp_path)
+    os.chmod(path.parent, 0o555)
+    try:
+        with pytest.raises(TargetPermissionError, match=r"folder.*read-only"):
+            edit_file(str(path), [Insert(0, b"#")], workers=1)
+    finally:
+        os.chmod(path.parent, 0o755)
+    assert path.read_bytes() == CONTENT
+    assert stat.S_IMODE(path.stat().st_mode) == FILE_MODE
