@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from .commit import new_file_path
 from .edits import Edit, Layout, check_offsets, coerce_edits
 from .errors import translated
-from .exceptions import EditError, StagingError, TargetError
+from .exceptions import EditError, SourceChangedError, StagingError, TargetError
 from .executors import Executor, make_executor
 from .patch import ShardResult
 from .plan import BLOCK, Manifest, Shard, boundaries, new_job_id, touched
@@ -183,9 +183,30 @@ def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSp
     return manifest, layout, batches
 
 
+def _verify_sources(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpec,
+                    exe: Executor) -> None:
+    """Check every checksummed shard of a local source again right before committing: a
+    writer that kept the size, mtime and inode is caught here. (On object stores the ETag,
+    a digest of the content, does this job.)"""
+    if not target.local:
+        return
+    shards = [s for s in manifest.shards if s.crc is not None]
+    expected = {s.index: s.crc for s in shards}
+    for part in exe.run(checksum_ranges, [
+            (spec, [(s.index, s.offset, s.length) for s in batch])
+            for batch in _chunks(shards, exe.workers * 2)]):
+        for index, crc in part:
+            if crc != expected[index]:
+                shard = manifest.shards[index]
+                raise SourceChangedError(
+                    f"{target.url} changed since it was planned (bytes {shard.offset}.."
+                    f"{shard.end} no longer match their CRC32C); nothing was committed, "
+                    f"run the edit again")
+
+
 def _commit(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpec,
             results: dict[int, ShardResult], mode: str, *, dry_run: bool,
-            started: float, options: dict[str, Any]) -> EditResult:
+            started: float, options: dict[str, Any], exe: Executor) -> EditResult:
     """Resolve the shards' results (re-patching any whose guess failed), verify, commit."""
     layout = manifest.layout
 
@@ -200,6 +221,8 @@ def _commit(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpe
         # Nothing matched and nothing is added or cut: leave the target alone.
         outcome = CommitOutcome("none", 0)
     else:
+        if not dry_run:
+            _verify_sources(target, manifest, spec, exe)
         outcome = target.commit(stage, pieces, manifest, layout, mode, size_after,
                                 dry_run=dry_run, options=options)
     return EditResult(
@@ -210,7 +233,6 @@ def _commit(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpe
         job_id=manifest.job_id, seconds=round(time.monotonic() - started, 6))
 
 
-@translated
 def _check_end(target: LocalTarget | RemoteTarget, manifest: Manifest, layout: Layout) -> None:
     """No shard owns the offset just past the last byte, where a regex may match empty."""
     regexes = [(i, e) for i, e in layout.replaces if e.regex]
@@ -226,6 +248,7 @@ def _check_end(target: LocalTarget | RemoteTarget, manifest: Manifest, layout: L
         Matcher(edit, index, layout.owner(index)).check_end(bytes(tail), size)
 
 
+@translated
 def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = None,
               shard_size: int | str | None = None, workers: int | None = None,
               executor: str | Executor | None = "thread", dry_run: bool = False,
@@ -302,7 +325,7 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
                     if progress is not None:
                         progress.relative_update(manifest.shards[result.index].length)
             return _commit(target, manifest, spec, results, mode, dry_run=dry_run,
-                           started=started, options={"writer": writer})
+                           started=started, options={"writer": writer}, exe=exe)
         finally:
             exe.close()
             spec.open_staging().destroy()
@@ -387,7 +410,8 @@ def commit_edit(staging: str, *, storage_options: dict[str, Any] | None = None,
                 mode: str = "auto", wait: float = 0.0, writer: str = "pwrite",
                 batches: Iterable[dict[str, Any]] | None = None) -> EditResult:
     """Verify every staged shard of a planned edit and commit it atomically; the staging is
-    removed afterwards. A missing or corrupt shard fails here, target untouched."""
+    removed afterwards, whatever happens. A missing or corrupt shard fails here, target
+    untouched."""
     started = time.monotonic()
     _check_mode(mode)
     stage = JobSpec(target="", staging=staging,
@@ -406,12 +430,18 @@ def commit_edit(staging: str, *, storage_options: dict[str, Any] | None = None,
             results[result.index] = result
     with target.locked(wait=wait, job=manifest.job_id):
         target.recover(keep=staging)
+        exe = make_executor("thread", None)
         try:
-            return _commit(target, manifest, spec, results, mode, dry_run=False,
-                           started=started, options={"writer": writer})
+            result = _commit(target, manifest, spec, results, mode, dry_run=False,
+                             started=started, options={"writer": writer}, exe=exe)
         finally:
+            exe.close()
             stage.destroy()
             target.cleanup_staging_root()
+            if target.local:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(new_file_path(target.path, manifest.job_id))
+        return result
 
 
 def _list_results(stage: Staging) -> list[str]:

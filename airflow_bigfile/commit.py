@@ -12,12 +12,15 @@ import contextlib
 import errno
 import logging
 import os
+import time
 from collections.abc import Sequence
 from typing import BinaryIO
 
 from .checksum import crc32c
 from .crash import crashpoint
-from .exceptions import ShardChecksumError, SourceChangedError, StagingError
+from .exceptions import RecoveryError, ShardChecksumError, SourceChangedError, StagingError
+from .oscompat import pread, pwrite, write_all
+from .patch import job_tag
 from .plan import Manifest
 from .resolve import Piece
 from .shardfile import HEADER_SIZE, ShardHeader, iter_records
@@ -49,13 +52,17 @@ def open_staged(staging: Staging, piece: Piece, manifest: Manifest
     try:
         header = ShardHeader.unpack(f.read(HEADER_SIZE), piece.staged)
         shard, result = piece.shard, piece.result
+        if header.job != job_tag(manifest.job_id):
+            raise StagingError(f"staged shard {piece.staged} belongs to another job")
         expected = (shard.index, shard.offset, shard.length, result.output_start,
-                    result.output_length)
+                    result.output_length, result.payload_crc)
         found = (header.index, header.source_offset, header.source_length,
-                 header.output_start, header.output_length)
+                 header.output_start, header.output_length, header.payload_crc)
         if found != expected:
-            raise StagingError(f"staged shard {piece.staged} does not match the manifest "
-                               f"(index, offset, length, start, output: {found} != {expected})")
+            raise StagingError(f"staged shard {piece.staged} does not match the manifest and "
+                               f"its worker's result (index, offset, length, start, output, "
+                               f"payload CRC: {found} != {expected})")
+        _check_payload(f, header, piece.staged)
         if shard.crc is not None and header.source_crc != shard.crc:
             raise StagingError(f"staged shard {piece.staged} was made from other source bytes "
                                f"(source CRC32C {header.source_crc:#x} != {shard.crc:#x})")
@@ -63,6 +70,20 @@ def open_staged(staging: Staging, piece: Piece, manifest: Manifest
         f.close()
         raise
     return f, header
+
+
+def _check_payload(f: BinaryIO, header: ShardHeader, name: str) -> None:
+    """Read a staged payload through and check its CRC32C before any record is used."""
+    crc, left = 0, header.payload_length
+    while left:
+        chunk = f.read(min(8 << 20, left))
+        if not chunk:
+            raise StagingError(f"staged shard {name} is truncated")
+        crc = crc32c(chunk, crc)
+        left -= len(chunk)
+    if crc != header.payload_crc:
+        raise ShardChecksumError(f"staged shard {name}: payload CRC32C mismatch")
+    f.seek(HEADER_SIZE)
 
 
 def new_file_path(path: str, job_id: str) -> str:
@@ -75,7 +96,7 @@ def check_written(fd: int, offset: int, length: int, crc: int, name: str) -> Non
     """Check bytes a worker wrote straight into the new file against their CRC32C."""
     found, done = 0, 0
     while done < length:
-        chunk = os.pread(fd, min(8 << 20, length - done), offset + done)
+        chunk = pread(fd, min(8 << 20, length - done), offset + done)
         if not chunk:
             break
         found = crc32c(chunk, found)
@@ -134,11 +155,8 @@ class Assembler:
 
     def write(self, data: bytes | memoryview) -> None:
         self._flush()
-        view = memoryview(data)
-        while view:
-            n = os.pwrite(self.dst, view, self.pos)
-            self.pos += n
-            view = view[n:]
+        write_all(self.dst, data, self.pos)
+        self.pos += len(data)
 
     @property
     def at(self) -> int:
@@ -179,22 +197,29 @@ class Assembler:
                     raise
                 log.debug("copy_file_range refused (%s); copying through user space", exc)
                 self.kernel = False
-        data = os.pread(self.src, min(length, 8 << 20), offset)
+        data = pread(self.src, min(length, 8 << 20), offset)
         if data:
-            self.write_at(data)
+            write_all(self.dst, data, self.pos)
         return len(data)
-
-    def write_at(self, data: bytes) -> None:
-        view = memoryview(data)
-        pos = self.pos
-        while view:
-            n = os.pwrite(self.dst, view, pos)
-            pos += n
-            view = view[n:]
 
     def finish(self) -> int:
         self._flush()
         return self.pos
+
+
+def replace_file(src: str, dst: str, attempts: int = 10) -> None:
+    """``os.replace`` retried while it is refused with EACCES/EPERM: on Windows a target
+    held open by a reader cannot be replaced until it is closed."""
+    for attempt in range(attempts):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            if attempt == attempts - 1:
+                raise
+            log.warning("%s is held open; retrying the rename (%d/%d)", dst, attempt + 1,
+                        attempts)
+            time.sleep(min(0.05 * 2 ** attempt, 1.0))
 
 
 def fsync_dir(path: str) -> None:
@@ -213,8 +238,10 @@ def fsync_dir(path: str) -> None:
 
 def fsync_file(fd: int) -> None:
     """Flush a file to stable storage (``F_FULLFSYNC`` on macOS, where fsync is not enough)."""
-    import fcntl
-
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        fcntl = None  # type: ignore[assignment]
     full = getattr(fcntl, "F_FULLFSYNC", None)
     if full is not None:
         try:
@@ -281,7 +308,7 @@ def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Sequence
         finally:
             os.close(fd)
         check_identity(manifest, local_identity(path))
-        os.replace(tmp, path)
+        replace_file(tmp, path)
         crashpoint("renamed")
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -296,16 +323,11 @@ class PositionalWriter:
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
-        self.pwrite = getattr(os, "pwrite", None)
 
     def write(self, offset: int, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while view:
-            if self.pwrite is not None:
-                n = self.pwrite(self.fd, view, offset)
-            else:
-                os.lseek(self.fd, offset, os.SEEK_SET)
-                n = os.write(self.fd, view)
+            n = pwrite(self.fd, view, offset)
             offset += n
             view = view[n:]
             crashpoint("data-write")
@@ -385,9 +407,11 @@ def commit_inplace(path: str, staging: Staging, pieces: Sequence[Piece], manifes
     """Journal the bytes about to change, write the new ones in place, drop the journal.
 
     ``ranges`` come from :func:`inplace_ranges`; ``cut_at`` is where a shrinking truncate
-    cuts (its tail is journaled too); ``tail`` is appended after. Returns bytes written.
+    cuts (its tail is journaled too); ``tail`` is appended after. A failure after the
+    journal is sealed rolls the target back before it is reported. Returns bytes written.
     """
     from .journal import write_journal
+    from .recover import rollback_journal
 
     folder = os.path.dirname(os.path.abspath(path))
     fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
@@ -401,42 +425,62 @@ def commit_inplace(path: str, staging: Staging, pieces: Sequence[Piece], manifes
         jpath = write_journal(path, fd, saved, st.st_size, st.st_ino, fsync_file)
         fsync_dir(folder)
         crashpoint("journal-synced")
-        out = MmapWriter(fd, st.st_size) if writer == "mmap" else PositionalWriter(fd)
-        written = 0
         try:
-            for kind, length, value, at in placed_records(staging, pieces, manifest):
-                if kind == "D":
-                    out.write(at, value)  # type: ignore[arg-type]
-                    written += length
-                elif kind == "W":
-                    assert written_fd is not None
-                    for start in range(at, at + length, 8 << 20):
-                        out.write(start, os.pread(written_fd, min(8 << 20, at + length - start),
-                                                  start))
-                    written += length
-        finally:
-            out.close()
-        end = st.st_size
-        if cut_at is not None:
-            os.ftruncate(fd, cut_at)
-            end = cut_at
-        tail_writer = PositionalWriter(fd)
-        for item in tail:
-            if isinstance(item, int):
-                end += item
-                os.ftruncate(fd, end)
-            else:
-                tail_writer.write(end, item)
-                end += len(item)
-                written += len(item)
-        if end != expected_size:
-            raise StagingError(f"in-place commit produced {end} bytes, expected "
-                               f"{expected_size}")
-        fsync_file(fd)
-        crashpoint("data-synced")
+            written = _write_inplace(fd, staging, pieces, manifest, writer, written_fd,
+                                     st.st_size, cut_at, tail, expected_size)
+        except BaseException as exc:
+            os.close(fd)
+            fd = -1
+            try:
+                rollback_journal(path)
+            except Exception as again:
+                raise RecoveryError(
+                    f"{path}: the in-place commit failed ({exc}) and so did its rollback "
+                    f"({again}); the journal is kept: run `bigfile recover {path}`") from exc
+            raise
     finally:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
     os.unlink(jpath)
     crashpoint("journal-removed")
     fsync_dir(folder)
+    return written
+
+
+def _write_inplace(fd: int, staging: Staging, pieces: Sequence[Piece], manifest: Manifest,
+                   writer: str, written_fd: int | None, size: int, cut_at: int | None,
+                   tail: Sequence[bytes | int], expected_size: int) -> int:
+    """The data writes of an in-place commit, up to and including the fsync."""
+    out = MmapWriter(fd, size) if writer == "mmap" else PositionalWriter(fd)
+    written = 0
+    try:
+        for kind, length, value, at in placed_records(staging, pieces, manifest):
+            if kind == "D":
+                out.write(at, value)  # type: ignore[arg-type]
+                written += length
+            elif kind == "W":
+                assert written_fd is not None
+                for start in range(at, at + length, 8 << 20):
+                    out.write(start, pread(written_fd, min(8 << 20, at + length - start),
+                                           start))
+                written += length
+    finally:
+        out.close()
+    end = size
+    if cut_at is not None:
+        os.ftruncate(fd, cut_at)
+        end = cut_at
+    tail_writer = PositionalWriter(fd)
+    for item in tail:
+        if isinstance(item, int):
+            end += item
+            os.ftruncate(fd, end)
+        else:
+            tail_writer.write(end, item)
+            end += len(item)
+            written += len(item)
+    if end != expected_size:
+        raise StagingError(f"in-place commit produced {end} bytes, expected {expected_size}")
+    fsync_file(fd)
+    crashpoint("data-synced")
     return written

@@ -1,7 +1,8 @@
 """A test hook for the crash tests: ``BIGFILE_CRASH=name:N`` SIGKILLs the process the N-th
 time it passes the point called ``name`` (journal-write, journal-synced, data-write,
-data-synced, journal-removed, rewrite-write, rewrite-synced, renamed, cleanup). Unset, it
-costs one environment lookup per call, and calls sit outside the per-byte loops."""
+data-synced, journal-removed, rewrite-write, rewrite-synced, renamed, parts-uploaded,
+completed, stream-written). Unset, it costs one environment lookup per call, and calls sit
+outside the per-byte loops."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 from .checksum import crc32c
 from .crash import crashpoint
 from .exceptions import RecoveryError
+from .oscompat import pread
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def write_journal(path: str, target_fd: int, ranges: Iterable[tuple[int, int]],
             put(_ENTRY.pack(offset, length))
             done = 0
             while done < length:
-                chunk = os.pread(target_fd, min(READ_CHUNK, length - done), offset + done)
+                chunk = pread(target_fd, min(READ_CHUNK, length - done), offset + done)
                 if not chunk:
                     raise RecoveryError(f"{path} ended at {offset + done} while journaling")
                 put(chunk)

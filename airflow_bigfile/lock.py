@@ -5,15 +5,41 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import platform
 import time
 from types import TracebackType
 
 from .exceptions import TargetLockedError, TargetPermissionError
+from .oscompat import write_all
 
 try:
     import fcntl
 except ImportError:  # Windows: no fcntl; fall back to exclusive creation of the lock file
     fcntl = None  # type: ignore[assignment]
+
+
+def _host() -> str:
+    return platform.node()
+
+
+def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would terminate the process on Windows
+        import ctypes
+
+        handle = ctypes.windll.kernel32.OpenProcess(0x1000, False, pid)  # type: ignore[attr-defined]
+        if not handle:
+            return False
+        code = ctypes.c_ulong()
+        ctypes.windll.kernel32.GetExitCodeProcess(handle, ctypes.byref(code))  # type: ignore[attr-defined]
+        ctypes.windll.kernel32.CloseHandle(handle)  # type: ignore[attr-defined]
+        return code.value == 259  # STILL_ACTIVE
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def lock_path(path: str) -> str:
@@ -52,6 +78,10 @@ class TargetLock:
             else:
                 fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o644)
         except FileExistsError:
+            if self._holder_is_dead():
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.lock)
+                return self._try()
             return False
         except PermissionError as exc:
             raise TargetPermissionError(
@@ -70,12 +100,24 @@ class TargetLock:
             if not same:  # the holder removed it as we opened it: take the new one
                 os.close(fd)
                 return False
-        info = {"pid": os.getpid(), "host": os.uname().nodename if hasattr(os, "uname") else "",
+        info = {"pid": os.getpid(), "host": _host(),
                 "job": self.job, "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
         os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
+        write_all(fd, json.dumps(info).encode(), 0)
         self._fd = fd
         return True
+
+    def _holder_is_dead(self) -> bool:
+        """Without fcntl a lock file outlives a killed holder: it is stale when the pid it
+        names is gone on this host. (With fcntl the kernel drops the lock itself.)"""
+        try:
+            with open(self.lock, encoding="utf-8") as f:
+                info = json.load(f)
+        except (OSError, ValueError):
+            return False
+        if info.get("host") != _host() or not isinstance(info.get("pid"), int):
+            return False
+        return not _pid_alive(info["pid"])
 
     def holder(self) -> str:
         """Who holds the lock, as far as its file says."""

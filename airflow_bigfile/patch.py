@@ -45,6 +45,7 @@ class ShardResult:
     matches: list[int]
     new_bytes: int
     staged_bytes: int
+    payload_crc: int
     changed: bool
     staged: str | None
     source_crc: int | None
@@ -57,6 +58,11 @@ class ShardResult:
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> ShardResult:
         return cls(**obj)
+
+
+def job_tag(job_id: str) -> int:
+    """The 32-bit tag of a job that its staged shards carry."""
+    return crc32c(job_id.encode())
 
 
 class _Discard:
@@ -146,7 +152,8 @@ class Patcher:
                     f"does not match the CRC32C recorded at planning: the source changed or "
                     f"was read wrongly")
             header = writer.finish(lambda w: ShardHeader(
-                shard.index, start, shard.length, output_start, w.output_length,
+                shard.index, job_tag(self.manifest.job_id), start, shard.length,
+                output_start, w.output_length,
                 w.payload_length, crc, w.payload_crc))
         except BaseException:
             writer.abandon()
@@ -158,6 +165,7 @@ class Patcher:
             resume_out=[max(end, p) for p in pos], output_start=output_start,
             output_length=writer.output_length, first_event=first_event, matches=counts,
             new_bytes=writer.new_bytes, staged_bytes=writer.payload_length,
+            payload_crc=writer.payload_crc,
             changed=header is not None,
             staged=name if header is not None and not self.dry_run else None, source_crc=crc)
 
@@ -275,6 +283,7 @@ def patch_batch(patcher: Patcher, shards: Sequence[Shard],
                 index=shard.index, resume_in=[max(shard.offset, r) for r in resume] if resume
                 else [shard.offset] * len(patcher.matchers), resume_out=[], output_start=0,
                 output_length=0, first_event=None, matches=[], new_bytes=0, staged_bytes=0,
+                payload_crc=0,
                 changed=False, staged=None,
                 source_crc=None, error=str(exc), error_type=type(exc).__name__))
             break

@@ -60,6 +60,7 @@ def rollback_journal(path: str) -> bool:
     """
     from .commit import fsync_dir, fsync_file
     from .journal import iter_saved, journal_path, read_journal
+    from .oscompat import write_all
 
     jpath = journal_path(path)
     if not os.path.exists(jpath):
@@ -79,11 +80,7 @@ def rollback_journal(path: str) -> bool:
                 f"{jpath} belongs to another file than the current {path} (inode {inode}); "
                 f"it was replaced after the crash. Check the file, then delete the journal")
         for offset, chunk in iter_saved(jpath, entries):
-            view = memoryview(chunk)
-            while view:
-                n = os.pwrite(fd, view, offset)
-                offset += n
-                view = view[n:]
+            write_all(fd, chunk, offset)
         os.ftruncate(fd, original_size)
         fsync_file(fd)
     finally:

@@ -10,13 +10,12 @@ a sparsely edited shard cost no staging space and are later copied by the kernel
                                   (when output offsets are known, workers write there
                                   directly and bytes move once); ``crc`` is their CRC32C
 
-The header (little-endian, 64 bytes) says which shard it is and carries the CRC32C of the
-source range the worker read, of the payload, and of the header itself.
+The header (little-endian, 68 bytes) says which job and shard it belongs to and carries the
+CRC32C of the source range the worker read, of the payload, and of the header itself.
 """
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,10 +23,11 @@ from typing import Any, BinaryIO
 
 from .checksum import crc32c
 from .exceptions import ShardChecksumError, StagingError
+from .oscompat import write_all
 
 MAGIC = b"BIGFSHRD"
 VERSION = 1
-_HEADER = struct.Struct("<8sHHIQQQQQII")  # ... up to payload_crc; header_crc follows
+_HEADER = struct.Struct("<8sHHIIQQQQQII")  # ... up to payload_crc; header_crc follows
 HEADER_SIZE = _HEADER.size + 4
 _DATA = struct.Struct("<cQ")
 _COPY = struct.Struct("<cQQ")
@@ -41,6 +41,7 @@ class ShardHeader:
     """What a staged shard says about itself."""
 
     index: int
+    job: int  # CRC32C of the job id: a shard from another job is refused
     source_offset: int
     source_length: int
     output_start: int
@@ -50,7 +51,7 @@ class ShardHeader:
     payload_crc: int
 
     def pack(self) -> bytes:
-        head = _HEADER.pack(MAGIC, VERSION, 0, self.index, self.source_offset,
+        head = _HEADER.pack(MAGIC, VERSION, 0, self.index, self.job, self.source_offset,
                             self.source_length, self.output_start, self.output_length,
                             self.payload_length, self.source_crc, self.payload_crc)
         return head + crc32c(head).to_bytes(4, "little")
@@ -145,9 +146,7 @@ class RecordWriter:
             direct = max(0, min(len(data), place.limit - offset))
         if direct:
             view = memoryview(data)[:direct]
-            done = 0
-            while done < direct:
-                done += os.pwrite(place.fd, view[done:], offset + done)
+            write_all(place.fd, view, offset)
             self._emit(_WRITTEN.pack(b"W", direct, offset, crc32c(view)))
             data = memoryview(data)[direct:]
         if len(data):

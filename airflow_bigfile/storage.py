@@ -15,6 +15,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from .exceptions import StagingError
+from .oscompat import readinto
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
@@ -74,7 +75,7 @@ class Source:
         done = 0
         while done < len(view):
             if self._fd is not None:
-                n = os.preadv(self._fd, [view[done:]], offset + done)
+                n = readinto(self._fd, view[done:], offset + done)
             else:
                 assert self._file is not None
                 self._file.seek(offset + done)

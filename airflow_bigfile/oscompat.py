@@ -1,0 +1,49 @@
+"""Positional I/O that also works where ``os.pread``/``os.pwrite``/``os.preadv`` are missing
+(Windows): there it falls back to seek + read/write under a lock, since the file position
+is shared by every thread using the descriptor."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+_seek = threading.Lock()
+
+
+def pread(fd: int, length: int, offset: int) -> bytes:
+    """Up to ``length`` bytes at ``offset``."""
+    fn = getattr(os, "pread", None)
+    if fn is not None:
+        return fn(fd, length, offset)
+    with _seek:
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.read(fd, length)
+
+
+def readinto(fd: int, view: memoryview, offset: int) -> int:
+    """Fill ``view`` from ``offset`` without an extra copy where the OS allows."""
+    fn = getattr(os, "preadv", None)
+    if fn is not None:
+        return fn(fd, [view], offset)
+    data = pread(fd, len(view), offset)
+    view[:len(data)] = data
+    return len(data)
+
+
+def pwrite(fd: int, data: bytes | memoryview, offset: int) -> int:
+    """Write some of ``data`` at ``offset``; returns how much."""
+    fn = getattr(os, "pwrite", None)
+    if fn is not None:
+        return fn(fd, data, offset)
+    with _seek:
+        os.lseek(fd, offset, os.SEEK_SET)
+        return os.write(fd, data)
+
+
+def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """Write all of ``data`` at ``offset``."""
+    view = memoryview(data)
+    while view:
+        n = pwrite(fd, view, offset)
+        offset += n
+        view = view[n:]

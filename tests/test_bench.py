@@ -1,0 +1,39 @@
+"""The benchmark suite's smoke run: ``bench/run.py --quick`` completes and writes its report."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "run.py"
+
+
+@pytest.mark.timeout(300)
+def test_bench_quick_writes_a_table(tmp_path: Path) -> None:
+    if not BENCH.exists():
+        pytest.skip("bench/run.py is missing")
+    out = tmp_path / "benchmarks.md"
+    proc = subprocess.run(
+        [sys.executable, str(BENCH), "--quick", "--data-dir", str(tmp_path / "data"),
+         "--out", str(out)],
+        capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "dense same-length replace" in proc.stdout
+    assert "Targets (issue 6)" in proc.stdout
+
+    text = out.read_text()
+    assert "| benchmark | size | ours | ours s | reference | reference s | ratio |" in text
+    assert "python bench/run.py --quick" in text
+    assert "## Targets (issue 6)" in text
+    rows = [line for line in text.splitlines()
+            if line.startswith("| ") and line.endswith((" yes |", " NO |", " n/a |"))]
+    labels = {row.split(" | ")[0].lstrip("| ") for row in rows}
+    assert {"dense same-length replace", "sparse length-changing replace",
+            "10,000 8-byte patches", "insert at offset 100", "regex replace"} <= labels
+    # every output of ours matched the reference tool byte for byte
+    assert rows and all(row.endswith(" yes |") for row in rows), rows
+    assert (tmp_path / "bigfile-bench-results.json").exists() or (
+        tmp_path / "data" / "bigfile-bench-results.json").exists()
