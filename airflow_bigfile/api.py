@@ -338,6 +338,7 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
 @translated
 def plan_edit(url: str, edits: Any, *, staging: str | None = None,
               storage_options: dict[str, Any] | None = None,
+              staging_options: dict[str, Any] | None = None,
               shard_size: int | str | None = None, align: int | None = None,
               delimiter: bytes | str | None = None, block_size: int | str | None = None,
               max_batches: int = 1024, workers: int | None = None, wait: float = 0.0
@@ -358,7 +359,8 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
     job_id = new_job_id()
     stage_url = staging.rstrip("/") + "/" + job_id if staging else \
         target.default_staging(job_id)
-    spec = JobSpec(target=url, staging=stage_url, storage_options=storage_options or {})
+    spec = JobSpec(target=url, staging=stage_url, storage_options=storage_options or {},
+                   staging_options=staging_options or {})
     with target.locked(wait=wait, job=job_id):
         target.recover()
         exe = make_executor("thread", workers)
@@ -369,10 +371,13 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
             exe.close()
     stage = spec.open_staging()
     stage.write_json("distributed", {"job_id": job_id, "created": time.time()})
+    # Edits that read no shard (appends, growing truncates) still get one (empty) batch, so
+    # a mapped patch step runs once and the commit after it is not skipped.
+    ranges = [(batch[0].index, batch[-1].index) for batch in batches] or [(0, -1)]
     return PlannedEdit(
         target=url, staging=stage_url, job_id=job_id, shards=len(manifest.shards),
-        batches=[{"staging": stage_url, "job_id": job_id,
-                  "first": batch[0].index, "last": batch[-1].index} for batch in batches])
+        batches=[{"staging": stage_url, "job_id": job_id, "first": first, "last": last}
+                 for first, last in ranges])
 
 
 def _batch_name(first: int) -> str:
@@ -380,8 +385,8 @@ def _batch_name(first: int) -> str:
 
 
 @translated
-def patch_batch(batch: dict[str, Any], *, storage_options: dict[str, Any] | None = None
-                ) -> dict[str, Any]:
+def patch_batch(batch: dict[str, Any], *, storage_options: dict[str, Any] | None = None,
+                staging_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Patch one batch from :func:`plan_edit` and record its results in staging.
 
     Idempotent: a retry overwrites its own staged shards and results. Returns a small
@@ -391,11 +396,11 @@ def patch_batch(batch: dict[str, Any], *, storage_options: dict[str, Any] | None
         stage_url, first, last = batch["staging"], int(batch["first"]), int(batch["last"])
     except (KeyError, TypeError, ValueError) as exc:
         raise StagingError(f"not a bigfile batch: {batch!r}") from exc
-    stage = JobSpec(target="", staging=stage_url,
-                    storage_options=storage_options or {}).open_staging()
+    stage = JobSpec(target="", staging=stage_url, storage_options=storage_options or {},
+                    staging_options=staging_options or {}).open_staging()
     manifest = Manifest.load(stage)
     spec = JobSpec(target=manifest.target, staging=stage_url,
-                   storage_options=storage_options or {})
+                   storage_options=storage_options or {}, staging_options=staging_options or {})
     indices = [i for i in range(first, last + 1) if manifest.shards[i].patch]
     results = patch_shards(spec, indices, None, manifest)
     stage.write_json(_batch_name(first), [r.to_json() for r in results])
@@ -407,6 +412,7 @@ def patch_batch(batch: dict[str, Any], *, storage_options: dict[str, Any] | None
 
 @translated
 def commit_edit(staging: str, *, storage_options: dict[str, Any] | None = None,
+                staging_options: dict[str, Any] | None = None,
                 mode: str = "auto", wait: float = 0.0, writer: str = "pwrite",
                 batches: Iterable[dict[str, Any]] | None = None) -> EditResult:
     """Verify every staged shard of a planned edit and commit it atomically; the staging is
@@ -414,11 +420,11 @@ def commit_edit(staging: str, *, storage_options: dict[str, Any] | None = None,
     untouched."""
     started = time.monotonic()
     _check_mode(mode)
-    stage = JobSpec(target="", staging=staging,
-                    storage_options=storage_options or {}).open_staging()
+    stage = JobSpec(target="", staging=staging, storage_options=storage_options or {},
+                    staging_options=staging_options or {}).open_staging()
     manifest = Manifest.load(stage)
     spec = JobSpec(target=manifest.target, staging=staging,
-                   storage_options=storage_options or {})
+                   storage_options=storage_options or {}, staging_options=staging_options or {})
     target = open_target(manifest.target, storage_options)
     target.check(write=True)
     firsts = sorted({int(b["first"]) for b in batches} if batches is not None else

@@ -1,0 +1,37 @@
+# make test   build .venv from nothing (if needed) and run the whole test suite
+# make demo   mask e-mails in a few-hundred-MB CSV with the mapped Airflow example DAG
+# make bench  run the benchmarks
+PYTHON ?= python3
+VENV   := .venv
+STAMP  := $(VENV)/.installed-stamp
+EXTRAS := test,s3,dask,airflow
+# Known-good versions of every dependency: a fresh install resolves at once instead of
+# backtracking through moto[server]'s and Airflow's trees (regenerate with `pip freeze`).
+CONSTRAINTS := constraints.txt
+
+.PHONY: all venv test demo bench clean distclean
+
+all: test
+
+# Reinstalls only when pyproject.toml changes (the package itself is an editable install).
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
+	@touch $@
+
+venv: $(STAMP)
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+demo: $(STAMP)
+	VENV=$(CURDIR)/$(VENV) scripts/demo.sh
+
+bench: $(STAMP)
+	$(VENV)/bin/python bench/run.py
+
+clean:
+	rm -rf demo-data
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,439 @@
+"""Operators that run the bigfile engine from Airflow: one task, or plan -> mapped patch ->
+commit across a fleet of workers.
+
+The operators only translate Airflow's world (templated arguments, connections, XCom,
+retries) into engine calls: :func:`~airflow_bigfile.api.edit_file` for the one-task edit;
+:func:`~airflow_bigfile.api.plan_edit`, :func:`~airflow_bigfile.api.patch_batch` and
+:func:`~airflow_bigfile.api.commit_edit` for the fleet.
+
+Permanent engine errors (every :class:`~airflow_bigfile.BigFileError` but a held lock) fail
+the task without retries (``AirflowFailException``); anything else (a lost connection, a
+timeout) propagates and Airflow retries the task, which is safe: planning starts a new job,
+patching a batch overwrites its own staged shards, and a commit either happened or did not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, TaskGroup, conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow_bigfile.hooks.bigfile import BigFileHook
+
+from airflow_bigfile.exceptions import BigFileError, TargetLockedError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: executors whose workers may run on other machines (matched in ``core.executor``)
+DISTRIBUTED_EXECUTORS = ("Celery", "Kubernetes", "Edge", "Ecs", "Batch", "Lambda", "Dask")
+DEFAULT_MAX_MAP_LENGTH = 1024
+
+
+# ---------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _engine_errors(what: str) -> Iterator[None]:
+    """Turn permanent engine errors into ``AirflowFailException`` (no retry)."""
+    try:
+        yield
+    except TargetLockedError:
+        raise  # another job holds the target: a retry later may succeed
+    except BigFileError as exc:
+        raise AirflowFailException(f"{what} failed: {exc}") from exc
+
+
+def _parse_edits(edits: Any) -> list[Any]:
+    """The edit list, from a list of dicts/edit objects or (after templating) JSON text."""
+    if isinstance(edits, (str, bytes)):
+        try:
+            edits = json.loads(edits)
+        except ValueError as exc:
+            raise AirflowFailException(f"edits is not valid JSON: {exc}") from exc
+    if isinstance(edits, Mapping):
+        edits = [edits]
+    if not isinstance(edits, Sequence) or isinstance(edits, (str, bytes)) or not edits:
+        raise AirflowFailException(
+            f"edits must be a non-empty list of edits (dicts with 'op'), not {edits!r:.200}")
+    from airflow_bigfile.edits import coerce_edits
+
+    with _engine_errors("checking the edits"):
+        return list(coerce_edits(list(edits)))
+
+
+def _is_local(url: str) -> bool:
+    from fsspec.core import split_protocol
+
+    protocol, _ = split_protocol(url.rsplit("::", 1)[-1])
+    return protocol in (None, "file", "local")
+
+
+def _executors() -> list[str]:
+    raw = conf.get("core", "executor", fallback="LocalExecutor") or "LocalExecutor"
+    names = []
+    for item in str(raw).split(","):
+        item = item.strip()
+        if item:
+            names.append(item.split(":")[-1].rsplit(".", 1)[-1])
+    return names
+
+
+def _distributed_executor() -> str | None:
+    """The configured executor that can run tasks on other machines, if any."""
+    for name in _executors():
+        if any(word.lower() in name.lower() for word in DISTRIBUTED_EXECUTORS):
+            return name
+    return None
+
+
+def _max_map_length() -> int:
+    try:
+        return conf.getint("core", "max_map_length", fallback=DEFAULT_MAX_MAP_LENGTH)
+    except (ValueError, TypeError):
+        return DEFAULT_MAX_MAP_LENGTH
+
+
+def _as_dict(value: Any, what: str) -> dict[str, Any]:
+    if isinstance(value, (str, bytes)):
+        try:
+            value = json.loads(value)
+        except ValueError as exc:
+            raise AirflowFailException(f"{what} is not valid JSON: {exc}") from exc
+    if not isinstance(value, Mapping):
+        raise AirflowFailException(f"{what} must be a dict from BigFilePlanOperator, "
+                                   f"not {value!r:.200}")
+    return dict(value)
+
+
+def _kill_switch() -> Any:
+    """An fsspec progress callback that stops the engine's workers on ``on_kill``: the next
+    progress report raises, the engine cancels pending shards and removes its staging."""
+    from fsspec.callbacks import Callback
+
+    class KillSwitch(Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.killed = threading.Event()
+
+        def call(self, *args: Any, **kwargs: Any) -> None:
+            if self.killed.is_set():
+                raise AirflowException("the task was killed; pending shards were cancelled")
+
+    return KillSwitch()
+
+
+class _BigFileOperator(BaseOperator):
+    """What every bigfile operator shares: the connection and the hook."""
+
+    ui_color = "#e8f1fb"
+
+    def __init__(self, *, conn_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.conn_id = conn_id
+
+    @cached_property
+    def hook(self) -> BigFileHook:
+        return BigFileHook(conn_id=self.conn_id)
+
+    def render_template(self, content: Any, context: Any, jinja_env: Any = None,
+                        seen_oids: set[int] | None = None) -> Any:
+        """Render as Airflow does, but keep a string's trailing newline: Jinja drops it
+        unless the DAG sets ``keep_trailing_newline``, and appended rows need it."""
+        rendered = super().render_template(content, context, jinja_env, seen_oids)
+        if isinstance(content, str) and isinstance(rendered, str) \
+                and content.endswith(("\n", "\r")):
+            env = jinja_env if jinja_env is not None else self.get_template_env()
+            if not getattr(env, "keep_trailing_newline", False):
+                rendered += "\r\n" if content.endswith("\r\n") else content[-1]
+        return rendered
+
+    def _options(self, url: str | None) -> dict[str, Any]:
+        try:
+            return self.hook.storage_options(url)
+        except ValueError as exc:
+            raise AirflowFailException(str(exc)) from exc
+
+
+# ---------------------------------------------------------------- one task
+
+
+class BigFileEditOperator(_BigFileOperator):
+    """Apply an edit list to one file in this task, with the engine's own thread pool.
+
+    Returns the result figures (``size_before``, ``size_after``, ``matches``, ``shards``,
+    ``shards_changed``, ``bytes_written``, ``commit_mode``, ...) as XCom.
+
+    :param path: local path or fsspec URL of the file to edit. (templated)
+    :param edits: list of edit dicts (``{"op": "replace", "find": ..., "replace": ...}``) or
+        their JSON text. (templated)
+    :param staging: where shards are staged (default: a hidden folder beside the target).
+        (templated)
+    :param conn_id: Airflow connection for the file's store (``None``: default credentials).
+    :param shard_size: bytes per shard, int or ``"64MiB"``.
+    :param workers: threads (default: the CPU count).
+    :param mode: ``auto``, ``inplace`` or ``rewrite``.
+    :param delimiter: align shard boundaries to records ending with this.
+    :param dry_run: compute the figures, change nothing.
+    :param wait: seconds to wait for another job's lock on the target.
+    """
+
+    template_fields: Sequence[str] = ("path", "edits", "staging")
+    template_fields_renderers = {"edits": "json"}
+
+    def __init__(self, *, path: str, edits: Any, staging: str | None = None,
+                 conn_id: str | None = None, shard_size: int | str | None = None,
+                 workers: int | None = None, mode: str = "auto",
+                 delimiter: str | bytes | None = None, dry_run: bool = False,
+                 wait: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(conn_id=conn_id, **kwargs)
+        self.path = path
+        self.edits = edits
+        self.staging = staging
+        self.shard_size = shard_size
+        self.workers = workers
+        self.mode = mode
+        self.delimiter = delimiter
+        self.dry_run = dry_run
+        self.wait = wait
+
+    @cached_property
+    def _kill_switch(self) -> Any:
+        return _kill_switch()
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_bigfile.api import edit_file
+
+        edits = _parse_edits(self.edits)
+        url = self.hook.resolve_url(self.path)
+        self.log.info("Editing %s with %d edit(s)%s", url, len(edits),
+                      " (dry run)" if self.dry_run else "")
+        with _engine_errors(f"editing {url}"):
+            result = edit_file(url, edits, storage_options=self._options(url),
+                               shard_size=self.shard_size, workers=self.workers,
+                               mode=self.mode, staging=self.staging or None,
+                               delimiter=self.delimiter, dry_run=self.dry_run,
+                               wait=self.wait, progress=self._kill_switch)
+        figures = result.to_dict()
+        self.log.info("Edited %s: %s", url, figures)
+        return figures
+
+    def on_kill(self) -> None:
+        self._kill_switch.killed.set()
+
+
+# ---------------------------------------------------------------- plan / patch / commit
+
+
+class BigFilePlanOperator(_BigFileOperator):
+    """Plan an edit for a fleet of mapped tasks: check the edits against the file, write the
+    manifest to ``staging`` and return the shard batches (small dicts, at most
+    ``core.max_map_length`` of them) for ``BigFilePatchShardsOperator.expand(batch=...)``.
+
+    :param path: local path or fsspec URL of the file to edit. (templated)
+    :param edits: list of edit dicts or their JSON text. (templated)
+    :param staging: folder or URL every worker can reach (an object store, or a shared
+        mount with ``shared_staging=True``). (templated)
+    :param conn_id: Airflow connection for the file's (and staging's) store.
+    :param shard_size: bytes per shard, int or ``"64MiB"``.
+    :param max_batches: at most this many batches (default and ceiling:
+        ``core.max_map_length``); shards are grouped into contiguous batches.
+    :param delimiter: align shard boundaries to records ending with this.
+    :param align: shard boundaries are multiples of this.
+    :param shared_staging: the local ``staging`` path is a mount every worker shares, so it
+        is allowed under a distributed executor.
+    :param wait: seconds to wait for another job's lock on the target.
+    """
+
+    template_fields: Sequence[str] = ("path", "edits", "staging")
+    template_fields_renderers = {"edits": "json"}
+
+    def __init__(self, *, path: str, edits: Any, staging: str | None = None,
+                 conn_id: str | None = None, shard_size: int | str | None = None,
+                 max_batches: int | None = None, delimiter: str | bytes | None = None,
+                 align: int | None = None, shared_staging: bool = False,
+                 wait: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(conn_id=conn_id, **kwargs)
+        self.path = path
+        self.edits = edits
+        self.staging = staging
+        self.shard_size = shard_size
+        self.max_batches = max_batches
+        self.delimiter = delimiter
+        self.align = align
+        self.shared_staging = shared_staging
+        self.wait = wait
+
+    def _check_staging(self, url: str) -> None:
+        staging = self.staging or url
+        if self.shared_staging or not _is_local(staging):
+            return
+        executor = _distributed_executor()
+        if executor is not None:
+            raise AirflowException(
+                f"staging {staging!r} is a local path, but the executor {executor} runs "
+                f"mapped tasks on other machines that cannot read it; set staging= to an "
+                f"object store URL (s3://bucket/prefix) or, if every worker mounts that "
+                f"path, pass shared_staging=True")
+
+    def _batch_limit(self) -> int:
+        ceiling = _max_map_length()
+        if self.max_batches is None:
+            return ceiling
+        if isinstance(self.max_batches, bool) or not isinstance(self.max_batches, int) \
+                or self.max_batches < 1:
+            raise AirflowFailException(
+                f"max_batches must be a positive integer, not {self.max_batches!r}")
+        if self.max_batches > ceiling:
+            self.log.warning("max_batches=%d is above core.max_map_length=%d; using %d",
+                             self.max_batches, ceiling, ceiling)
+        return min(self.max_batches, ceiling)
+
+    def execute(self, context: Context) -> list[dict[str, Any]]:
+        from airflow_bigfile.api import plan_edit
+
+        edits = _parse_edits(self.edits)
+        url = self.hook.resolve_url(self.path)
+        self._check_staging(url)
+        limit = self._batch_limit()
+        staging_options = self._options(self.staging) if self.staging else None
+        with _engine_errors(f"planning the edit of {url}"):
+            planned = plan_edit(url, edits, staging=self.staging or None,
+                                storage_options=self._options(url),
+                                staging_options=staging_options,
+                                shard_size=self.shard_size, align=self.align,
+                                delimiter=self.delimiter, max_batches=limit, wait=self.wait)
+        batches = [dict(b) for b in planned.batches]
+        if len(batches) > limit:  # the engine promised not to; never hand Airflow more
+            raise AirflowFailException(f"the plan has {len(batches)} batches, more than "
+                                       f"core.max_map_length={limit}")
+        self.log.info("Planned %s: %d shards in %d batches, staging %s", url, planned.shards,
+                      len(batches), planned.staging)
+        return batches
+
+
+class BigFilePatchShardsOperator(_BigFileOperator):
+    """Patch one batch of shards from ``BigFilePlanOperator`` and stage the result; meant to
+    be mapped: ``BigFilePatchShardsOperator.partial(task_id="patch").expand(batch=plan.output)``.
+
+    Idempotent: a retry overwrites its own staged shards. Returns a small summary (staging,
+    shard range, matches, shards changed) for the commit.
+
+    :param batch: one item of the plan's output.
+    :param conn_id: Airflow connection for the file's store.
+    """
+
+    template_fields: Sequence[str] = ("batch",)
+
+    def __init__(self, *, batch: Any = None, conn_id: str | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(conn_id=conn_id, **kwargs)
+        self.batch = batch
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_bigfile.api import patch_batch
+
+        batch = _as_dict(self.batch, "batch")
+        for key in ("staging", "first", "last"):
+            if key not in batch:
+                raise AirflowFailException(f"batch has no {key!r}: {batch!r:.200}")
+        first, last = int(batch["first"]), int(batch["last"])
+        if last < first:
+            self.log.info("Nothing to patch in job %s (no shard changes)", batch.get("job_id"))
+            return {"staging": batch["staging"], "job_id": batch.get("job_id"),
+                    "first": first, "last": last, "matches": 0, "changed": 0, "errors": []}
+        with _engine_errors(f"patching shards {first}-{last}"):
+            summary = patch_batch(batch, storage_options=self._options(None),
+                                  staging_options=self._options(batch["staging"]))
+        self.log.info("Patched shards %d-%d: %d matches, %d shards changed", first, last,
+                      summary.get("matches", 0), summary.get("changed", 0))
+        return summary
+
+    def on_kill(self) -> None:
+        # One batch runs in this thread; the staged shard it was writing is overwritten by
+        # the retry, and the commit verifies every shard, so there is nothing to undo.
+        self.log.info("Killed while patching; the retry overwrites this batch's shards")
+
+
+class BigFileCommitOperator(_BigFileOperator):
+    """Verify every staged shard of a planned edit and commit it atomically; any missing or
+    corrupt shard, or a source that changed since the plan, fails the task (no retry) and
+    leaves the target untouched. Returns the same figures as ``BigFileEditOperator``.
+
+    :param results: the mapped patch task's output (``patch.output``): one summary per batch,
+        each naming the staging.
+    :param conn_id: Airflow connection for the file's store.
+    :param mode: ``auto``, ``inplace`` or ``rewrite``.
+    :param wait: seconds to wait for another job's lock on the target.
+    """
+
+    template_fields: Sequence[str] = ("results",)
+
+    def __init__(self, *, results: Any, conn_id: str | None = None, mode: str = "auto",
+                 wait: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(conn_id=conn_id, **kwargs)
+        self.results = results
+        self.mode = mode
+        self.wait = wait
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow_bigfile.api import commit_edit
+
+        raw = self.results
+        if isinstance(raw, (str, bytes)):
+            raw = json.loads(raw)
+        if isinstance(raw, Mapping):
+            raw = [raw]
+        summaries = [_as_dict(r, "a patch result") for r in (raw or [])]
+        if not summaries:
+            raise AirflowFailException("no patch results to commit; results= must be the "
+                                       "mapped patch task's output (patch.output)")
+        stagings = {s.get("staging") for s in summaries}
+        if len(stagings) != 1 or None in stagings:
+            raise AirflowFailException(f"the patch results name {len(stagings)} stagings; "
+                                       f"one commit takes the results of one plan")
+        staging = stagings.pop()
+        batches = [s for s in summaries if int(s["last"]) >= int(s["first"])]
+        self.log.info("Verifying and committing %d batches from %s", len(batches), staging)
+        with _engine_errors(f"committing {staging}"):
+            result = commit_edit(staging, storage_options=self._options(None),
+                                 mode=self.mode, wait=self.wait, batches=batches,
+                                 staging_options=self._options(staging))
+        figures = result.to_dict()
+        self.log.info("Committed %s: %s", figures.get("target"), figures)
+        return figures
+
+    def on_kill(self) -> None:
+        # The commit is crash-safe (journal or atomic rename); the next edit's recovery
+        # finishes what a killed commit left behind.
+        self.log.warning("Killed while committing; the target is recovered on its next edit")
+
+
+def bigfile_edit_group(group_id: str, *, path: str, edits: Any, staging: str | None = None,
+                       shard_size: int | str | None = None, conn_id: str | None = None,
+                       max_batches: int | None = None, mode: str = "auto",
+                       delimiter: str | bytes | None = None, align: int | None = None,
+                       shared_staging: bool = False, patch_kwargs: dict[str, Any] | None = None,
+                       **group_kwargs: Any) -> TaskGroup:
+    """Build plan -> mapped patch -> commit as one ``TaskGroup`` named ``group_id``.
+
+    ``patch_kwargs`` go to the mapped patch task's ``partial()`` (``retries``, ``pool``,
+    ``queue``, ``max_active_tis_per_dagrun``...); ``group_kwargs`` to the ``TaskGroup``.
+    Use the group like a task: ``extract >> bigfile_edit_group(...) >> load``.
+    """
+    group_kwargs.setdefault("tooltip", f"bigfile edit of {path}")
+    with TaskGroup(group_id=group_id, **group_kwargs) as group:
+        plan = BigFilePlanOperator(task_id="plan", path=path, edits=edits, staging=staging,
+                                   shard_size=shard_size, conn_id=conn_id,
+                                   max_batches=max_batches, delimiter=delimiter, align=align,
+                                   shared_staging=shared_staging)
+        patch = BigFilePatchShardsOperator.partial(
+            task_id="patch", conn_id=conn_id, **(patch_kwargs or {})).expand(batch=plan.output)
+        BigFileCommitOperator(task_id="commit", results=patch.output, conn_id=conn_id,
+                              mode=mode)
+    return group
