@@ -23,7 +23,7 @@ from .errors import translated
 from .exceptions import EditError, SourceChangedError, StagingError, TargetError
 from .executors import Executor, make_executor
 from .patch import ShardResult
-from .plan import BLOCK, Manifest, Shard, boundaries, new_job_id, touched
+from .plan import BLOCK, Manifest, Shard, boundaries, edit_windows, new_job_id, touched
 from .recover import RecoveryResult
 from .remote import RemoteTarget
 from .resolve import resolve_pieces
@@ -151,8 +151,11 @@ def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSp
     shard_bytes, align, block, delimiter = settings
     identity = target.identity()
     layout = check_offsets(edit_list, identity.size, target.url)
-    with target.source() as source:
-        starts = boundaries(identity.size, shard_bytes, align, source, delimiter)
+    if layout.replaces or delimiter:
+        with target.source() as source:
+            starts = boundaries(identity.size, shard_bytes, align, source, delimiter)
+    else:
+        starts = edit_windows(layout, shard_bytes, align)
     ends = [*starts[1:], identity.size] if starts else []
     hit = touched(layout, starts)
     shards = [Shard(i, s, e - s, i in hit)
@@ -223,8 +226,11 @@ def _commit(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpe
     else:
         if not dry_run:
             _verify_sources(target, manifest, spec, exe)
-        outcome = target.commit(stage, pieces, manifest, layout, mode, size_after,
-                                dry_run=dry_run, options=options)
+        try:
+            outcome = target.commit(stage, pieces, manifest, layout, mode, size_after,
+                                    dry_run=dry_run, options=options)
+        finally:
+            stage.close_readers()
     return EditResult(
         target=target.url, size_before=manifest.identity.size, size_after=size_after,
         matches=sum(sum(p.result.matches) for p in pieces if p.result is not None),

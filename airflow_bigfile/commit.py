@@ -48,31 +48,30 @@ def open_staged(staging: Staging, piece: Piece, manifest: Manifest
                 ) -> tuple[BinaryIO, ShardHeader]:
     """Open a staged shard and check its header against the manifest and the result."""
     assert piece.staged is not None and piece.result is not None
-    f = staging.open_read(piece.staged)
-    try:
-        header = ShardHeader.unpack(f.read(HEADER_SIZE), piece.staged)
-        shard, result = piece.shard, piece.result
-        if header.job != job_tag(manifest.job_id):
-            raise StagingError(f"staged shard {piece.staged} belongs to another job")
-        expected = (shard.index, shard.offset, shard.length, result.output_start,
-                    result.output_length, result.payload_crc)
-        found = (header.index, header.source_offset, header.source_length,
-                 header.output_start, header.output_length, header.payload_crc)
-        if found != expected:
-            raise StagingError(f"staged shard {piece.staged} does not match the manifest and "
-                               f"its worker's result (index, offset, length, start, output, "
-                               f"payload CRC: {found} != {expected})")
-        _check_payload(f, header, piece.staged)
-        if shard.crc is not None and header.source_crc != shard.crc:
-            raise StagingError(f"staged shard {piece.staged} was made from other source bytes "
-                               f"(source CRC32C {header.source_crc:#x} != {shard.crc:#x})")
-    except BaseException:
-        f.close()
-        raise
+    name, _, at = piece.staged.partition("#")
+    f = staging.reader(name)
+    base = int(at or 0)  # the handle is shared by the batch's shards: staging closes it
+    f.seek(base)
+    header = ShardHeader.unpack(f.read(HEADER_SIZE), piece.staged)
+    shard, result = piece.shard, piece.result
+    if header.job != job_tag(manifest.job_id):
+        raise StagingError(f"staged shard {piece.staged} belongs to another job")
+    expected = (shard.index, shard.offset, shard.length, result.output_start,
+                result.output_length, result.payload_crc)
+    found = (header.index, header.source_offset, header.source_length,
+             header.output_start, header.output_length, header.payload_crc)
+    if found != expected:
+        raise StagingError(f"staged shard {piece.staged} does not match the manifest and "
+                           f"its worker's result (index, offset, length, start, output, "
+                           f"payload CRC: {found} != {expected})")
+    _check_payload(f, header, piece.staged, base)
+    if shard.crc is not None and header.source_crc != shard.crc:
+        raise StagingError(f"staged shard {piece.staged} was made from other source bytes "
+                           f"(source CRC32C {header.source_crc:#x} != {shard.crc:#x})")
     return f, header
 
 
-def _check_payload(f: BinaryIO, header: ShardHeader, name: str) -> None:
+def _check_payload(f: BinaryIO, header: ShardHeader, name: str, base: int) -> None:
     """Read a staged payload through and check its CRC32C before any record is used."""
     crc, left = 0, header.payload_length
     while left:
@@ -83,7 +82,7 @@ def _check_payload(f: BinaryIO, header: ShardHeader, name: str) -> None:
         left -= len(chunk)
     if crc != header.payload_crc:
         raise ShardChecksumError(f"staged shard {name}: payload CRC32C mismatch")
-    f.seek(HEADER_SIZE)
+    f.seek(base + HEADER_SIZE)
 
 
 def new_file_path(path: str, job_id: str) -> str:
@@ -114,24 +113,23 @@ def staged_records(staging: Staging, piece: Piece, manifest: Manifest,
     ``written_fd`` (when given) before any of them is skipped."""
     f, header = open_staged(staging, piece, manifest)
     skip = piece.skip
-    with f:
-        for kind, length, value in iter_records(f, header, piece.staged or ""):
-            if kind == "W":
-                if not manifest.direct:
-                    raise StagingError(f"staged shard {piece.staged} refers to a new file "
-                                       f"this commit does not have")
-                if written_fd is not None:
-                    check_written(written_fd, value[0], length, value[1],
-                                  piece.staged or "")
-                value = value[0]
-            if skip >= length:
-                skip -= length
-                continue
-            if kind == "D":
-                yield "D", length - skip, value[skip:]  # type: ignore[index]
-            else:
-                yield kind, length - skip, value + skip  # type: ignore[operator]
-            skip = 0
+    for kind, length, value in iter_records(f, header, piece.staged or ""):
+        if kind == "W":
+            if not manifest.direct:
+                raise StagingError(f"staged shard {piece.staged} refers to a new file "
+                                   f"this commit does not have")
+            if written_fd is not None:
+                check_written(written_fd, value[0], length, value[1],
+                              piece.staged or "")
+            value = value[0]
+        if skip >= length:
+            skip -= length
+            continue
+        if kind == "D":
+            yield "D", length - skip, value[skip:]  # type: ignore[index]
+        else:
+            yield kind, length - skip, value + skip  # type: ignore[operator]
+        skip = 0
 
 
 class Assembler:

@@ -14,9 +14,10 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from .checksum import crc32c
 from .edits import Layout
@@ -78,8 +79,27 @@ class _Discard:
         pass
 
 
-def shard_name(job_id: str, index: int) -> str:
-    return f"shard-{index:07d}.bin"
+class _Slice:
+    """A staged shard's region of its batch file, from ``base``; named ``file#base``."""
+
+    def __init__(self, f: BinaryIO, base: int, file_name: str) -> None:
+        self.f, self.base, self.pos, self.size = f, base, 0, 0
+        self.name = f"{file_name}#{base}"
+        self._at: int | None = None  # where the batch file's position is, if known
+
+    def write(self, data: bytes | memoryview) -> None:
+        if self._at != self.base + self.pos:
+            self.f.seek(self.base + self.pos)
+        self.f.write(data)
+        self.pos += len(data)
+        self._at = self.base + self.pos
+        self.size = max(self.size, self.pos)
+
+    def seek(self, offset: int) -> None:
+        self.pos = offset
+
+    def close(self) -> None:
+        pass
 
 
 class Patcher:
@@ -104,6 +124,11 @@ class Patcher:
         self.behind = min(self.reach, 4096) if any(e.regex for _, e in self.layout.replaces) \
             else 0
         self._buf = bytearray(block + self.behind + self.reach)
+        self._batch: BinaryIO | None = None
+        self._batch_name = ""
+        self._index = 0
+        self._batch_end = 0
+        self._slice: _Slice | None = None
         self._direct = (os.open(manifest.direct, os.O_WRONLY | getattr(os, "O_BINARY", 0))
                         if manifest.direct and not dry_run else None)
 
@@ -111,6 +136,22 @@ class Patcher:
         if self._direct is not None:
             os.close(self._direct)
             self._direct = None
+        if self._batch is not None:
+            self._batch.close()
+            self._batch = None
+
+    def _shard_sink(self) -> _Slice:
+        """Where a changed shard is staged: the next free bytes of this batch's one file
+        (one file per batch, not per shard: ten thousand small shards stay cheap)."""
+        if self._batch is None:
+            # Named after its first shard, so files sort in shard order; a retried batch
+            # writes a new file (its old one is simply no longer referenced).
+            self._batch_name = f"shards-{self._index:07d}-{uuid.uuid4().hex[:8]}.bin"
+            self._batch = self.staging.open_write(self._batch_name)
+        if self._slice is not None:
+            self._batch_end = self._slice.base + self._slice.size
+        self._slice = _Slice(self._batch, self._batch_end, self._batch_name)
+        return self._slice
 
     # -- one shard -----------------------------------------------------------------------
 
@@ -125,10 +166,9 @@ class Patcher:
         # (max end so far, owner edit index): a carried match covers [.., cur)
         reach_end, reach_owner = cur, (self.matchers[pos.index(max(pos))].index
                                        if self.matchers and max(pos) > start else None)
-        name = shard_name(self.manifest.job_id, shard.index)
+        self._index = shard.index
         place = Placement(self._direct, cur, end) if self._direct is not None else None
-        writer = RecordWriter(_Discard if self.dry_run else
-                              lambda: self.staging.open_write(name), place)
+        writer = RecordWriter(_Discard if self.dry_run else self._shard_sink, place)
         counts = [0] * len(self.matchers)
         first_event: int | None = None
         crc = 0
@@ -156,9 +196,7 @@ class Patcher:
                 output_start, w.output_length,
                 w.payload_length, crc, w.payload_crc))
         except BaseException:
-            writer.abandon()
-            if writer.sink is not None and not self.dry_run:
-                self.staging.remove(name)
+            writer.abandon()  # its bytes in the batch file are never referenced
             raise
         return ShardResult(
             index=shard.index, resume_in=resume_in,
@@ -167,7 +205,8 @@ class Patcher:
             new_bytes=writer.new_bytes, staged_bytes=writer.payload_length,
             payload_crc=writer.payload_crc,
             changed=header is not None,
-            staged=name if header is not None and not self.dry_run else None, source_crc=crc)
+            staged=writer.sink.name if header is not None and not self.dry_run else None,
+            source_crc=crc)
 
     def _read(self, b0: int, b1: int) -> Window:
         w0 = max(0, b0 - self.behind)

@@ -111,6 +111,35 @@ def boundaries(size: int, shard_size: int, align: int, source: Source | None = N
     return starts if size else []
 
 
+def edit_windows(layout: Layout, shard_size: int, align: int, gap: int = 64 << 10
+                 ) -> list[int]:
+    """Shard start offsets for edits that need no scan (patches, inserts, deletes,
+    truncates): small aligned windows around the edits, merged when closer than ``gap`` and
+    split at ``shard_size``, with the untouched stretches between them as shards nobody
+    reads. Ten thousand scattered patches then read kilobytes, not the file."""
+    size = layout.size
+    spans = sorted([(start, end) for start, end, _, _ in layout.ranges]
+                   + [(offset, offset + 1) for offset, _, _ in layout.inserts])
+    windows: list[list[int]] = []
+    for start, end in spans:
+        lo, hi = start - start % align, min(size, -(-end // align) * align)
+        if windows and lo <= windows[-1][1] + gap:
+            windows[-1][1] = max(windows[-1][1], hi)
+        else:
+            windows.append([lo, hi])
+    step = max(align, -(-shard_size // align) * align)
+    starts: list[int] = []
+    done = 0
+    for lo, hi in windows:
+        if done < lo:
+            starts.append(done)
+        starts.extend(range(lo, hi, step))
+        done = hi
+    if done < size:
+        starts.append(done)
+    return starts
+
+
 def _after_delimiter(source: Source, offset: int, delimiter: bytes, size: int) -> int:
     """The offset just past the first ``delimiter`` that ends after ``offset`` (or ``size``)."""
     chunk = max(64 << 10, 4 * len(delimiter))

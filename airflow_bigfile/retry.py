@@ -10,11 +10,12 @@ from __future__ import annotations
 import errno
 import logging
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-import tenacity
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .exceptions import BigFileError
+
+if TYPE_CHECKING:
+    import tenacity
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -45,22 +46,31 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def policy(attempts: int = 5, initial: float = 0.05, maximum: float = 2.0,
-           sleep: Callable[[float], None] = tenacity.nap.sleep) -> tenacity.Retrying:
+           sleep: Callable[[float], None] | None = None) -> tenacity.Retrying:
     """The retry policy: ``attempts`` tries, exponential backoff with jitter."""
+    import tenacity
+
     return tenacity.Retrying(
         stop=tenacity.stop_after_attempt(attempts),
         wait=tenacity.wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial),
         retry=tenacity.retry_if_exception(is_transient),
         before_sleep=tenacity.before_sleep_log(log, logging.WARNING),
-        sleep=sleep,
+        sleep=sleep or tenacity.nap.sleep,
         reraise=True,
     )
 
 
-DEFAULT = policy()
+# Made on first use (importing tenacity costs ~60 ms); tests swap it for one that never
+# sleeps.
+DEFAULT: tenacity.Retrying | None = None
 
 
 def retried(fn: Callable[..., T], *args: Any, retrying: tenacity.Retrying | None = None,
             **kwargs: Any) -> T:
     """Call ``fn(*args, **kwargs)``, retrying transient failures."""
-    return (retrying or DEFAULT)(fn, *args, **kwargs)
+    global DEFAULT
+    if retrying is None:
+        if DEFAULT is None:
+            DEFAULT = policy()
+        retrying = DEFAULT
+    return retrying(fn, *args, **kwargs)

@@ -13,9 +13,6 @@ import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from .edits import Replace
 from .exceptions import PatternError
 
@@ -113,6 +110,9 @@ def replace_all(buf: bytearray, start: int, end: int, find: bytes, replace: byte
     """``buf[start:end].replace(find, replace)`` and the match count, the replace through
     pyarrow's compute kernel, which releases the GIL so threads scale. The count of a
     same-length replace comes from ``bytearray.count`` (6x faster than pyarrow's)."""
+    import pyarrow as pa  # imported on first use: offset-only edits never pay for it
+    import pyarrow.compute as pc
+
     segment = memoryview(buf)[start:end]
     if len(find) == len(replace):
         count = buf.count(find, start, end)

@@ -33,7 +33,7 @@ _DATA = struct.Struct("<cQ")
 _COPY = struct.Struct("<cQQ")
 _WRITTEN = struct.Struct("<cQQI")
 FLUSH_AT = 4 << 20  # pending new bytes written out once they reach this size
-COPY_MIN = 64 << 10  # shorter unchanged runs are staged verbatim
+COPY_MIN = 4 << 10  # shorter unchanged runs are staged verbatim
 
 
 @dataclass(frozen=True)

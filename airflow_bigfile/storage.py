@@ -66,7 +66,9 @@ class Source:
 
     def readinto(self, offset: int, view: memoryview) -> int:
         """Fill ``view`` from ``offset``; returns the bytes read (short only at EOF).
-        Transient failures are retried."""
+        Transient failures of remote reads are retried."""
+        if self._fd is not None:  # local: the kernel retries EINTR, nothing else is transient
+            return self._readinto(offset, view)
         from .retry import retried
 
         return retried(self._readinto, offset, view)
@@ -141,6 +143,7 @@ class Staging:
 
     def __init__(self, fs: fsspec.AbstractFileSystem, root: str) -> None:
         self.fs, self.root = fs, root.rstrip("/")
+        self._readers: dict[str, BinaryIO] = {}
 
     @property
     def local(self) -> bool:
@@ -170,6 +173,18 @@ class Staging:
             return self.fs.open(self.path(name), "rb")
         except FileNotFoundError as exc:
             raise StagingError(f"staged file {self.path(name)} is missing") from exc
+
+    def reader(self, name: str) -> BinaryIO:
+        """A shared read handle on a staged file, kept open until :meth:`close_readers`
+        (many shards live in one batch file)."""
+        if name not in self._readers:
+            self._readers[name] = self.open_read(name)
+        return self._readers[name]
+
+    def close_readers(self) -> None:
+        for f in self._readers.values():
+            f.close()
+        self._readers.clear()
 
     def write_json(self, name: str, obj: Any) -> None:
         data = json.dumps(obj, separators=(",", ":")).encode()
@@ -201,5 +216,6 @@ class Staging:
 
     def destroy(self) -> None:
         """Remove the whole staging folder."""
+        self.close_readers()
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.root, recursive=True)

@@ -230,7 +230,7 @@ def test_retry_after_a_half_written_shard(tmp_path):
     edits = [{"op": "replace", "find": "@corp.co.uk", "replace": "@c.uk"}]
     batches, summaries = run_fleet(target, tmp_path / "st", edits, shard_size=4096,
                                    max_batches=4)
-    shards = sorted(Path(batches[0]["staging"]).glob("shard-*.bin"))
+    shards = sorted(Path(batches[0]["staging"]).glob("shards-*.bin"))
     assert shards
     shards[0].write_bytes(shards[0].read_bytes()[:10])  # the crash
     summaries[0] = BigFilePatchShardsOperator(task_id="p", batch=batches[0]).execute({})
@@ -245,7 +245,7 @@ def test_corrupt_staged_shard_fails_commit_and_leaves_target(tmp_path):
     edits = [{"op": "replace", "find": "@old.com", "replace": "@OLD.COM"}]
     batches, summaries = run_fleet(target, tmp_path / "st", edits, shard_size=4096,
                                    max_batches=4)
-    shard = sorted(Path(batches[0]["staging"]).glob("shard-*.bin"))[-1]
+    shard = sorted(Path(batches[0]["staging"]).glob("shards-*.bin"))[-1]
     raw = bytearray(shard.read_bytes())
     raw[len(raw) // 2 + 40] ^= 0x04  # one bit in the payload
     shard.write_bytes(bytes(raw))
@@ -502,7 +502,7 @@ def test_mask_emails_dag(airflow):
     assert figures["matches"] == len(re.findall(MASK_RE, data))
     assert figures["size_after"] == len(expected)
     assert 8 <= log.count("end task task_id=patch") <= 16
-    assert not any((airflow.data / "staging").glob("*/shard-*"))
+    assert not any((airflow.data / "staging").glob("*/shards-*"))
 
 
 def test_one_task_dag(airflow):
