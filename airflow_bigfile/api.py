@@ -22,6 +22,7 @@ from .edits import Edit, Layout, check_offsets, coerce_edits
 from .errors import translated
 from .exceptions import EditError, SourceChangedError, StagingError, TargetError
 from .executors import Executor, make_executor
+from .oscompat import preallocate
 from .patch import ShardResult
 from .plan import BLOCK, Manifest, Shard, boundaries, edit_windows, new_job_id, touched
 from .recover import RecoveryResult
@@ -177,7 +178,7 @@ def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSp
         manifest.direct = new_file_path(target.path, job_id)
         fd = os.open(manifest.direct, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.ftruncate(fd, identity.size)
+            preallocate(fd, identity.size)
         finally:
             os.close(fd)
     if not spec.dry_run or not stage.local:

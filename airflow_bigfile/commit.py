@@ -19,7 +19,7 @@ from typing import BinaryIO
 from .checksum import crc32c
 from .crash import crashpoint
 from .exceptions import RecoveryError, ShardChecksumError, SourceChangedError, StagingError
-from .oscompat import pread, pwrite, write_all
+from .oscompat import pread, preallocate, pwrite, write_all
 from .patch import job_tag
 from .plan import Manifest
 from .resolve import Piece
@@ -294,6 +294,9 @@ def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Sequence
     fd = os.open(tmp, flags | getattr(os, "O_BINARY", 0), 0o600)
     try:
         try:
+            if not manifest.direct:
+                preallocate(fd, expected_size - sum(
+                    item if isinstance(item, int) else len(item) for item in tail))
             written = assemble(Assembler(source_fd, fd), staging, pieces, manifest, tail)
             if written != expected_size:
                 raise StagingError(f"assembled {written} bytes, expected {expected_size}; "

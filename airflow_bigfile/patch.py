@@ -23,7 +23,7 @@ from .checksum import crc32c
 from .edits import Layout
 from .exceptions import BigFileError, EditConflictError, ShardChecksumError
 from .plan import Manifest, Shard
-from .scan import Matcher, Window, replace_all
+from .scan import Matcher, Window, replace_all, sparse_matches
 from .shardfile import Placement, RecordWriter, ShardHeader
 from .storage import Source, Staging
 
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 # event kinds, in the order they apply at one offset: inserts go before a range's new bytes
 _INSERT, _RANGE = 0, 1
+# A block with fewer literal matches than one per this many bytes stages only the matches
+# (the runs between them are copied from the source by the kernel at commit); a denser one
+# is replaced whole by one C call.
+SPARSE_GAP = 64 << 10
 
 
 @dataclass
@@ -239,13 +243,27 @@ class Patcher:
             cut = matcher.clean_cut(win, cur, b1)
             if cut is not None:
                 find = matcher.edit.find
-                out, count = replace_all(win.buf, cur - win.base, cut - win.base, find,
-                                         matcher.edit.replace)
-                if count:
-                    first = win.buf.find(find, cur - win.base, cut - win.base) + win.base
-                    counts[0] += count
-                    writer.new(out)
+                few = sparse_matches(win.buf, cur - win.base, cut - win.base, find,
+                                     (cut - cur) // SPARSE_GAP)
+                if few is not None:
+                    # Few matches: stage just them; the runs between stay source copies.
+                    for i in few:
+                        writer.original(cur, win.base + i - cur, win.view(cur, win.base + i))
+                        writer.new(matcher.edit.replace)
+                        cur = win.base + i + len(find)
+                    writer.original(cur, cut - cur, win.view(cur, cut))
+                    count = len(few)
+                    out = None
                 else:
+                    out, count = replace_all(win.buf, cur - win.base, cut - win.base, find,
+                                             matcher.edit.replace)
+                if count:
+                    first = (win.base + few[0] if few else
+                             win.buf.find(find, cur - win.base, cut - win.base) + win.base)
+                    counts[0] += count
+                    if out is not None:
+                        writer.new(out)
+                elif out is not None:
                     writer.original(cur, cut - cur, win.view(cur, cut))
                 cur = pos[0] = reach_end = cut
                 if cur >= b1:

@@ -105,6 +105,23 @@ class Matcher:
         return None
 
 
+def sparse_matches(buf: bytearray, start: int, end: int, find: bytes, limit: int
+                   ) -> list[int] | None:
+    """Where ``find`` occurs in ``buf[start:end]`` (leftmost, non-overlapping, as
+    ``bytes.replace`` counts them), or None as soon as there are more than ``limit``: a
+    dense block is cheaper to replace whole than match by match."""
+    hits: list[int] = []
+    i, m = start, len(find)
+    while True:
+        i = buf.find(find, i, end)
+        if i < 0:
+            return hits
+        if len(hits) == limit:
+            return None
+        hits.append(i)
+        i += m
+
+
 def replace_all(buf: bytearray, start: int, end: int, find: bytes, replace: bytes
                 ) -> tuple[memoryview, int]:
     """``buf[start:end].replace(find, replace)`` and the match count, the replace through

@@ -11,6 +11,7 @@ in well under a minute) and ``thorough``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import re
@@ -31,6 +32,7 @@ from tests.model import apply_model, match_count
 if importlib.util.find_spec("airflow_bigfile.api") is None:   # the engine is not there yet
     pytest.skip("airflow_bigfile.api is not available", allow_module_level=True)
 from airflow_bigfile import edit_file  # noqa: E402
+from airflow_bigfile import patch as patch_module  # noqa: E402
 
 # -- settings -------------------------------------------------------------------------------
 
@@ -193,12 +195,26 @@ def check(workdir: Path, data: bytes, edits: list, *, dry_first: bool = False, *
 
 # -- properties -----------------------------------------------------------------------------
 
+@contextlib.contextmanager
+def sparse_gap(gap: int | None):
+    """Blocks with fewer literal matches than one per ``gap`` bytes stage match by match;
+    the real gap (64 KiB) is larger than these files, so small gaps exercise that path."""
+    saved = patch_module.SPARSE_GAP
+    patch_module.SPARSE_GAP = gap or saved
+    try:
+        yield
+    finally:
+        patch_module.SPARSE_GAP = saved
+
+
 @scaled(1.0)
 @given(case=cases(), geo=geometry(), dry_first=st.booleans(),
-       mode=st.sampled_from(["auto", "auto", "rewrite"]))
-def test_engine_matches_model(workdir, case, geo, dry_first, mode):
+       mode=st.sampled_from(["auto", "auto", "rewrite"]),
+       gap=st.sampled_from([None, 1, 2, 7]))
+def test_engine_matches_model(workdir, case, geo, dry_first, mode, gap):
     data, edits = case
-    check(workdir, data, edits, dry_first=dry_first, mode=mode, **geo)
+    with sparse_gap(gap):
+        check(workdir, data, edits, dry_first=dry_first, mode=mode, **geo)
 
 
 @scaled(0.5)
@@ -302,7 +318,10 @@ def test_conflicts_name_both_edits(workdir, data, edits, first, second):
 @pytest.mark.parametrize("data, edits", TRICKY)
 def test_tricky_cases_for_every_shard_size(workdir, data, edits):
     for shard_size in range(1, len(data) + 2):
-        check(workdir, data, edits, shard_size=shard_size, align=1, workers=1 + shard_size % 3)
+        for gap in (None, 1):
+            with sparse_gap(gap):
+                check(workdir, data, edits, shard_size=shard_size, align=1,
+                      workers=1 + shard_size % 3)
 
 
 def test_process_executor(workdir):
