@@ -21,7 +21,7 @@ from .commit import new_file_path
 from .edits import Edit, Layout, check_offsets, coerce_edits
 from .errors import translated
 from .exceptions import EditError, SourceChangedError, StagingError, TargetError
-from .executors import Executor, make_executor
+from .executors import Executor, check_executor, make_executor
 from .oscompat import preallocate
 from .patch import ShardResult
 from .plan import BLOCK, Manifest, Shard, boundaries, edit_windows, new_job_id, touched
@@ -306,6 +306,8 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     if writer not in ("pwrite", "mmap"):
         raise EditError(f"writer must be pwrite or mmap, not {writer!r}")
     _settings(shard_size, align, block_size, delimiter)  # bad settings fail before any I/O
+    if executor is None or isinstance(executor, str):
+        check_executor(executor, workers)
     target = open_target(url, storage_options)
     settings = _settings(shard_size, align, block_size, delimiter, local=target.local)
     target.check(write=not dry_run)
@@ -318,6 +320,17 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     dask = {k: v for k, v in (("scheduler", scheduler), ("client", client)) if v}
     with target.locked(wait=wait, job=job_id):
         target.recover()
+        if isinstance(target, LocalTarget) and local_workers:
+            identity = target.identity()
+            outcome = target.patch_in_place(check_offsets(edit_list, identity.size, url),
+                                            identity, mode, dry_run=dry_run, writer=writer)
+            if outcome is not None:
+                return EditResult(
+                    target=url, size_before=identity.size, size_after=outcome.size_after,
+                    matches=0, shards=0, shards_changed=0,
+                    bytes_written=outcome.bytes_written, commit_mode=outcome.mode,
+                    dry_run=dry_run, job_id=job_id,
+                    seconds=round(time.monotonic() - started, 6))
         exe = make_executor(executor, workers, **dask)
         try:
             manifest, _, batches = _plan(target, edit_list, spec, job_id, settings, exe,

@@ -13,7 +13,7 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import BinaryIO
 
 from .checksum import crc32c
@@ -33,14 +33,13 @@ _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, er
                    errno.EBADF, errno.EPERM}
 
 
-def check_identity(manifest: Manifest, now: Identity) -> None:
-    """Refuse to commit if the source is no longer the one that was planned."""
-    was = manifest.identity
+def check_identity(was: Identity, now: Identity, url: str) -> None:
+    """Refuse to commit if the source ``url`` is no longer the one that was planned."""
     for name in ("size", "mtime_ns", "inode", "etag"):
         before, after = getattr(was, name), getattr(now, name)
         if before is not None and after is not None and before != after:
             raise SourceChangedError(
-                f"{manifest.target} changed since it was planned ({name} {before} -> {after}); "
+                f"{url} changed since it was planned ({name} {before} -> {after}); "
                 f"nothing was committed, run the edit again")
 
 
@@ -308,7 +307,7 @@ def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Sequence
             crashpoint("rewrite-synced")
         finally:
             os.close(fd)
-        check_identity(manifest, local_identity(path))
+        check_identity(manifest.identity, local_identity(path), manifest.target)
         replace_file(tmp, path)
         crashpoint("renamed")
     except BaseException:
@@ -401,15 +400,29 @@ def inplace_ranges(staging: Staging, pieces: Sequence[Piece], manifest: Manifest
     return ranges
 
 
-def commit_inplace(path: str, staging: Staging, pieces: Sequence[Piece], manifest: Manifest,
-                   ranges: Sequence[tuple[int, int]], cut_at: int | None,
-                   tail: Sequence[bytes | int], expected_size: int,
-                   writer: str = "pwrite", written_fd: int | None = None) -> int:
+def staged_writes(staging: Staging, pieces: Sequence[Piece], manifest: Manifest,
+                  written_fd: int | None = None) -> Iterator[tuple[int, bytes | memoryview]]:
+    """The new bytes of verified staged pieces, each with its offset in the target."""
+    for kind, length, value, at in placed_records(staging, pieces, manifest):
+        if kind == "D":
+            yield at, value  # type: ignore[misc]
+        elif kind == "W":
+            assert written_fd is not None
+            for start in range(at, at + length, 8 << 20):
+                yield start, pread(written_fd, min(8 << 20, at + length - start), start)
+
+
+def commit_inplace(path: str, url: str, identity: Identity, ranges: Sequence[tuple[int, int]],
+                   cut_at: int | None, tail: Sequence[bytes | int], expected_size: int,
+                   writes: Iterable[tuple[int, bytes | memoryview]],
+                   writer: str = "pwrite") -> int:
     """Journal the bytes about to change, write the new ones in place, drop the journal.
 
-    ``ranges`` come from :func:`inplace_ranges`; ``cut_at`` is where a shrinking truncate
-    cuts (its tail is journaled too); ``tail`` is appended after. A failure after the
-    journal is sealed rolls the target back before it is reported. Returns bytes written.
+    ``ranges`` are the ``(offset, length)`` ranges ``writes`` will overwrite (from
+    :func:`inplace_ranges`, or the patches themselves); ``cut_at`` is where a shrinking
+    truncate cuts (its tail is journaled too); ``tail`` is appended after. ``identity`` is
+    what the target was when planned. A failure after the journal is sealed rolls the target
+    back before it is reported. Returns bytes written.
     """
     from .journal import write_journal
     from .recover import rollback_journal
@@ -418,8 +431,8 @@ def commit_inplace(path: str, staging: Staging, pieces: Sequence[Piece], manifes
     fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
     try:
         st = os.fstat(fd)
-        check_identity(manifest, Identity(size=st.st_size, mtime_ns=st.st_mtime_ns,
-                                          inode=st.st_ino))
+        check_identity(identity, Identity(size=st.st_size, mtime_ns=st.st_mtime_ns,
+                                          inode=st.st_ino), url)
         saved = list(ranges)
         if cut_at is not None:
             saved.append((cut_at, st.st_size - cut_at))
@@ -427,8 +440,8 @@ def commit_inplace(path: str, staging: Staging, pieces: Sequence[Piece], manifes
         fsync_dir(folder)
         crashpoint("journal-synced")
         try:
-            written = _write_inplace(fd, staging, pieces, manifest, writer, written_fd,
-                                     st.st_size, cut_at, tail, expected_size)
+            written = _write_inplace(fd, writes, writer, st.st_size, cut_at, tail,
+                                     expected_size)
         except BaseException as exc:
             os.close(fd)
             fd = -1
@@ -448,23 +461,16 @@ def commit_inplace(path: str, staging: Staging, pieces: Sequence[Piece], manifes
     return written
 
 
-def _write_inplace(fd: int, staging: Staging, pieces: Sequence[Piece], manifest: Manifest,
-                   writer: str, written_fd: int | None, size: int, cut_at: int | None,
-                   tail: Sequence[bytes | int], expected_size: int) -> int:
+def _write_inplace(fd: int, writes: Iterable[tuple[int, bytes | memoryview]], writer: str,
+                   size: int, cut_at: int | None, tail: Sequence[bytes | int],
+                   expected_size: int) -> int:
     """The data writes of an in-place commit, up to and including the fsync."""
     out = MmapWriter(fd, size) if writer == "mmap" else PositionalWriter(fd)
     written = 0
     try:
-        for kind, length, value, at in placed_records(staging, pieces, manifest):
-            if kind == "D":
-                out.write(at, value)  # type: ignore[arg-type]
-                written += length
-            elif kind == "W":
-                assert written_fd is not None
-                for start in range(at, at + length, 8 << 20):
-                    out.write(start, pread(written_fd, min(8 << 20, at + length - start),
-                                           start))
-                written += length
+        for at, data in writes:
+            out.write(at, data)
+            written += len(data)
     finally:
         out.close()
     end = size

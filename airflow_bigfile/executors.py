@@ -103,14 +103,20 @@ def make_executor(executor: str | Executor | None, workers: int | None,
     """An executor by name (``thread``, ``process``, ``dask``) or the one given."""
     if executor is not None and not isinstance(executor, str):
         return executor
-    count = workers if workers is not None else (os.cpu_count() or 1)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise BigFileError(f"workers must be a positive integer, not {workers!r}")
-    name = executor or "thread"
+    name, count = check_executor(executor, workers)
     if name == "thread":
         return InlineExecutor() if count == 1 else PoolExecutor(count)
     if name == "process":
         return PoolExecutor(count, processes=True)
-    if name == "dask":
-        return DaskExecutor(count, **options)
-    raise BigFileError(f"unknown executor {name!r}; expected thread, process or dask")
+    return DaskExecutor(count, **options)
+
+
+def check_executor(executor: str | None, workers: int | None) -> tuple[str, int]:
+    """The executor's name and worker count, refused before any work if either is wrong."""
+    count = workers if workers is not None else (os.cpu_count() or 1)
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise BigFileError(f"workers must be a positive integer, not {workers!r}")
+    name = executor or "thread"
+    if name not in ("thread", "process", "dask"):
+        raise BigFileError(f"unknown executor {name!r}; expected thread, process or dask")
+    return name, count

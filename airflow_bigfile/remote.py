@@ -155,7 +155,7 @@ class RemoteTarget:
         kind = "multipart" if is_s3(self.fs) else "stream"
         if dry_run:
             return CommitOutcome(kind, _estimate_sent(pieces, layout, kind, size_after))
-        check_identity(manifest, self.identity())
+        check_identity(manifest.identity, self.identity(), manifest.target)
         segments = _segments(stage, pieces, manifest, tail_items(layout))
         if kind == "multipart" and size_after > 0:
             sent = self._multipart(segments, manifest, size_after)
@@ -190,7 +190,7 @@ class RemoteTarget:
                         out.write(value)
                     written += length
             crashpoint("stream-written")
-            check_identity(manifest, self.identity())
+            check_identity(manifest.identity, self.identity(), manifest.target)
             retried(self.fs.mv, tmp, self.path)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -219,7 +219,7 @@ class RemoteTarget:
                         parts.data(value)
                 parts.finish()
             crashpoint("parts-uploaded")
-            check_identity(manifest, self.identity())
+            check_identity(manifest.identity, self.identity(), manifest.target)
             done = {"Parts": parts.done}
             try:
                 retried(call, "complete_multipart_upload", Bucket=bucket, Key=key,

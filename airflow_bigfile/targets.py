@@ -15,7 +15,7 @@ from typing import Any
 
 import fsspec
 
-from .commit import commit_inplace, commit_rewrite, inplace_ranges
+from .commit import commit_inplace, commit_rewrite, inplace_ranges, staged_writes
 from .edits import Layout
 from .exceptions import (
     EditError,
@@ -38,6 +38,7 @@ INPLACE_SHARE = 0.25
 class CommitOutcome:
     mode: str
     bytes_written: int
+    size_after: int = 0
 
 
 def tail_items(layout: Layout) -> list[bytes | int]:
@@ -96,6 +97,36 @@ class LocalTarget:
         with contextlib.suppress(OSError):
             os.rmdir(staging_root(self.path))
 
+    def patch_in_place(self, layout: Layout, identity: Identity, mode: str, *,
+                       dry_run: bool, writer: str) -> CommitOutcome | None:
+        """Commit an edit list that only overwrites bytes, truncates and appends straight
+        from the validated edits: journal the old bytes, write the new ones. There is
+        nothing to scan or stage, so no shard is read. None when the edits need the full
+        pipeline (a replace, an insert, a delete) or ``auto`` finds a rewrite cheaper."""
+        if layout.replaces or layout.inserts or mode == "rewrite":
+            return None
+        cut = layout.truncate_index
+        patches = [(start, data) for start, end, data, index in layout.ranges if index != cut]
+        if any(len(data) == 0 for _, data in patches):
+            return None  # a delete
+        size = identity.size
+        cut_at = layout.truncate_at if layout.truncate_at is not None and \
+            layout.truncate_at < size else None
+        keeps = size if cut_at is None else cut_at
+        new = sum(len(data) for _, data in patches)
+        size_after = keeps + layout.tail_length
+        if mode == "auto" and 2 * new + (size - keeps) > INPLACE_SHARE * max(size_after, 1):
+            return None
+        tail = tail_items(layout)
+        if not patches and not tail and cut_at is None:
+            return CommitOutcome("none", 0, size)
+        written = new + sum(len(t) for t in tail if isinstance(t, bytes))
+        if not dry_run:
+            written = commit_inplace(
+                self.path, self.url, identity, [(o, len(d)) for o, d in patches], cut_at,
+                tail, size_after, patches, writer)
+        return CommitOutcome("inplace", written, size_after)
+
     def commit(self, stage: Staging, pieces: Sequence[Piece], manifest: Manifest,
                layout: Layout, mode: str, size_after: int, *, dry_run: bool,
                options: dict[str, Any]) -> CommitOutcome:
@@ -124,9 +155,10 @@ class LocalTarget:
                                     "is (patches, same-length replaces, appends, truncates); "
                                     "use rewrite or auto")
             if ranges is not None:
-                written = commit_inplace(self.path, stage, kept, manifest, ranges, cut_at,
-                                         tail, size_after, options.get("writer", "pwrite"),
-                                         written_fd)
+                written = commit_inplace(
+                    self.path, manifest.target, manifest.identity, ranges, cut_at, tail,
+                    size_after, staged_writes(stage, kept, manifest, written_fd),
+                    options.get("writer", "pwrite"))
                 return CommitOutcome("inplace", written)
         if dry_run:
             return CommitOutcome("rewrite", size_after)

@@ -292,6 +292,14 @@ def scenarios() -> list[Scenario]:
     out.append(Scenario("rewrite-same-length", "rewrite", "pwrite", old,
                         [*_patches(rng, hot, 2, old, b"needle"),
                          Replace(b"needle", b"NEEDLE"), Append(b"more")]))
+    # Offset-only edits skip the shard pass: the commit writes straight from the edit list.
+    rng = random.Random(400)
+    size = 300 * 1024 + 11
+    hot = _hot(rng, size, 22)
+    old = _content(rng, size, hot)
+    out.append(Scenario("inplace-patches-only", "inplace", "pwrite", old,
+                        [*_patches(rng, hot, 3, old, b"needle"), Truncate(size - 700),
+                         Append(b"tail\n")]))
     return out
 
 
