@@ -43,6 +43,7 @@ DEFAULT_SHARD_SIZE = 64 << 20
 # Remote shards are read twice over the network (checksum, patch): keep them smaller.
 DEFAULT_REMOTE_SHARD_SIZE = 16 << 20
 DEFAULT_ALIGN = 4096
+MIN_SPREAD_SHARD = 1 << 20
 MODES = ("auto", "inplace", "rewrite")
 RESULTS = "results"
 
@@ -120,6 +121,16 @@ def _settings(shard_size: int | str | None, align: int | None, block_size: int |
     if delimiter is not None and not delimiter:
         raise EditError("delimiter must not be empty")
     return shard_bytes, align or default_align(shard_bytes), block, delimiter
+
+
+def _spread(settings: tuple[int, int, int, bytes | None], size: int, workers: int
+            ) -> tuple[int, int, int, bytes | None]:
+    """Default shards small enough that every worker gets a few (a 16 MiB file on two
+    workers is eight 2 MiB shards, not one), but not below 1 MiB."""
+    shard_bytes, align, block, delimiter = settings
+    per = -(-size // (4 * workers))
+    per = max(MIN_SPREAD_SHARD, -(-per // MIN_SPREAD_SHARD) * MIN_SPREAD_SHARD)
+    return min(shard_bytes, per), align, block, delimiter
 
 
 def _check_mode(mode: str) -> None:
@@ -333,6 +344,8 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
                     seconds=round(time.monotonic() - started, 6))
         exe = make_executor(executor, workers, **dask)
         try:
+            if shard_size is None and target.local:
+                settings = _spread(settings, target.identity().size, exe.workers)
             manifest, _, batches = _plan(target, edit_list, spec, job_id, settings, exe,
                                          exe.workers * 4, direct=local_workers)
             if progress is not None:

@@ -163,6 +163,8 @@ class Patcher:
         """Patch ``shard``; ``resume`` gives each replace's scan position (default: the
         shard's start). Raises on a conflict, a pattern error or a source CRC mismatch."""
         start, end = shard.offset, shard.end
+        if resume is None and start > 0 and self.matchers:
+            resume = self._guess_resume(start)
         resume_in = [max(start, r) for r in resume] if resume else [start] * len(self.matchers)
         pos = list(resume_in)
         cur = min(max(pos, default=start), end)
@@ -211,6 +213,21 @@ class Patcher:
             changed=header is not None,
             staged=writer.sink.name if header is not None and not self.dry_run else None,
             source_crc=crc)
+
+    def _guess_resume(self, start: int) -> list[int]:
+        """Where each replace's scan most likely resumes at ``start`` (the first shard of a
+        batch cannot know): the end of a match straddling ``start`` found by scanning the
+        longest match's length before it, else ``start``. Scans of one pattern fall into
+        step within a match or two; the committer checks the guess and re-patches the shard
+        if it was wrong, so this only saves that work on dense, straddling matches."""
+        guesses = []
+        for matcher in self.matchers:
+            lo = max(0, start - matcher.window)
+            w0, w1 = max(0, lo - self.behind), min(self.size, start + matcher.window)
+            buf = bytearray(w1 - w0)
+            n = self.source.readinto(w0, memoryview(buf))
+            guesses.append(matcher.straddling(buf[:n], lo - w0, start - w0) + w0)
+        return guesses
 
     def _read(self, b0: int, b1: int) -> Window:
         w0 = max(0, b0 - self.behind)
@@ -268,6 +285,26 @@ class Patcher:
                 cur = pos[0] = reach_end = cut
                 if cur >= b1:
                     return cur, reach_end, reach_owner, first
+        elif (len(self.matchers) == 1 and r_lo >= r_hi and i_lo >= i_hi
+              and cur == pos[0] < b1):
+            # One regex and nothing else near: its matches cannot conflict with anything in
+            # this block, so a dense run of them is joined in one go, not event by event.
+            matcher = self.matchers[0]
+            found = list(matcher.matches(win, cur, b1))
+            if len(found) > (b1 - cur) // SPARSE_GAP:
+                parts: list[bytes | memoryview] = []
+                prev, view, base = cur, memoryview(win.buf), win.base
+                for m_start, m_end, new in found:
+                    parts += (view[prev - base:m_start - base], new)
+                    prev = m_end
+                writer.new(b"".join(parts))
+                counts[0] += len(found)
+                if prev > b1:
+                    self._check_beyond(matcher.index, found[-1][0], prev)
+                if prev < b1:
+                    writer.original(prev, b1 - prev, win.view(prev, b1))
+                pos[0] = cur = max(prev, b1)
+                return cur, prev, matcher.index, found[0][0]
         events: list[tuple[int, int, int, int, bytes]] = []  # (start, kind, edit, end, new)
         for k, matcher in enumerate(self.matchers):
             if pos[k] >= b1:

@@ -9,8 +9,9 @@ non-overlapping, left to right) but over a :class:`Window`: it is told where the
 
 from __future__ import annotations
 
+import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from .edits import Replace
@@ -45,6 +46,7 @@ class Matcher:
         self.index = index
         self.label = label
         self.window = edit.window
+        self._expand = expander(edit.pattern, edit.replace) if edit.regex else None
 
     def matches(self, win: Window, pos: int, limit: int) -> Iterator[Match]:
         """Yield the matches starting in ``[pos, limit)``, scanning from ``pos``."""
@@ -66,6 +68,7 @@ class Matcher:
         pattern = self.edit.pattern
         assert pattern is not None
         max_match, base, stop = self.edit.max_match, win.base, limit - win.base
+        expand = self._expand
         for match in pattern.finditer(win.buf, pos - base, win.n):
             start, end = match.span()
             if start >= stop:
@@ -77,7 +80,23 @@ class Matcher:
                 raise PatternError(
                     f"{self.label}: the match at offset {base + start} is longer than "
                     f"max_match={max_match} bytes; raise max_match or bound the pattern")
-            yield (base + start, base + end, match.expand(self.edit.replace))
+            yield (base + start, base + end, expand(match))
+
+    def straddling(self, buf: bytearray, pos: int, at: int) -> int:
+        """Scanning ``buf`` from ``pos``: the end of the match that starts before ``at`` and
+        ends after it, else ``at``. A best guess (``buf`` holds only some context), so it
+        never raises: the real scan reports bad matches."""
+        if self.edit.regex:
+            assert self.edit.pattern is not None
+            spans = (m.span() for m in self.edit.pattern.finditer(buf, pos))
+        else:
+            spans = _literal_spans(buf, pos, self.edit.find)
+        for start, end in spans:
+            if start >= at:
+                break
+            if end > at:
+                return end
+        return at
 
     def check_end(self, tail: bytes, size: int) -> None:
         """The whole-file scan also tries the position just past the last byte, where only
@@ -103,6 +122,30 @@ class Matcher:
                 return cut + base
             cut = hit
         return None
+
+
+def _literal_spans(buf: bytearray, pos: int, find: bytes) -> Iterator[tuple[int, int]]:
+    i = buf.find(find, pos)
+    while i >= 0:
+        yield i, i + len(find)
+        i = buf.find(find, i + len(find))
+
+
+def expander(pattern: re.Pattern[bytes] | None, template: bytes
+             ) -> Callable[[re.Match[bytes]], bytes]:
+    """``match.expand(template)`` with the template parsed once, not per match (Python 3.11
+    re-parses it on every call, most of a dense regex replace's time); a template without
+    backslashes is the replacement itself."""
+    if b"\\" not in template:
+        return lambda match: template
+    try:
+        from re import _parser  # type: ignore[attr-defined]
+
+        parsed = _parser.parse_template(template, pattern)
+        expand = _parser.expand_template
+    except (ImportError, AttributeError, TypeError):  # newer Pythons cache it themselves
+        return lambda match: match.expand(template)
+    return lambda match: expand(parsed, match)
 
 
 def sparse_matches(buf: bytearray, start: int, end: int, find: bytes, limit: int
