@@ -28,6 +28,7 @@ demo: $(STAMP)
 	VENV=$(CURDIR)/$(VENV) scripts/demo.sh
 
 bench: $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[$(EXTRAS),bench]'
 	$(VENV)/bin/python bench/run.py
 
 clean:
