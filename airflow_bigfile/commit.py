@@ -19,7 +19,7 @@ from typing import BinaryIO
 from .checksum import crc32c
 from .crash import crashpoint
 from .exceptions import RecoveryError, ShardChecksumError, SourceChangedError, StagingError
-from .oscompat import pread, preallocate, pwrite, write_all
+from .oscompat import pread, preallocate, pwrite, start_writeback, write_all
 from .patch import job_tag
 from .plan import Manifest
 from .resolve import Piece
@@ -28,7 +28,8 @@ from .storage import Identity, Staging, local_identity
 
 log = logging.getLogger(__name__)
 
-COPY_CHUNK = 1 << 30
+COPY_CHUNK = 64 << 20  # kernel copies this much at a time, starting writeback after each
+WRITEBACK_EVERY = 32 << 20
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTSUP,
                    errno.EBADF, errno.EPERM}
 
@@ -138,6 +139,7 @@ class Assembler:
     def __init__(self, src_fd: int, dst_fd: int) -> None:
         self.src, self.dst = src_fd, dst_fd
         self.pos = 0
+        self._synced = 0  # writeback has been started for the bytes before this
         self._copy: list[int] | None = None
         self.kernel = hasattr(os, "copy_file_range")
 
@@ -154,6 +156,12 @@ class Assembler:
         self._flush()
         write_all(self.dst, data, self.pos)
         self.pos += len(data)
+        self._writeback()
+
+    def _writeback(self) -> None:
+        if self.pos - self._synced >= WRITEBACK_EVERY:
+            start_writeback(self.dst, self._synced, self.pos - self._synced)
+            self._synced = self.pos
 
     @property
     def at(self) -> int:
@@ -184,6 +192,7 @@ class Assembler:
             offset += n
             length -= n
             self.pos += n
+            self._writeback()
 
     def _kernel_copy(self, offset: int, length: int) -> int:
         if self.kernel:

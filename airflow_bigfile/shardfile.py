@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 from .checksum import crc32c
 from .exceptions import ShardChecksumError, StagingError
-from .oscompat import write_all
+from .oscompat import start_writeback, write_all
 
 MAGIC = b"BIGFSHRD"
 VERSION = 1
@@ -147,6 +147,7 @@ class RecordWriter:
         if direct:
             view = memoryview(data)[:direct]
             write_all(place.fd, view, offset)
+            start_writeback(place.fd, offset, direct)
             self._emit(_WRITTEN.pack(b"W", direct, offset, crc32c(view)))
             data = memoryview(data)[direct:]
         if len(data):

@@ -288,6 +288,24 @@ def test_no_copy_file_range(tmp_path: Path, monkeypatch) -> None:
     _check(path, LENGTH_CHANGING, result, "rewrite")
 
 
+@pytest.mark.parametrize("platform", ["linux", "win32"])
+def test_writeback_hint_where_there_is_one_and_where_not(tmp_path: Path, monkeypatch,
+                                                         platform: str) -> None:
+    """``sync_file_range`` starts writeback early on Linux; elsewhere the hint is skipped and
+    the commit's fsync alone makes the file durable."""
+    import airflow_bigfile.oscompat as oscompat
+
+    monkeypatch.setattr(oscompat, "_sync_file_range", None)
+    monkeypatch.setattr(sys, "platform", platform)
+    path = _target(tmp_path)
+    with open(path, "rb+") as f:
+        oscompat.start_writeback(f.fileno(), 0, 4096)
+    assert bool(oscompat._sync_file_range) == (platform == "linux")
+    result = edit_file(str(path), LENGTH_CHANGING, mode="rewrite",
+                       **{**OPTIONS, "block_size": "4KiB"})
+    _check(path, LENGTH_CHANGING, result, "rewrite")
+
+
 def test_copy_file_range_permanent_error_is_reported(tmp_path: Path, monkeypatch) -> None:
     """EIO from the kernel copy is not papered over: a clear error, the old file kept."""
     path = _target(tmp_path)
