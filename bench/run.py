@@ -14,9 +14,10 @@ Method
   the data: the copy is made with ``cp``, then ``sync`` (so no tool pays for another's
   write-back) and read once with ``cat > /dev/null`` (so all start with a warm page cache);
   none of that is timed.
-* Wall time comes from ``time.perf_counter`` around spawn + ``os.wait4``; peak RSS from the
-  child's ``ru_maxrss`` (``wait4`` rusage; it covers the child and the children it waited
-  for, e.g. a process pool's workers).
+* Each command is forked by a small launcher process (``LAUNCHER``), which times fork to
+  exit with ``time.perf_counter`` and takes the peak RSS from the child's ``ru_maxrss``
+  (``wait4`` rusage; it covers the child and the children it waited for, e.g. a process
+  pool's workers). Not spawned from this process: Linux would charge its size to the child.
 * Each of our outputs is compared byte for byte (``cmp``) with the reference tool's output.
 * S3: moto's ThreadedMotoServer on 127.0.0.1 behind a small TCP proxy that counts every
   byte the client sends (request lines, headers and bodies), so "bytes sent" is an upper
@@ -126,19 +127,46 @@ class Run:
     stderr: str
 
 
+# Spawns the measured command and writes its wall time, peak RSS and exit code to the
+# descriptor named first. A small process of its own, because Linux charges a child's peak
+# RSS with the memory of whatever exec'd it: spawned straight from this process (large while
+# it runs the S3 server), every command would inherit this process's size in ru_maxrss.
+LAUNCHER = (
+    "import os, sys, time\n"
+    "report = int(sys.argv[1])\n"
+    "t0 = time.perf_counter()\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.close(report)\n"
+    "    os.execvp(sys.argv[2], sys.argv[2:])\n"
+    "_, status, usage = os.wait4(pid, 0)\n"
+    "seconds = time.perf_counter() - t0\n"
+    "code = os.waitstatus_to_exitcode(status)\n"
+    "os.write(report, f'{seconds} {usage.ru_maxrss} {code}'.encode())\n"
+)
+
+
 def run_proc(cmd: list[str], *, env: dict[str, str] | None = None, scratch: Path) -> Run:
-    """Spawn ``cmd``, wait with ``os.wait4``; wall time and peak RSS of the child."""
+    """Run ``cmd`` through :data:`LAUNCHER`: its wall time (fork to exit) and peak RSS."""
     with tempfile.TemporaryFile(dir=scratch) as out, tempfile.TemporaryFile(dir=scratch) as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - t0
-        code = os.waitstatus_to_exitcode(status)
-        proc.returncode = code
+        report_r, report_w = os.pipe()
+        with os.fdopen(report_r, "rb") as report:
+            try:
+                proc = subprocess.Popen(
+                    [sys.executable, "-S", "-c", LAUNCHER, str(report_w), *cmd], stdout=out,
+                    stderr=err, stdin=subprocess.DEVNULL, env=env, pass_fds=(report_w,))
+            finally:
+                os.close(report_w)
+            text = report.read().decode()
+        proc.wait()
         out.seek(0)
         err.seek(0)
-        return Run(seconds, usage.ru_maxrss * 1024, code,
-                   out.read().decode(errors="replace"), err.read().decode(errors="replace"))
+        stderr = err.read().decode(errors="replace")
+        if not text:
+            raise SystemExit(f"could not run {shlex.join(cmd)}: {stderr}")
+        seconds, rss_kb, code = text.split()
+        return Run(float(seconds), int(rss_kb) * 1024, int(code),
+                   out.read().decode(errors="replace"), stderr)
 
 
 def sh(*cmd: str) -> None:
@@ -756,7 +784,9 @@ def write_markdown(path: Path, *, command: str, info: dict[str, str], table: lis
         " `sed -i`, `perl -pi` and `cp` do not fsync. The figures are as measured, not adjusted.",
         "- ratio = reference time / our time, so > 1 means we are faster. For the regex scaling"
         " rows the reference is our own 1-worker run.",
-        "- Peak RSS: `ru_maxrss` of the child from `os.wait4` (the largest over the repeats).",
+        "- Peak RSS: `ru_maxrss` of the child from `os.wait4` in a small launcher process that "
+        "forks it (the largest over the repeats); spawned straight from the benchmark "
+        "process, a child is charged with that process's size.",
         "- identical: `cmp` of our output against the reference tool's output on every run "
         "(insert/delete: against the source with the expected offsets).",
         "- The regex benchmark runs on a separate, smaller file "
