@@ -71,14 +71,17 @@ def preallocate(fd: int, length: int) -> None:
 
 
 _SYNC_FILE_RANGE_WRITE = 2
+_PAGE = 4096
 _sync_file_range: Any = None  # resolved on first use: the libc function, or False
 
 
 def start_writeback(fd: int, offset: int, length: int) -> None:
-    """Start writing these dirty bytes to disk now (Linux ``sync_file_range``), so writeback
-    overlaps the rest of the writing and the final fsync finds little left to do (a 2 GiB
-    copy + fsync: 1.4 s -> 0.8 s). It promises nothing: durability still comes from fsync.
-    A no-op where the call is missing."""
+    """Start writing the whole pages among these dirty bytes to disk now (Linux
+    ``sync_file_range``), so writeback overlaps the rest of the writing and the final fsync
+    finds little left to do (a 2 GiB copy + fsync: 1.4 s -> 0.8 s). Partial pages at either
+    end are left alone: a later write into a page under writeback would wait for the disk.
+    It promises nothing: durability still comes from fsync. A no-op where the call is
+    missing."""
     global _sync_file_range
     if _sync_file_range is None:
         _sync_file_range = False
@@ -91,5 +94,7 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
                 _sync_file_range = fn
             except (OSError, AttributeError):
                 pass
-    if _sync_file_range and length > 0:
-        _sync_file_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+    start = -(-offset // _PAGE) * _PAGE
+    end = (offset + length) // _PAGE * _PAGE
+    if _sync_file_range and end > start:
+        _sync_file_range(fd, start, end - start, _SYNC_FILE_RANGE_WRITE)
