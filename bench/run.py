@@ -57,6 +57,7 @@ DENSE_BLOCK_LINES = 10_000      # 1 MB block
 SPARSE_BLOCK_LINES = 100_000    # 10 MB block with one match
 DATA_VERSION = "v1"
 S3_BUCKET = "bigfile-bench"
+DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
 
 FIND = "@old.com"
 DENSE_REPLACE = "@new.org"              # same length
@@ -720,6 +721,35 @@ def markdown_table(table: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
+
+
+def update_readme(path: Path, rows: list[tuple[str, Row]], s3: dict[str, Any], command: str,
+                  date: str) -> bool:
+    """Put the figures at the largest size (and regex, S3) between the README's markers."""
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        log(f"{path} has no {README_START} ... {README_END} markers: not updated")
+        return False
+    big = max(r.size for label, r in rows if not label.startswith("regex"))
+    table = [["benchmark", "size", "ours (s)", "reference", "ref (s)", "ratio", "peak RSS"]]
+    for label, r in rows:
+        if r.size == big or label.startswith("regex"):
+            name = label if r.ours_tool == "bigfile" else \
+                f"{label}, {r.ours_tool.removeprefix('bigfile ')}"
+            table.append([name, human(r.size), f"{r.ours:.2f}", r.ref_tool, f"{r.ref:.2f}",
+                          f"{r.ratio:.2f}x", f"{r.rss / MB:.0f} MB"])
+    lines = [f"`{command}`, {date}; ratio = reference time / ours (> 1: we are faster).",
+             "", markdown_table(table)]
+    if s3:
+        lines += ["", f"S3 (moto server): a 1-byte patch of a {human(s3['object_size'])} "
+                  f"object sent {s3['sent'] / (1 << 20):.2f} MiB to the store."]
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    path.write_text(head + README_START + "\n" + "\n".join(lines) + "\n" + README_END + tail)
+    return True
+
+
 def chart(res: Results, sizes: list[int], path: Path) -> bool:
     try:
         import matplotlib
@@ -930,8 +960,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path,
                    help="scratch folder for data (kept and reused); default: a temp dir "
                         "beside the repo, removed at the end")
-    p.add_argument("--out", type=Path, default=REPO / "docs" / "benchmarks.md",
+    p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help="markdown report (the chart goes beside it as throughput.png)")
+    p.add_argument("--readme", type=Path,
+                   help="README whose benchmark table to update (default: the repo's "
+                        "README.md when --out is the default report)")
     p.add_argument("--report-from", type=Path, metavar="RESULTS.json",
                    help="measure nothing: rewrite the report from a saved results file")
     p.add_argument("--quick", action="store_true",
@@ -973,6 +1006,10 @@ def main(argv: list[str] | None = None) -> int:
                    res=res, s3=s3, chart_name=png.name if drawn else None, args=args,
                    elapsed=elapsed, regex_sizes=regex_sizes, saved_date=saved.get("date"))
     print(f"\nwrote {args.out}" + (f" and {png}" if drawn else ""))
+    readme = args.readme or (REPO / "README.md" if args.out == DEFAULT_OUT else None)
+    if readme is not None and update_readme(readme, rows, s3, command,
+                                            saved.get("date") or _dt.date.today().isoformat()):
+        print(f"updated the benchmark table in {readme}")
     return 0
 
 
