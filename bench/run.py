@@ -13,7 +13,9 @@ Method
   or ``python -c``), so interpreter start-up and imports count. Each runs on a fresh copy of
   the data: the copy is made with ``cp``, then ``sync`` (so no tool pays for another's
   write-back) and read once with ``cat > /dev/null`` (so all start with a warm page cache);
-  none of that is timed.
+  none of that is timed. Then a scratch file as large as the data is written and deleted
+  (not timed either), so every tool starts with as much recently used free memory as its
+  output needs: on a virtual machine, memory the guest has not used lately faults in slowly.
 * Each command is forked by a small launcher process (``LAUNCHER``), which times fork to
   exit with ``time.perf_counter`` and takes the peak RSS from the child's ``ru_maxrss``
   (``wait4`` rusage; it covers the child and the children it waited for, e.g. a process
@@ -175,12 +177,27 @@ def sh(*cmd: str) -> None:
 
 
 def fresh_copy(src: Path, dst: Path) -> None:
-    """A fresh copy of ``src`` at ``dst``, flushed and in the page cache (not timed)."""
+    """A fresh copy of ``src`` at ``dst``, flushed and in the page cache (not timed), then
+    as much memory freed as the next tool needs for its output (see :func:`free_warm`)."""
     remove(dst)
     sh("cp", "--reflink=never", str(src), str(dst))
     os.sync()
     with open(os.devnull, "wb") as null:
         subprocess.run(["cat", str(dst)], stdout=null, check=True)
+    free_warm(dst.with_name(dst.name + ".ballast"), src.stat().st_size)
+
+
+def free_warm(path: Path, size: int) -> None:
+    """Write ``size`` bytes to a file and delete it before it reaches the disk, so the next
+    tool finds that much recently used free memory. On a virtual machine, memory the guest
+    has not used lately costs about 2 s/GiB to fault in (the host backs it anew); without
+    this, whichever tool ran right after another one freed memory (``cp`` after our run, in
+    the first version of this script) got warm pages and the others cold ones."""
+    block = bytes(8 << 20)
+    with open(path, "wb") as f:
+        for _ in range(0, size, len(block)):
+            f.write(block)
+    path.unlink()
 
 
 def remove(*paths: Path) -> None:
@@ -809,7 +826,11 @@ def write_markdown(path: Path, *, command: str, info: dict[str, str], table: lis
         "- Each command is a separate process (`bigfile` CLI, `sed`, `perl`, `cp`, `python -c`):"
         " start-up and imports count. Each runs on a fresh copy of the data, flushed with "
         "`sync` and read once (`cat > /dev/null`) so every tool starts with a warm page cache; "
-        "copying is not timed.",
+        "then a scratch file as large as the data is written and deleted, so every tool finds "
+        "as much recently used free memory as its output needs (on this virtual machine, "
+        "memory the guest has not used lately faults in at about 2 s/GiB, and the first "
+        "version of this script handed warm memory to whichever tool ran after another one "
+        "freed some). None of that is timed.",
         "- Ours always fsyncs what it commits (and rewrites go through a new file and a rename);"
         " `sed -i`, `perl -pi` and `cp` do not fsync. The figures are as measured, not adjusted.",
         "- ratio = reference time / our time, so > 1 means we are faster. For the regex scaling"
