@@ -13,7 +13,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,7 @@ from .patch import ShardResult
 from .plan import BLOCK, Manifest, Shard, boundaries, edit_windows, new_job_id, touched
 from .recover import RecoveryResult
 from .remote import RemoteTarget
-from .resolve import resolve_pieces
+from .resolve import Piece, iter_pieces, resolve_pieces
 from .scan import Matcher
 from .sizes import parse_size
 from .storage import Staging, is_local, resolve
@@ -251,6 +251,89 @@ def _commit(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpe
         job_id=manifest.job_id, seconds=round(time.monotonic() - started, 6))
 
 
+class _Incoming:
+    """Shard results as the executor delivers them, kept by shard index."""
+
+    def __init__(self, batches: Iterator[list[ShardResult]], manifest: Manifest,
+                 progress: Callback | None) -> None:
+        self.batches, self.manifest, self.progress = batches, manifest, progress
+        self.results: dict[int, ShardResult] = {}
+
+    def _take(self) -> bool:
+        batch = next(self.batches, None)
+        if batch is None:
+            return False
+        for result in batch:
+            self.results[result.index] = result
+            if self.progress is not None:
+                self.progress.relative_update(self.manifest.shards[result.index].length)
+        return True
+
+    def result_of(self, index: int) -> ShardResult | None:
+        """Shard ``index``'s result, waiting for workers until it comes (None: never)."""
+        while index not in self.results and self._take():
+            pass
+        return self.results.get(index)
+
+    def all(self) -> dict[int, ShardResult]:
+        while self._take():
+            pass
+        return self.results
+
+
+class _Unchanged(Exception):
+    """Raised inside a streamed commit whose pieces changed nothing: abandon it."""
+
+
+def _rewrite_certain(manifest: Manifest) -> bool:
+    """True when any change the edits make moves bytes (an insert, a delete, a literal
+    replace of another length), so only a rewrite can commit it and the commit may start
+    while shards are still being patched. (A regex may keep lengths: left to ``auto``.)"""
+    layout = manifest.layout
+    return not manifest.direct and (
+        bool(layout.inserts)
+        or any(len(data) != end - start for start, end, data, index in layout.ranges
+               if index != layout.truncate_index)
+        or any(not r.regex and len(r.find) != len(r.replace) for _, r in layout.replaces))
+
+
+def _stream_commit(target: LocalTarget, manifest: Manifest, spec: JobSpec,
+                   incoming: _Incoming, started: float, exe: Executor) -> EditResult | None:
+    """Rewrite while the workers are still patching: each piece is written as soon as its
+    shard and all before it are resolved, so the scan and the copy overlap. None when the
+    pieces changed nothing (the caller then commits the tail, if any, the usual way)."""
+    layout = manifest.layout
+    _check_end(target, manifest, layout)
+    seen: list[Piece] = []
+
+    def repatch(shard: Shard, resume: list[int]) -> ShardResult:
+        return patch_shards(spec, [shard.index], resume, manifest)[0]
+
+    def pieces() -> Iterator[Piece]:
+        for piece in iter_pieces(manifest, incoming.result_of, repatch, len(layout.replaces)):
+            seen.append(piece)
+            yield piece
+
+    def after_pieces() -> None:
+        if not any(p.changed for p in seen):
+            raise _Unchanged
+        _verify_sources(target, manifest, spec, exe)
+
+    stage = spec.open_staging()
+    try:
+        outcome = target.stream_rewrite(stage, pieces(), manifest, layout, after_pieces)
+    except _Unchanged:
+        return None
+    finally:
+        stage.close_readers()
+    return EditResult(
+        target=target.url, size_before=manifest.identity.size, size_after=outcome.size_after,
+        matches=sum(sum(p.result.matches) for p in seen if p.result is not None),
+        shards=len(manifest.shards), shards_changed=sum(1 for p in seen if p.changed),
+        bytes_written=outcome.bytes_written, commit_mode=outcome.mode, dry_run=False,
+        job_id=manifest.job_id, seconds=round(time.monotonic() - started, 6))
+
+
 def _check_end(target: LocalTarget | RemoteTarget, manifest: Manifest, layout: Layout) -> None:
     """No shard owns the offset just past the last byte, where a regex may match empty."""
     regexes = [(i, e) for i, e in layout.replaces if e.regex]
@@ -350,14 +433,15 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
                                          exe.workers * 4, direct=local_workers)
             if progress is not None:
                 progress.set_size(sum(s.length for batch in batches for s in batch))
-            results: dict[int, ShardResult] = {}
-            for batch_results in exe.run(patch_shards, [
-                    (spec, [s.index for s in batch], None, manifest) for batch in batches]):
-                for result in batch_results:
-                    results[result.index] = result
-                    if progress is not None:
-                        progress.relative_update(manifest.shards[result.index].length)
-            return _commit(target, manifest, spec, results, mode, dry_run=dry_run,
+            incoming = _Incoming(exe.run(patch_shards, [
+                (spec, [s.index for s in batch], None, manifest) for batch in batches]),
+                manifest, progress)
+            if (isinstance(target, LocalTarget) and not dry_run and mode != "inplace"
+                    and _rewrite_certain(manifest)):
+                streamed = _stream_commit(target, manifest, spec, incoming, started, exe)
+                if streamed is not None:
+                    return streamed
+            return _commit(target, manifest, spec, incoming.all(), mode, dry_run=dry_run,
                            started=started, options={"writer": writer}, exe=exe)
         finally:
             exe.close()

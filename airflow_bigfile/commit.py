@@ -13,7 +13,7 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import BinaryIO
 
 from .checksum import crc32c
@@ -258,9 +258,11 @@ def fsync_file(fd: int) -> None:
     os.fsync(fd)
 
 
-def assemble(assembler: Assembler, staging: Staging, pieces: Sequence[Piece],
-             manifest: Manifest, tail: Sequence[bytes | int]) -> int:
-    """Write every piece then the tail (bytes, or an int for that many zero bytes)."""
+def assemble(assembler: Assembler, staging: Staging, pieces: Iterable[Piece],
+             manifest: Manifest, tail: Sequence[bytes | int],
+             after_pieces: Callable[[], None] | None = None) -> int:
+    """Write every piece then the tail (bytes, or an int for that many zero bytes);
+    ``after_pieces`` runs between the two (a trailing unchanged run is not copied yet)."""
     if manifest.direct:
         # Check every byte the workers wrote before overwriting any (a match straddling
         # into the next shard's range is written over that shard's bytes).
@@ -283,6 +285,8 @@ def assemble(assembler: Assembler, staging: Staging, pieces: Sequence[Piece],
             else:
                 assembler.write(value)  # type: ignore[arg-type]
         crashpoint("rewrite-write")
+    if after_pieces is not None:
+        after_pieces()
     for item in tail:
         if isinstance(item, int):
             assembler.zeros(item)
@@ -291,9 +295,14 @@ def assemble(assembler: Assembler, staging: Staging, pieces: Sequence[Piece],
     return assembler.finish()
 
 
-def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Sequence[Piece],
-                   manifest: Manifest, tail: Sequence[bytes | int], expected_size: int) -> int:
-    """Build the new file beside ``path`` and rename it over the target. Returns bytes written."""
+def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Iterable[Piece],
+                   manifest: Manifest, tail: Sequence[bytes | int], expected_size: int | None,
+                   after_pieces: Callable[[], None] | None = None) -> int:
+    """Build the new file beside ``path`` and rename it over the target. Returns bytes written.
+
+    ``expected_size`` None means the pieces are still being made (they stream in as workers
+    finish): the size is then what they add up to. ``after_pieces`` (see :func:`assemble`)
+    may raise to abandon the new file before it is finished."""
     folder = os.path.dirname(os.path.abspath(path))
     tmp = new_file_path(path, manifest.job_id)
     st = os.fstat(source_fd)
@@ -303,10 +312,13 @@ def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Sequence
     try:
         try:
             if not manifest.direct:
-                preallocate(fd, expected_size - sum(
+                preallocate(fd, st.st_size if expected_size is None else expected_size - sum(
                     item if isinstance(item, int) else len(item) for item in tail))
-            written = assemble(Assembler(source_fd, fd), staging, pieces, manifest, tail)
-            if written != expected_size:
+            written = assemble(Assembler(source_fd, fd), staging, pieces, manifest, tail,
+                               after_pieces)
+            if expected_size is None:
+                os.ftruncate(fd, written)  # cut what the estimate reserved beyond the end
+            elif written != expected_size:
                 raise StagingError(f"assembled {written} bytes, expected {expected_size}; "
                                    f"nothing was committed")
             os.fchmod(fd, st.st_mode & 0o7777)

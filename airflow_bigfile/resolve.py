@@ -8,7 +8,7 @@ right. The outcome is a list of :class:`Piece` s that together are the new file.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from . import exceptions
@@ -53,16 +53,23 @@ def resolve_pieces(manifest: Manifest, results: Mapping[int, ShardResult],
                    replaces: int) -> list[Piece]:
     """The shards' output in order, re-patching any shard whose guess of the incoming scan
     positions was wrong. Raises the first edit error that stands."""
+    return list(iter_pieces(manifest, results.get, repatch, replaces))
+
+
+def iter_pieces(manifest: Manifest, result_of: Callable[[int], ShardResult | None],
+                repatch: Callable[[Shard, list[int]], ShardResult],
+                replaces: int) -> Iterator[Piece]:
+    """:func:`resolve_pieces` one piece at a time: ``result_of`` may wait for a shard's
+    worker, so a commit can write the first pieces while later shards are still patched."""
     resume = [0] * replaces
-    pieces: list[Piece] = []
     for shard in manifest.shards:
         start, end = shard.offset, shard.end
         if not shard.patch:
-            pieces.append(Piece(shard, start, end))
+            yield Piece(shard, start, end)
             continue
         true_in = [max(start, r) for r in resume]
         cover = min(max(true_in, default=start), end)
-        result = results.get(shard.index)
+        result = result_of(shard.index)
         if result is None:
             raise StagingError(f"no result for shard {shard.index}: its worker did not finish")
         if result.resume_in != true_in:
@@ -75,6 +82,5 @@ def resolve_pieces(manifest: Manifest, results: Mapping[int, ShardResult],
             raise_result_error(result)
         skip = cover - result.output_start
         if result.changed or cover < end:
-            pieces.append(Piece(shard, cover, end, result.staged, skip, result))
+            yield Piece(shard, cover, end, result.staged, skip, result)
         resume = [max(a, b) for a, b in zip(result.resume_out, true_in, strict=False)]
-    return pieces

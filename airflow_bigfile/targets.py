@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,6 +167,16 @@ class LocalTarget:
             written = commit_rewrite(self.path, source.fileno, stage, pieces, manifest, tail,
                                      size_after)
         return CommitOutcome("rewrite", written)
+
+
+    def stream_rewrite(self, stage: Staging, pieces: Iterator[Piece], manifest: Manifest,
+                       layout: Layout, after_pieces: Callable[[], None]) -> CommitOutcome:
+        """Rewrite from pieces that are still being made (see ``commit_rewrite``)."""
+        with self.source() as source:
+            assert source.fileno is not None
+            written = commit_rewrite(self.path, source.fileno, stage, pieces, manifest,
+                                     tail_items(layout), None, after_pieces)
+        return CommitOutcome("rewrite", written, written)
 
 
 @contextlib.contextmanager
