@@ -13,7 +13,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -224,11 +224,8 @@ def _commit(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpe
             started: float, options: dict[str, Any], exe: Executor) -> EditResult:
     """Resolve the shards' results (re-patching any whose guess failed), verify, commit."""
     layout = manifest.layout
-
-    def repatch(shard: Shard, resume: list[int]) -> ShardResult:
-        return patch_shards(spec, [shard.index], resume, manifest)[0]
-
-    pieces = resolve_pieces(manifest, results, repatch, len(layout.replaces))
+    pieces = resolve_pieces(manifest, results, _repatcher(spec, manifest),
+                            len(layout.replaces))
     _check_end(target, manifest, layout)
     size_after = sum(p.length for p in pieces) + layout.tail_length
     stage = spec.open_staging()
@@ -243,8 +240,22 @@ def _commit(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpe
                                     dry_run=dry_run, options=options)
         finally:
             stage.close_readers()
+    return _figures(manifest, pieces, outcome, size_after, dry_run=dry_run, started=started)
+
+
+def _repatcher(spec: JobSpec, manifest: Manifest) -> Callable[[Shard, list[int]], ShardResult]:
+    """Patches one shard again with its true incoming scan positions."""
+
+    def repatch(shard: Shard, resume: list[int]) -> ShardResult:
+        return patch_shards(spec, [shard.index], resume, manifest)[0]
+
+    return repatch
+
+
+def _figures(manifest: Manifest, pieces: Sequence[Piece], outcome: CommitOutcome,
+             size_after: int, *, dry_run: bool, started: float) -> EditResult:
     return EditResult(
-        target=target.url, size_before=manifest.identity.size, size_after=size_after,
+        target=manifest.target, size_before=manifest.identity.size, size_after=size_after,
         matches=sum(sum(p.result.matches) for p in pieces if p.result is not None),
         shards=len(manifest.shards), shards_changed=sum(1 for p in pieces if p.changed),
         bytes_written=outcome.bytes_written, commit_mode=outcome.mode, dry_run=dry_run,
@@ -306,11 +317,9 @@ def _stream_commit(target: LocalTarget, manifest: Manifest, spec: JobSpec,
     _check_end(target, manifest, layout)
     seen: list[Piece] = []
 
-    def repatch(shard: Shard, resume: list[int]) -> ShardResult:
-        return patch_shards(spec, [shard.index], resume, manifest)[0]
-
     def pieces() -> Iterator[Piece]:
-        for piece in iter_pieces(manifest, incoming.result_of, repatch, len(layout.replaces)):
+        for piece in iter_pieces(manifest, incoming.result_of, _repatcher(spec, manifest),
+                                 len(layout.replaces)):
             seen.append(piece)
             yield piece
 
@@ -326,12 +335,8 @@ def _stream_commit(target: LocalTarget, manifest: Manifest, spec: JobSpec,
         return None
     finally:
         stage.close_readers()
-    return EditResult(
-        target=target.url, size_before=manifest.identity.size, size_after=outcome.size_after,
-        matches=sum(sum(p.result.matches) for p in seen if p.result is not None),
-        shards=len(manifest.shards), shards_changed=sum(1 for p in seen if p.changed),
-        bytes_written=outcome.bytes_written, commit_mode=outcome.mode, dry_run=False,
-        job_id=manifest.job_id, seconds=round(time.monotonic() - started, 6))
+    return _figures(manifest, seen, outcome, outcome.size_after, dry_run=False,
+                    started=started)
 
 
 def _check_end(target: LocalTarget | RemoteTarget, manifest: Manifest, layout: Layout) -> None:

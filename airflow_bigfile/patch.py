@@ -291,20 +291,28 @@ class Patcher:
             # this block, so a dense run of them is joined in one go, not event by event.
             matcher = self.matchers[0]
             found = list(matcher.matches(win, cur, b1))
+            prev = cur
             if len(found) > (b1 - cur) // SPARSE_GAP:
                 parts: list[bytes | memoryview] = []
-                prev, view, base = cur, memoryview(win.buf), win.base
+                view, base = memoryview(win.buf), win.base
                 for m_start, m_end, new in found:
                     parts += (view[prev - base:m_start - base], new)
                     prev = m_end
                 writer.new(b"".join(parts))
-                counts[0] += len(found)
-                if prev > b1:
-                    self._check_beyond(matcher.index, found[-1][0], prev)
-                if prev < b1:
-                    writer.original(prev, b1 - prev, win.view(prev, b1))
-                pos[0] = cur = max(prev, b1)
-                return cur, prev, matcher.index, found[0][0]
+            else:  # few: stage just them, the runs between stay source copies
+                for m_start, m_end, new in found:
+                    writer.original(prev, m_start - prev, win.view(prev, m_start))
+                    writer.new(new)
+                    prev = m_end
+            counts[0] += len(found)
+            if prev > b1:
+                self._check_beyond(matcher.index, found[-1][0], prev)
+            if prev < b1:
+                writer.original(prev, b1 - prev, win.view(prev, b1))
+            pos[0] = cur = max(prev, b1)
+            if not found:
+                return cur, reach_end, reach_owner, None
+            return cur, prev, matcher.index, found[0][0]
         events: list[tuple[int, int, int, int, bytes]] = []  # (start, kind, edit, end, new)
         for k, matcher in enumerate(self.matchers):
             if pos[k] >= b1:

@@ -168,7 +168,6 @@ class LocalTarget:
                                      size_after)
         return CommitOutcome("rewrite", written)
 
-
     def stream_rewrite(self, stage: Staging, pieces: Iterator[Piece], manifest: Manifest,
                        layout: Layout, after_pieces: Callable[[], None]) -> CommitOutcome:
         """Rewrite from pieces that are still being made (see ``commit_rewrite``)."""
