@@ -167,25 +167,35 @@ def sparse_matches(buf: bytearray, start: int, end: int, find: bytes, limit: int
 
 def replace_all(buf: bytearray, start: int, end: int, find: bytes, replace: bytes
                 ) -> tuple[memoryview, int]:
-    """``buf[start:end].replace(find, replace)`` and the match count, the replace through
-    pyarrow's compute kernel, which releases the GIL so threads scale. The count of a
-    same-length replace comes from ``bytearray.count`` (6x faster than pyarrow's)."""
+    """``buf[start:end].replace(find, replace)`` and the match count, both through pyarrow
+    compute kernels, which release the GIL so threads scale.
+
+    A same-length replace changes, in every match, exactly the bytes where ``find`` and
+    ``replace`` differ, so the count is the number of changed bytes over that many (a
+    vectorised compare at ~4.5 GB/s; ``bytearray.count`` runs at ~2.8 GB/s holding the GIL,
+    and pyarrow's ``count_substring`` at ~0.7 GB/s)."""
     import pyarrow as pa  # imported on first use: offset-only edits never pay for it
     import pyarrow.compute as pc
 
     segment = memoryview(buf)[start:end]
-    if len(find) == len(replace):
-        count = buf.count(find, start, end)
-        if count == 0:
-            return segment, 0
+    differing = sum(a != b for a, b in zip(find, replace, strict=False))
+    if len(find) == len(replace) and not differing:
+        return segment, buf.count(find, start, end)  # replacing a thing by itself
     # Built from raw buffers: pa.array() would import pandas to sniff its argument.
+    source = pa.py_buffer(segment)
     offsets = pa.py_buffer(struct.pack("<qq", 0, len(segment)))
-    array = pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), 1, [None, offsets, pa.py_buffer(segment)])
+    array = pa.LargeBinaryArray.from_buffers(pa.large_binary(), 1, [None, offsets, source])
     out = pc.replace_substring(array, find, replace)
     first, last = memoryview(out.buffers()[1]).cast("q")[out.offset:out.offset + 2]
-    if len(find) != len(replace):
+    data = out.buffers()[2]
+    if len(find) == len(replace):
+        size = len(segment)
+        changed = pc.sum(pc.not_equal(
+            pa.Array.from_buffers(pa.uint8(), size, [None, source]),
+            pa.Array.from_buffers(pa.uint8(), size, [None, data.slice(first, size)])))
+        count = (changed.as_py() or 0) // differing
+    else:
         count = (last - first - len(segment)) // (len(replace) - len(find))
-        if count == 0:
-            return segment, 0
-    return memoryview(out.buffers()[2])[first:last], count
+    if count == 0:
+        return segment, 0
+    return memoryview(data)[first:last], count
