@@ -231,7 +231,7 @@ def _commit(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpe
     stage = spec.open_staging()
     if not any(p.changed for p in pieces) and size_after == manifest.identity.size:
         # Nothing matched and nothing is added or cut: leave the target alone.
-        outcome = CommitOutcome("none", 0)
+        outcome = CommitOutcome("none", 0, size_after)
     else:
         if not dry_run:
             _verify_sources(target, manifest, spec, exe)
@@ -240,7 +240,7 @@ def _commit(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpe
                                     dry_run=dry_run, options=options)
         finally:
             stage.close_readers()
-    return _figures(manifest, pieces, outcome, size_after, dry_run=dry_run, started=started)
+    return _figures(manifest, pieces, outcome, dry_run=dry_run, started=started)
 
 
 def _repatcher(spec: JobSpec, manifest: Manifest) -> Callable[[Shard, list[int]], ShardResult]:
@@ -252,10 +252,11 @@ def _repatcher(spec: JobSpec, manifest: Manifest) -> Callable[[Shard, list[int]]
     return repatch
 
 
-def _figures(manifest: Manifest, pieces: Sequence[Piece], outcome: CommitOutcome,
-             size_after: int, *, dry_run: bool, started: float) -> EditResult:
+def _figures(manifest: Manifest, pieces: Sequence[Piece], outcome: CommitOutcome, *,
+             dry_run: bool, started: float) -> EditResult:
     return EditResult(
-        target=manifest.target, size_before=manifest.identity.size, size_after=size_after,
+        target=manifest.target, size_before=manifest.identity.size,
+        size_after=outcome.size_after,
         matches=sum(sum(p.result.matches) for p in pieces if p.result is not None),
         shards=len(manifest.shards), shards_changed=sum(1 for p in pieces if p.changed),
         bytes_written=outcome.bytes_written, commit_mode=outcome.mode, dry_run=dry_run,
@@ -335,8 +336,7 @@ def _stream_commit(target: LocalTarget, manifest: Manifest, spec: JobSpec,
         return None
     finally:
         stage.close_readers()
-    return _figures(manifest, seen, outcome, outcome.size_after, dry_run=False,
-                    started=started)
+    return _figures(manifest, seen, outcome, dry_run=False, started=started)
 
 
 def _check_end(target: LocalTarget | RemoteTarget, manifest: Manifest, layout: Layout) -> None:

@@ -154,7 +154,8 @@ class RemoteTarget:
                               "use mode auto or rewrite")
         kind = "multipart" if is_s3(self.fs) else "stream"
         if dry_run:
-            return CommitOutcome(kind, _estimate_sent(pieces, layout, kind, size_after))
+            return CommitOutcome(kind, _estimate_sent(pieces, layout, kind, size_after),
+                                  size_after)
         check_identity(manifest.identity, self.identity(), manifest.target)
         segments = _segments(stage, pieces, manifest, tail_items(layout))
         if kind == "multipart" and size_after > 0:
@@ -164,7 +165,7 @@ class RemoteTarget:
             # failure anywhere in it is retried whole.
             sent = retried(lambda: self._stream(
                 _segments(stage, pieces, manifest, tail_items(layout)), manifest))
-        return CommitOutcome(kind, sent)
+        return CommitOutcome(kind, sent, size_after)
 
     def _read(self, source: Source, offset: int, length: int) -> bytes:
         buf = bytearray(length)

@@ -90,7 +90,9 @@ class Matcher:
             assert self.edit.pattern is not None
             spans = (m.span() for m in self.edit.pattern.finditer(buf, pos))
         else:
-            spans = _literal_spans(buf, pos, self.edit.find)
+            m = len(self.edit.find)
+            hits = sparse_matches(buf, pos, len(buf), self.edit.find, len(buf)) or []
+            spans = ((i, i + m) for i in hits)
         for start, end in spans:
             if start >= at:
                 break
@@ -122,13 +124,6 @@ class Matcher:
                 return cut + base
             cut = hit
         return None
-
-
-def _literal_spans(buf: bytearray, pos: int, find: bytes) -> Iterator[tuple[int, int]]:
-    i = buf.find(find, pos)
-    while i >= 0:
-        yield i, i + len(find)
-        i = buf.find(find, i + len(find))
 
 
 def expander(pattern: re.Pattern[bytes] | None, template: bytes
@@ -178,8 +173,9 @@ def replace_all(buf: bytearray, start: int, end: int, find: bytes, replace: byte
     import pyarrow.compute as pc
 
     segment = memoryview(buf)[start:end]
-    differing = sum(a != b for a, b in zip(find, replace, strict=False))
-    if len(find) == len(replace) and not differing:
+    same_length = len(find) == len(replace)
+    differing = sum(a != b for a, b in zip(find, replace, strict=True)) if same_length else 0
+    if same_length and not differing:
         return segment, buf.count(find, start, end)  # replacing a thing by itself
     # Built from raw buffers: pa.array() would import pandas to sniff its argument.
     source = pa.py_buffer(segment)
@@ -188,7 +184,7 @@ def replace_all(buf: bytearray, start: int, end: int, find: bytes, replace: byte
     out = pc.replace_substring(array, find, replace)
     first, last = memoryview(out.buffers()[1]).cast("q")[out.offset:out.offset + 2]
     data = out.buffers()[2]
-    if len(find) == len(replace):
+    if same_length:
         size = len(segment)
         changed = pc.sum(pc.not_equal(
             pa.Array.from_buffers(pa.uint8(), size, [None, source]),

@@ -38,7 +38,7 @@ INPLACE_SHARE = 0.25
 class CommitOutcome:
     mode: str
     bytes_written: int
-    size_after: int = 0
+    size_after: int
 
 
 def tail_items(layout: Layout) -> list[bytes | int]:
@@ -148,7 +148,7 @@ class LocalTarget:
             if mode == "inplace" or (mode == "auto" and cheap):
                 if _lines_up(pieces, keeps):
                     if dry_run:
-                        return CommitOutcome("inplace", staged + tail_bytes)
+                        return CommitOutcome("inplace", staged + tail_bytes, size_after)
                     ranges = inplace_ranges(stage, kept, manifest, written_fd)
                 if ranges is None and mode == "inplace":
                     raise EditError("mode inplace needs edits that keep every byte where it "
@@ -159,14 +159,14 @@ class LocalTarget:
                     self.path, manifest.target, manifest.identity, ranges, cut_at, tail,
                     size_after, staged_writes(stage, kept, manifest, written_fd),
                     options.get("writer", "pwrite"))
-                return CommitOutcome("inplace", written)
+                return CommitOutcome("inplace", written, size_after)
         if dry_run:
-            return CommitOutcome("rewrite", size_after)
+            return CommitOutcome("rewrite", size_after, size_after)
         with self.source() as source:
             assert source.fileno is not None
             written = commit_rewrite(self.path, source.fileno, stage, pieces, manifest, tail,
                                      size_after)
-        return CommitOutcome("rewrite", written)
+        return CommitOutcome("rewrite", written, size_after)
 
     def stream_rewrite(self, stage: Staging, pieces: Iterator[Piece], manifest: Manifest,
                        layout: Layout, after_pieces: Callable[[], None]) -> CommitOutcome:
