@@ -22,7 +22,7 @@ from .edits import Edit, Layout, check_offsets, coerce_edits
 from .errors import translated
 from .exceptions import EditError, SourceChangedError, StagingError, TargetError
 from .executors import Executor, check_executor, make_executor
-from .oscompat import preallocate
+from .oscompat import has_holes, preallocate
 from .patch import ShardResult
 from .plan import BLOCK, Manifest, Shard, boundaries, edit_windows, new_job_id, touched
 from .recover import RecoveryResult
@@ -189,7 +189,7 @@ def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSp
         manifest.direct = new_file_path(target.path, job_id)
         fd = os.open(manifest.direct, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            preallocate(fd, identity.size)
+            preallocate(fd, identity.size, holes=has_holes(os.stat(target.path)))
         finally:
             os.close(fd)
     if not spec.dry_run or not stage.local:

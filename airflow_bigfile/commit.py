@@ -19,7 +19,16 @@ from typing import BinaryIO
 from .checksum import crc32c
 from .crash import crashpoint
 from .exceptions import RecoveryError, ShardChecksumError, SourceChangedError, StagingError
-from .oscompat import pread, preallocate, pwrite, start_writeback, write_all
+from .oscompat import (
+    data_runs,
+    has_holes,
+    pread,
+    preallocate,
+    pwrite,
+    start_writeback,
+    write_all,
+    write_sparse,
+)
 from .patch import job_tag
 from .plan import Manifest
 from .resolve import Piece
@@ -134,10 +143,13 @@ def staged_records(staging: Staging, piece: Piece, manifest: Manifest,
 
 class Assembler:
     """Writes the new file sequentially: kernel copies from the source where it can,
-    merging adjacent copies, and plain writes for new bytes."""
+    merging adjacent copies, and plain writes for new bytes. The holes of a sparse source
+    stay holes (``copy_file_range`` would write them out as zeros): the new file must be
+    sized, not preallocated, for them to."""
 
     def __init__(self, src_fd: int, dst_fd: int) -> None:
         self.src, self.dst = src_fd, dst_fd
+        self.holes = has_holes(os.fstat(src_fd))
         self.pos = 0
         self._synced = 0  # writeback has been started for the bytes before this
         self._copy: list[int] | None = None
@@ -154,7 +166,7 @@ class Assembler:
 
     def write(self, data: bytes | memoryview) -> None:
         self._flush()
-        write_all(self.dst, data, self.pos)
+        (write_sparse if self.holes else write_all)(self.dst, data, self.pos)
         self.pos += len(data)
         self._writeback()
 
@@ -185,6 +197,18 @@ class Assembler:
             return
         offset, length = self._copy
         self._copy = None
+        if not self.holes:
+            self._copy_run(offset, length)
+            return
+        base = self.pos - offset
+        for start, size in data_runs(self.src, offset, length):
+            self.pos = base + start
+            self._copy_run(start, size)
+        self.pos = base + offset + length
+        if os.fstat(self.src).st_size < offset + length:
+            raise StagingError(f"the source ended early while copying at offset {offset}")
+
+    def _copy_run(self, offset: int, length: int) -> None:
         while length > 0:
             n = self._kernel_copy(offset, min(length, COPY_CHUNK))
             if n == 0:
@@ -313,7 +337,8 @@ def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Iterable
         try:
             if not manifest.direct:
                 preallocate(fd, st.st_size if expected_size is None else expected_size - sum(
-                    item if isinstance(item, int) else len(item) for item in tail))
+                    item if isinstance(item, int) else len(item) for item in tail),
+                    holes=has_holes(st))
             written = assemble(Assembler(source_fd, fd), staging, pieces, manifest, tail,
                                after_pieces)
             if expected_size is None:

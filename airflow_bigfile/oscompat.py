@@ -8,6 +8,7 @@ import errno
 import os
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 _seek = threading.Lock()
@@ -52,15 +53,36 @@ def write_all(fd: int, data: bytes | memoryview, offset: int) -> None:
         view = view[n:]
 
 
+_HOLE_PAGE = 64 << 10
+_ZERO_PAGE = bytes(_HOLE_PAGE)
+
+
+def write_sparse(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` except the zero-filled 64 KiB-aligned pages, which
+    stay holes: only for a new file sized (not yet written) over these bytes, since they must
+    already read as zeros."""
+    view = memoryview(data)
+    start = 0  # of the bytes not yet written
+    cut = -offset % _HOLE_PAGE
+    while cut + _HOLE_PAGE <= len(view):
+        if _ZERO_PAGE.startswith(view[cut:cut + _HOLE_PAGE]):
+            write_all(fd, view[start:cut], offset + start)
+            start = cut + _HOLE_PAGE
+        cut += _HOLE_PAGE
+    write_all(fd, view[start:], offset + start)
+
+
 _NO_PREALLOCATE = {errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL, errno.ENOTSUP}
+_NO_SEEK_HOLE = _NO_PREALLOCATE
 
 
-def preallocate(fd: int, length: int) -> None:
+def preallocate(fd: int, length: int, holes: bool = False) -> None:
     """Reserve ``length`` bytes for a file about to be written whole: writes into reserved
     blocks are faster (ext4: about 1.5x for kernel copies) and a full disk fails here, before
-    any byte is written. Where the filesystem cannot, the file is just sized."""
+    any byte is written. Where the filesystem cannot, or the new file is to keep the holes of
+    a sparse source (``holes``), the file is just sized."""
     fn = getattr(os, "posix_fallocate", None)
-    if fn is not None and length > 0:
+    if fn is not None and length > 0 and not holes:
         try:
             fn(fd, 0, length)
             return
@@ -68,6 +90,46 @@ def preallocate(fd: int, length: int) -> None:
             if exc.errno not in _NO_PREALLOCATE:
                 raise
     os.ftruncate(fd, length)
+
+
+def has_holes(st: os.stat_result) -> bool:
+    """Whether a file is sparse: fewer bytes allocated than its size (never on Windows)."""
+    blocks = getattr(st, "st_blocks", None)
+    return blocks is not None and blocks * 512 < st.st_size
+
+
+def data_runs(fd: int, offset: int, length: int) -> Iterator[tuple[int, int]]:
+    """``(start, length)`` of the runs in ``[offset, offset + length)`` that hold data,
+    skipping holes (``SEEK_DATA``/``SEEK_HOLE``); the whole range where the OS or the
+    filesystem cannot tell. Nothing past the end of the file."""
+    end = offset + length
+    seek_data, seek_hole = getattr(os, "SEEK_DATA", None), getattr(os, "SEEK_HOLE", None)
+    if seek_data is None or seek_hole is None:
+        yield offset, length
+        return
+    pos = offset
+    while pos < end:
+        run = _next_data(fd, pos, end, seek_data, seek_hole)
+        if run is None:
+            return
+        yield run
+        pos = run[0] + run[1]
+
+
+def _next_data(fd: int, pos: int, end: int, seek_data: int, seek_hole: int
+               ) -> tuple[int, int] | None:
+    with _seek:  # lseek moves the position other threads' seek+read fallbacks rely on
+        try:
+            start = os.lseek(fd, pos, seek_data)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # a hole up to the end of the file
+                return None
+            if exc.errno not in _NO_SEEK_HOLE:
+                raise
+            return pos, end - pos
+        if start >= end:
+            return None
+        return start, min(os.lseek(fd, start, seek_hole), end) - start
 
 
 _SYNC_FILE_RANGE_WRITE = 2

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 from .checksum import crc32c
 from .edits import Layout
 from .exceptions import BigFileError, EditConflictError, ShardChecksumError
+from .oscompat import has_holes
 from .plan import Manifest, Shard
 from .scan import Matcher, Window, replace_all, sparse_matches
 from .shardfile import Placement, RecordWriter, ShardHeader
@@ -135,6 +136,8 @@ class Patcher:
         self._slice: _Slice | None = None
         self._direct = (os.open(manifest.direct, os.O_WRONLY | getattr(os, "O_BINARY", 0))
                         if manifest.direct and not dry_run else None)
+        # sized rather than preallocated: the source is sparse and the new file keeps holes
+        self._direct_holes = self._direct is not None and has_holes(os.fstat(self._direct))
 
     def close(self) -> None:
         if self._direct is not None:
@@ -173,7 +176,8 @@ class Patcher:
         reach_end, reach_owner = cur, (self.matchers[pos.index(max(pos))].index
                                        if self.matchers and max(pos) > start else None)
         self._index = shard.index
-        place = Placement(self._direct, cur, end) if self._direct is not None else None
+        place = (Placement(self._direct, cur, end, self._direct_holes)
+                 if self._direct is not None else None)
         writer = RecordWriter(_Discard if self.dry_run else self._shard_sink, place)
         counts = [0] * len(self.matchers)
         first_event: int | None = None

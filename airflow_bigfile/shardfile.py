@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 
 from .checksum import crc32c
 from .exceptions import ShardChecksumError, StagingError
-from .oscompat import start_writeback, write_all
+from .oscompat import start_writeback, write_all, write_sparse
 
 MAGIC = b"BIGFSHRD"
 VERSION = 1
@@ -76,11 +76,13 @@ class ShardHeader:
 class Placement:
     """Where a shard's new bytes go straight into the new file: output offsets from
     ``start`` (of the shard's first output byte) up to ``limit``; bytes past ``limit`` (a
-    match running into the next shard's range) are staged instead."""
+    match running into the next shard's range) are staged instead. ``holes``: the new file
+    was sized, not preallocated (the source is sparse), so zero pages are left unwritten."""
 
     fd: int
     start: int
     limit: int
+    holes: bool = False
 
 
 class RecordWriter:
@@ -146,7 +148,7 @@ class RecordWriter:
             direct = max(0, min(len(data), place.limit - offset))
         if direct:
             view = memoryview(data)[:direct]
-            write_all(place.fd, view, offset)
+            (write_sparse if place.holes else write_all)(place.fd, view, offset)
             start_writeback(place.fd, offset, direct)
             self._emit(_WRITTEN.pack(b"W", direct, offset, crc32c(view)))
             data = memoryview(data)[direct:]
