@@ -1,0 +1,77 @@
+"""Large rewrites drop the new file's pages behind the writer once they are on disk
+(``sync_file_range`` + ``POSIX_FADV_DONTNEED``), so a rewrite of a file larger than memory
+does not evict other programs' cached data. Residency is read with ``mincore``."""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+import airflow_bigfile.commit as commit
+from airflow_bigfile import Insert, Replace, edit_file
+from airflow_bigfile.oscompat import drop_written, start_writeback
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
+                                reason="sync_file_range and mincore are Linux calls")
+MiB = 1 << 20
+
+
+def resident_pages(path: Path) -> int:
+    """How many of the file's pages are in the page cache."""
+    size = path.stat().st_size
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY) as mm:
+        vec = ctypes.create_string_buffer((size + 4095) // 4096)
+        address = ctypes.addressof(ctypes.c_char.from_buffer(mm))
+        try:
+            assert libc.mincore(address, size, vec) == 0, os.strerror(ctypes.get_errno())
+        finally:
+            del address  # no export may outlive the mmap
+        return sum(b & 1 for b in vec.raw)
+
+
+def test_drop_written_takes_the_pages_out_of_the_cache(tmp_path: Path) -> None:
+    path = tmp_path / "new.bin"
+    with open(path, "wb") as f:
+        f.write(random.Random(1).randbytes(8 * MiB))
+        f.flush()
+        start_writeback(f.fileno(), 0, 8 * MiB)
+        assert resident_pages(path) > 1000
+        drop_written(f.fileno(), 0, 8 * MiB)
+    assert resident_pages(path) < 16
+
+
+def test_a_large_rewrite_leaves_only_its_last_window_cached(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """With the size threshold lowered, a 32 MiB rewrite keeps its bytes right and at most
+    the last writeback windows of the new file in the cache (32 MiB in 2 MiB windows)."""
+    monkeypatch.setattr(commit, "DROP_BEHIND_FROM", 1)
+    monkeypatch.setattr(commit, "WRITEBACK_EVERY", 2 * MiB)
+    monkeypatch.setattr(commit, "COPY_CHUNK", 2 * MiB)
+    data = random.Random(2).randbytes(32 * MiB)
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    edits = [Insert(5, b"new,"), Replace(data[20 * MiB:20 * MiB + 8], b"replaced longer")]
+    result = edit_file(str(path), edits, shard_size="4MiB")
+    assert result.commit_mode == "rewrite"
+    pages = resident_pages(path)
+    expected = data[:5] + b"new," + data[5:].replace(data[20 * MiB:20 * MiB + 8],
+                                                     b"replaced longer")
+    assert path.read_bytes() == expected
+    assert pages <= 3 * 2 * MiB // 4096, pages  # the last window, the one before, the rest
+
+
+def test_small_rewrites_stay_cached(tmp_path: Path) -> None:
+    """Below DROP_BEHIND_FROM the result stays in the cache for whoever reads it next."""
+    path = tmp_path / "data.bin"
+    path.write_bytes(random.Random(3).randbytes(8 * MiB))
+    edit_file(str(path), [Insert(0, b"x")])
+    assert resident_pages(path) >= 8 * MiB // 4096
