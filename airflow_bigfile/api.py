@@ -156,10 +156,15 @@ def _chunks(items: list[Shard], count: int) -> list[list[Shard]]:
 
 def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSpec, job_id: str,
           settings: tuple[int, int, int, bytes | None], exe: Executor,
-          batch_count: int, direct: bool = False
+          batch_count: int, direct: bool = False, checksum: bool = True
           ) -> tuple[Manifest, Layout, list[list[Shard]]]:
     """Check the edits against the file, shard it, checksum what will be read, write the
-    manifest. Runs under the target's lock."""
+    manifest. Runs under the target's lock.
+
+    ``checksum`` False (a local job planned, patched and committed in one call) leaves the
+    source CRCs to the workers, who take them as they read: the commit checks the file
+    against those, so a change after a worker read its bytes is still refused, and the
+    source is read twice instead of three times (for a file larger than memory, from disk)."""
     shard_bytes, align, block, delimiter = settings
     identity = target.identity()
     layout = check_offsets(edit_list, identity.size, target.url)
@@ -175,7 +180,8 @@ def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSp
     batches = _chunks([s for s in shards if s.patch], batch_count)
     crcs: dict[int, int] = {}
     for part in exe.run(checksum_ranges, [
-            (spec, [(s.index, s.offset, s.length) for s in batch]) for batch in batches]):
+            (spec, [(s.index, s.offset, s.length) for s in batch])
+            for batch in (batches if checksum else [])]):
         crcs.update(part)
     shards = [Shard(s.index, s.offset, s.length, s.patch, crcs.get(s.index)) for s in shards]
     batches = [[shards[s.index] for s in batch] for batch in batches]
@@ -199,14 +205,16 @@ def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSp
 
 
 def _verify_sources(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpec,
-                    exe: Executor) -> None:
-    """Check every checksummed shard of a local source again right before committing: a
-    writer that kept the size, mtime and inode is caught here. (On object stores the ETag,
-    a digest of the content, does this job.)"""
+                    exe: Executor, results: dict[int, ShardResult]) -> None:
+    """Check every shard a worker read of a local source again right before committing,
+    against the CRC taken when planning or, without one, when the worker read it: a writer
+    that kept the size, mtime and inode is caught here. (On object stores the ETag, a digest
+    of the content, does this job.)"""
     if not target.local:
         return
-    shards = [s for s in manifest.shards if s.crc is not None]
-    expected = {s.index: s.crc for s in shards}
+    expected = {i: manifest.shards[i].crc if manifest.shards[i].crc is not None
+                else r.source_crc for i, r in results.items()}
+    shards = [manifest.shards[i] for i in sorted(expected) if expected[i] is not None]
     for part in exe.run(checksum_ranges, [
             (spec, [(s.index, s.offset, s.length) for s in batch])
             for batch in _chunks(shards, exe.workers * 2)]):
@@ -234,7 +242,7 @@ def _commit(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpe
         outcome = CommitOutcome("none", 0, size_after)
     else:
         if not dry_run:
-            _verify_sources(target, manifest, spec, exe)
+            _verify_sources(target, manifest, spec, exe, results)
         try:
             outcome = target.commit(stage, pieces, manifest, layout, mode, size_after,
                                     dry_run=dry_run, options=options)
@@ -327,7 +335,7 @@ def _stream_commit(target: LocalTarget, manifest: Manifest, spec: JobSpec,
     def after_pieces() -> None:
         if not any(p.changed for p in seen):
             raise _Unchanged
-        _verify_sources(target, manifest, spec, exe)
+        _verify_sources(target, manifest, spec, exe, incoming.results)
 
     stage = spec.open_staging()
     try:
@@ -435,7 +443,8 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
             if shard_size is None and target.local:
                 settings = _spread(settings, target.identity().size, exe.workers)
             manifest, _, batches = _plan(target, edit_list, spec, job_id, settings, exe,
-                                         exe.workers * 4, direct=local_workers)
+                                         exe.workers * 4, direct=local_workers,
+                                         checksum=not target.local)
             if progress is not None:
                 progress.set_size(sum(s.length for batch in batches for s in batch))
             incoming = _Incoming(exe.run(patch_shards, [

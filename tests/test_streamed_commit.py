@@ -92,11 +92,15 @@ class _Meddler(Callback):
         os.utime(self.path, ns=(st.st_atime_ns, st.st_mtime_ns))
 
 
-def test_source_changed_while_streaming_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("replace", [b"@new.org.uk", b"@new.org"],
+                         ids=["streamed-rewrite", "same-length"])
+def test_source_changed_after_it_was_read_is_refused(tmp_path: Path, replace: bytes) -> None:
+    """A local job takes its source CRCs as the workers read (not in a planning pass): a
+    change after that, keeping size, mtime and inode, is still refused at the commit."""
     path = _file(tmp_path)
     meddler = _Meddler(path)
     with pytest.raises(SourceChangedError, match="changed since it was planned"):
-        edit_file(str(path), [Replace(b"@old.com", b"@new.org.uk")], progress=meddler,
+        edit_file(str(path), [Replace(b"@old.com", replace)], progress=meddler,
                   shard_size="16KiB", workers=1)
     assert meddler.done
     expected = bytearray(DATA)
