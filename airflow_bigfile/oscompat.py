@@ -155,8 +155,13 @@ def _sync_range(fd: int, offset: int, length: int, flags: int) -> bool:
     end = (offset + length) // _PAGE * _PAGE
     if not _sync_file_range:
         return False
-    if end > start:
-        _sync_file_range(fd, start, end - start, flags)
+    if end > start and _sync_file_range(fd, start, end - start, flags) != 0:
+        # Never ignored: waiting for writeback consumes a write error that the final
+        # fsync would otherwise have reported.
+        import ctypes
+
+        code = ctypes.get_errno()
+        raise OSError(code, f"sync_file_range: {os.strerror(code)}")
     return True
 
 

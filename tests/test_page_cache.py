@@ -75,3 +75,30 @@ def test_small_rewrites_stay_cached(tmp_path: Path) -> None:
     path.write_bytes(random.Random(3).randbytes(8 * MiB))
     edit_file(str(path), [Insert(0, b"x")])
     assert resident_pages(path) >= 8 * MiB // 4096
+
+
+def test_a_writeback_error_fails_the_commit_and_keeps_the_file(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """Waiting for writeback consumes a write error the final fsync would have reported, so
+    an error there fails the commit: a clear error, the target as it was, no new file."""
+    import airflow_bigfile.oscompat as oscompat
+    from airflow_bigfile.exceptions import BigFileError
+
+    def failing(fd: int, offset: int, length: int, flags: int) -> int:
+        if flags & 4:  # SYNC_FILE_RANGE_WAIT_AFTER: the disk reports the error here
+            ctypes.set_errno(5)
+            return -1
+        return 0
+
+    monkeypatch.setattr(oscompat, "_sync_file_range", failing)
+    monkeypatch.setattr(commit, "DROP_BEHIND_FROM", 1)
+    monkeypatch.setattr(commit, "WRITEBACK_EVERY", 1 * MiB)
+    monkeypatch.setattr(commit, "COPY_CHUNK", 1 * MiB)
+    data = random.Random(4).randbytes(8 * MiB)
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    with pytest.raises(BigFileError, match="Input/output error|EIO|I/O"):
+        edit_file(str(path), [Insert(5, b"new,")])
+    assert path.read_bytes() == data
+    assert sorted(os.listdir(tmp_path)) == ["data.bin"]
