@@ -4,6 +4,7 @@ is shared by every thread using the descriptor."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import sys
@@ -182,4 +183,5 @@ def drop_written(fd: int, offset: int, length: int) -> None:
     dropping dirty pages would only start their writeback."""
     if _sync_range(fd, offset, length, _SYNC_FILE_RANGE_WAIT_BEFORE | _SYNC_FILE_RANGE_WRITE
                    | _SYNC_FILE_RANGE_WAIT_AFTER):
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+        with contextlib.suppress(OSError):  # only advice: the bytes are on disk either way
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
