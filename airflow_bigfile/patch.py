@@ -22,9 +22,9 @@ from typing import Any, BinaryIO
 from .checksum import crc32c
 from .edits import Layout
 from .exceptions import BigFileError, EditConflictError, ShardChecksumError
-from .oscompat import has_holes
+from .oscompat import find_all, has_holes
 from .plan import Manifest, Shard
-from .scan import Matcher, Window, replace_all, sparse_matches
+from .scan import Matcher, Window, replace_all
 from .shardfile import Placement, RecordWriter, ShardHeader
 from .storage import Source, Staging
 
@@ -264,8 +264,8 @@ class Patcher:
             cut = matcher.clean_cut(win, cur, b1)
             if cut is not None:
                 find = matcher.edit.find
-                few = sparse_matches(win.buf, cur - win.base, cut - win.base, find,
-                                     (cut - cur) // SPARSE_GAP)
+                few = find_all(win.buf, find, cur - win.base, cut - win.base,
+                               (cut - cur) // SPARSE_GAP)
                 if few is not None:
                     # Few matches: stage just them; the runs between stay source copies.
                     for i in few:

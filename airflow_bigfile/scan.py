@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from .edits import Replace
 from .exceptions import PatternError
+from .oscompat import find_all
 
 Match = tuple[int, int, bytes]  # (start, end, replacement), absolute original offsets
 
@@ -91,7 +92,7 @@ class Matcher:
             spans = (m.span() for m in self.edit.pattern.finditer(buf, pos))
         else:
             m = len(self.edit.find)
-            hits = sparse_matches(buf, pos, len(buf), self.edit.find, len(buf)) or []
+            hits = find_all(buf, self.edit.find, pos, len(buf), len(buf)) or []
             spans = ((i, i + m) for i in hits)
         for start, end in spans:
             if start >= at:
@@ -141,23 +142,6 @@ def expander(pattern: re.Pattern[bytes] | None, template: bytes
     except (ImportError, AttributeError, TypeError):  # newer Pythons cache it themselves
         return lambda match: match.expand(template)
     return lambda match: expand(parsed, match)
-
-
-def sparse_matches(buf: bytearray, start: int, end: int, find: bytes, limit: int
-                   ) -> list[int] | None:
-    """Where ``find`` occurs in ``buf[start:end]`` (leftmost, non-overlapping, as
-    ``bytes.replace`` counts them), or None as soon as there are more than ``limit``: a
-    dense block is cheaper to replace whole than match by match."""
-    hits: list[int] = []
-    i, m = start, len(find)
-    while True:
-        i = buf.find(find, i, end)
-        if i < 0:
-            return hits
-        if len(hits) == limit:
-            return None
-        hits.append(i)
-        i += m
 
 
 def replace_all(buf: bytearray, start: int, end: int, find: bytes, replace: bytes
