@@ -179,10 +179,10 @@ def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSp
               for i, (s, e) in enumerate(zip(starts, ends, strict=True))]
     batches = _chunks([s for s in shards if s.patch], batch_count)
     crcs: dict[int, int] = {}
-    for part in exe.run(checksum_ranges, [
-            (spec, [(s.index, s.offset, s.length) for s in batch])
-            for batch in (batches if checksum else [])]):
-        crcs.update(part)
+    if checksum:
+        for part in exe.run(checksum_ranges, [
+                (spec, [(s.index, s.offset, s.length) for s in batch]) for batch in batches]):
+            crcs.update(part)
     shards = [Shard(s.index, s.offset, s.length, s.patch, crcs.get(s.index)) for s in shards]
     batches = [[shards[s.index] for s in batch] for batch in batches]
     stage = spec.open_staging()

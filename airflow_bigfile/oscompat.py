@@ -9,7 +9,7 @@ import errno
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 _seek = threading.Lock()
@@ -138,20 +138,27 @@ _PAGE = 4096
 _sync_file_range: Any = None  # resolved on first use: the libc function, or False
 
 
+def _libc(name: str, restype: str, *argtypes: str) -> Any:
+    """libc's ``name`` through ctypes (a foreign call releases the GIL), typed by the names
+    of ctypes types, or False where libc has no such function. ctypes is imported here, on
+    first use, not at start-up."""
+    try:
+        import ctypes
+
+        fn = getattr(ctypes.CDLL(None, use_errno=True), name)
+    except (OSError, AttributeError, TypeError):
+        return False
+    fn.restype = getattr(ctypes, restype)
+    fn.argtypes = [getattr(ctypes, t) for t in argtypes]
+    return fn
+
+
 def _sync_range(fd: int, offset: int, length: int, flags: int) -> bool:
     """``sync_file_range`` over the whole pages among these bytes; False where it is missing."""
     global _sync_file_range
     if _sync_file_range is None:
-        _sync_file_range = False
-        if sys.platform.startswith("linux"):
-            try:
-                import ctypes
-
-                fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-                fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-                _sync_file_range = fn
-            except (OSError, AttributeError):
-                pass
+        _sync_file_range = sys.platform.startswith("linux") and _libc(
+            "sync_file_range", "c_int", "c_int", "c_int64", "c_int64", "c_uint")
     start = -(-offset // _PAGE) * _PAGE
     end = (offset + length) // _PAGE * _PAGE
     if not _sync_file_range:
@@ -199,44 +206,41 @@ def find_all(buf: bytearray | bytes, sub: bytes, start: int, end: int, limit: in
     scanning different blocks run side by side: 0.08 s/GiB against 0.35 s/GiB for
     ``bytearray.find`` (which holds the GIL) on a CSV with a candidate ``@`` every 100
     bytes. Where libc has no ``memmem`` (Windows) it is ``bytes.find``."""
-    global _memmem
-    if _memmem is None:
-        _memmem = False
-        try:
-            import ctypes
-
-            fn = ctypes.CDLL(None).memmem
-            fn.restype = ctypes.c_void_p
-            fn.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]
-            _memmem = fn
-        except (OSError, AttributeError, TypeError):
-            pass
     hits: list[int] = []
-    m = len(sub)
-    if not _memmem:
+    with _searcher(buf) as find:
         i = start
-        while (i := buf.find(sub, i, end)) >= 0:
+        while (i := find(sub, i, end)) >= 0:
             if len(hits) == limit:
                 return None
             hits.append(i)
-            i += m
-        return hits
+            i += len(sub)
+    return hits
+
+
+@contextlib.contextmanager
+def _searcher(buf: bytearray | bytes) -> Iterator[Callable[[bytes, int, int], int]]:
+    """``find(sub, start, end)`` over ``buf``, as ``bytes.find``: through ``memmem`` where
+    libc has it, the buffer pinned meanwhile (a bytearray cannot be resized under it)."""
+    global _memmem
+    if _memmem is None:
+        _memmem = _libc("memmem", "c_void_p", "c_void_p", "c_size_t", "c_char_p", "c_size_t")
+    if not _memmem:
+        yield buf.find
+        return
     import ctypes
 
-    # The ctypes view pins the buffer (a bytearray cannot be resized while it is alive).
-    pinned = ((ctypes.c_char * len(buf)).from_buffer(buf) if isinstance(buf, bytearray)
-              else ctypes.c_char_p(buf))
-    base = ctypes.addressof(pinned) if isinstance(buf, bytearray) else \
-        ctypes.cast(pinned, ctypes.c_void_p).value
-    i = start
-    while end - i >= m:
-        at = _memmem(base + i, end - i, sub, m)
-        if not at:
-            break
-        if len(hits) == limit:
-            return None
-        i = at - base
-        hits.append(i)
-        i += m
-    del pinned
-    return hits
+    if isinstance(buf, bytearray):
+        pinned: Any = (ctypes.c_char * len(buf)).from_buffer(buf)
+        base = ctypes.addressof(pinned)
+    else:
+        pinned = ctypes.c_char_p(buf)
+        base = ctypes.cast(pinned, ctypes.c_void_p).value
+
+    def find(sub: bytes, start: int, end: int) -> int:
+        at = _memmem(base + start, max(end - start, 0), sub, len(sub))
+        return at - base if at else -1
+
+    try:
+        yield find
+    finally:
+        del pinned

@@ -48,14 +48,18 @@ def test_drop_written_takes_the_pages_out_of_the_cache(tmp_path: Path) -> None:
     assert resident_pages(path) < 16
 
 
-def test_a_large_rewrite_leaves_only_its_last_window_cached(tmp_path: Path,
-                                                            monkeypatch: pytest.MonkeyPatch
-                                                            ) -> None:
-    """With the size threshold lowered, a 32 MiB rewrite keeps its bytes right and at most
-    the last writeback windows of the new file in the cache (32 MiB in 2 MiB windows)."""
+@pytest.fixture
+def drop_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every rewrite drops behind its writer, in 2 MiB windows."""
     monkeypatch.setattr(commit, "DROP_BEHIND_FROM", 1)
     monkeypatch.setattr(commit, "WRITEBACK_EVERY", 2 * MiB)
     monkeypatch.setattr(commit, "COPY_CHUNK", 2 * MiB)
+
+
+def test_a_large_rewrite_leaves_only_its_last_window_cached(tmp_path: Path, drop_behind: None
+                                                            ) -> None:
+    """With the size threshold lowered, a 32 MiB rewrite keeps its bytes right and at most
+    the last writeback windows of the new file in the cache (32 MiB in 2 MiB windows)."""
     data = random.Random(2).randbytes(32 * MiB)
     path = tmp_path / "data.bin"
     path.write_bytes(data)
@@ -78,8 +82,8 @@ def test_small_rewrites_stay_cached(tmp_path: Path) -> None:
 
 
 def test_a_writeback_error_fails_the_commit_and_keeps_the_file(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch
-                                                                ) -> None:
+                                                                monkeypatch: pytest.MonkeyPatch,
+                                                                drop_behind: None) -> None:
     """Waiting for writeback consumes a write error the final fsync would have reported, so
     an error there fails the commit: a clear error, the target as it was, no new file."""
     import airflow_bigfile.oscompat as oscompat
@@ -92,9 +96,6 @@ def test_a_writeback_error_fails_the_commit_and_keeps_the_file(tmp_path: Path,
         return 0
 
     monkeypatch.setattr(oscompat, "_sync_file_range", failing)
-    monkeypatch.setattr(commit, "DROP_BEHIND_FROM", 1)
-    monkeypatch.setattr(commit, "WRITEBACK_EVERY", 1 * MiB)
-    monkeypatch.setattr(commit, "COPY_CHUNK", 1 * MiB)
     data = random.Random(4).randbytes(8 * MiB)
     path = tmp_path / "data.bin"
     path.write_bytes(data)
