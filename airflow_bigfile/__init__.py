@@ -14,6 +14,7 @@ from .exceptions import (
     EditConflictError,
     EditError,
     PatternError,
+    PayloadError,
     RecoveryError,
     ShardChecksumError,
     SourceChangedError,
@@ -25,6 +26,7 @@ from .exceptions import (
     TargetNotFoundError,
     TargetPermissionError,
 )
+from .payload import DataFile
 
 if TYPE_CHECKING:
     from .api import (
@@ -40,10 +42,10 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
-    "Append", "BigFileError", "Delete", "EditConflictError", "EditError", "EditResult",
-    "Insert", "Patch", "PatternError", "RecoveryError", "Replace", "ShardChecksumError",
-    "SourceChangedError", "StagingError", "StorageError", "TargetError",
-    "TargetIsDirectoryError", "TargetLockedError", "TargetNotFoundError",
+    "Append", "BigFileError", "DataFile", "Delete", "EditConflictError", "EditError",
+    "EditResult", "Insert", "Patch", "PatternError", "PayloadError", "RecoveryError",
+    "Replace", "ShardChecksumError", "SourceChangedError", "StagingError", "StorageError",
+    "TargetError", "TargetIsDirectoryError", "TargetLockedError", "TargetNotFoundError",
     "TargetPermissionError", "Truncate", "commit_edit", "edit_file", "patch_batch",
     "plan_edit", "recover_target", "PlannedEdit",
 ]

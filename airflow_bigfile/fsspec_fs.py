@@ -42,6 +42,7 @@ from fsspec.utils import stringify_path
 from .commit import fsync_dir, fsync_file
 from .edits import Append, Patch, Truncate
 from .exceptions import SourceChangedError, TargetNotFoundError
+from .payload import DataFile
 
 if TYPE_CHECKING:
     from .edits import Edit
@@ -356,12 +357,13 @@ class SpoolFile(_Deferred):
         if not self.fs.fs.exists(self.path):
             return False
         if os.path.getsize(self._temp):
-            with open(self._temp, "rb") as f:
-                data = f.read()
+            data = DataFile(self._temp)  # read in chunks, not whole
             try:
                 self.fs._edit(self.path, [Append(data)])
             except TargetNotFoundError:
                 return False
+            finally:
+                data.close()
         return True
 
     def _replace_local(self) -> None:
