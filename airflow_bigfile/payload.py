@@ -207,8 +207,9 @@ def is_ranged(data: object) -> bool:
     return isinstance(data, _Ranged)
 
 
-def chunks(data: Data, size: int = CHUNK) -> Iterator[bytes | memoryview]:
-    """``data`` a bounded piece at a time (views of in-memory bytes, no copies)."""
+def chunks(data: Data, size: int | None = None) -> Iterator[bytes | memoryview]:
+    """``data`` :data:`CHUNK` bytes (or ``size``) at a time; in-memory bytes as views."""
+    size = size or CHUNK
     if isinstance(data, _Ranged):
         for offset in range(0, len(data), size):
             yield data.read(offset, min(size, len(data) - offset))
