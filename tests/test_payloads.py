@@ -27,7 +27,7 @@ from airflow_bigfile import (
     patch_batch,
     plan_edit,
 )
-from airflow_bigfile import journal as journal_module
+from airflow_bigfile import commit as commit_module
 from airflow_bigfile.plan import Manifest
 from airflow_bigfile.storage import local_identity
 from airflow_bigfile.tasks import JobSpec
@@ -248,7 +248,7 @@ def test_lone_truncate_needs_no_journal(tmp_path: Path, monkeypatch: pytest.Monk
     def no_journal(*args: object, **kwargs: object) -> None:
         raise AssertionError("a lone truncate wrote a journal")
 
-    monkeypatch.setattr(journal_module, "write_journal", no_journal)
+    monkeypatch.setattr(commit_module, "write_journal", no_journal)
     before = os.stat(target)
     result = edit_file(str(target), [Truncate(1000)])
     assert (result.commit_mode, result.bytes_written, result.size_after) == ("inplace", 0,
