@@ -25,6 +25,7 @@ from .exceptions import (
     TargetLockedError,
     TargetNotFoundError,
     TargetPermissionError,
+    TransientStorageError,
 )
 from .payload import DataFile
 
@@ -46,7 +47,8 @@ __all__ = [
     "EditResult", "Insert", "Patch", "PatternError", "PayloadError", "RecoveryError",
     "Replace", "ShardChecksumError", "SourceChangedError", "StagingError", "StorageError",
     "TargetError", "TargetIsDirectoryError", "TargetLockedError", "TargetNotFoundError",
-    "TargetPermissionError", "Truncate", "commit_edit", "edit_file", "patch_batch",
+    "TargetPermissionError", "TransientStorageError", "Truncate", "commit_edit", "edit_file",
+    "patch_batch",
     "plan_edit", "recover_target", "PlannedEdit",
 ]
 
