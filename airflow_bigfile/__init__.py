@@ -13,6 +13,7 @@ from .exceptions import (
     BigFileError,
     EditConflictError,
     EditError,
+    HardLinkError,
     PatternError,
     RecoveryError,
     ShardChecksumError,
@@ -41,8 +42,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Append", "BigFileError", "Delete", "EditConflictError", "EditError", "EditResult",
-    "Insert", "Patch", "PatternError", "RecoveryError", "Replace", "ShardChecksumError",
-    "SourceChangedError", "StagingError", "StorageError", "TargetError",
+    "HardLinkError", "Insert", "Patch", "PatternError", "RecoveryError", "Replace",
+    "ShardChecksumError", "SourceChangedError", "StagingError", "StorageError", "TargetError",
     "TargetIsDirectoryError", "TargetLockedError", "TargetNotFoundError",
     "TargetPermissionError", "Truncate", "commit_edit", "edit_file", "patch_batch",
     "plan_edit", "recover_target", "PlannedEdit",
