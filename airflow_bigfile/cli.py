@@ -304,8 +304,9 @@ def summarize(command: str, args: argparse.Namespace, result: dict[str, Any],
 
 
 def _engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {"mode": args.mode, "dry_run": args.dry_run,
-                              "break_hardlinks": args.break_hardlinks}
+    kwargs: dict[str, Any] = {"mode": args.mode, "dry_run": args.dry_run}
+    if args.break_hardlinks:
+        kwargs["break_hardlinks"] = True
     for name in ("shard_size", "workers", "staging", "delimiter", "wait", "executor"):
         value = getattr(args, name)
         if value is not None:
