@@ -306,3 +306,39 @@ def test_fsspec_wb_on_a_linked_file(linked: tuple[Path, Path], tmp_path: Path) -
         f.write(b"replaced\n")
     assert path.read_bytes() == b"replaced\n"
     assert other.read_bytes() == DATA
+
+
+def test_operators_take_break_hardlinks(linked: tuple[Path, Path], tmp_path: Path) -> None:
+    pytest.importorskip("airflow")
+    from airflow.sdk import DAG
+    from airflow.sdk.exceptions import AirflowFailException
+    from airflow_bigfile.operators import (
+        BigFileCommitOperator,
+        BigFileEditOperator,
+        BigFilePatchShardsOperator,
+        BigFilePlanOperator,
+        bigfile_edit_group,
+    )
+
+    path, other = linked
+    edits = [{"op": "insert", "offset": 0, "data": "# masked\n"}]
+    with pytest.raises(AirflowFailException, match="has 2 links"):
+        BigFileEditOperator(task_id="edit", path=str(path), edits=edits).execute({})
+    plan = BigFilePlanOperator(task_id="plan", path=str(path), edits=edits,
+                               staging=str(tmp_path / "staging"))
+    summaries = [BigFilePatchShardsOperator(task_id="patch", batch=b).execute({})
+                 for b in plan.execute({})]
+    with pytest.raises(AirflowFailException, match="has 2 links"):
+        BigFileCommitOperator(task_id="commit", results=summaries).execute({})
+    assert path.read_bytes() == other.read_bytes() == DATA
+
+    result = BigFileEditOperator(task_id="edit", path=str(path), edits=edits,
+                                 break_hardlinks=True).execute({})
+    assert result["commit_mode"] == "rewrite"
+    assert path.read_bytes() == b"# masked\n" + DATA
+    assert other.read_bytes() == DATA
+
+    with DAG("meta", schedule=None):
+        group = bigfile_edit_group("mask", path=str(path), edits=edits,
+                                   staging=str(tmp_path / "staging"), break_hardlinks=True)
+    assert group.children["mask.commit"].break_hardlinks is True
