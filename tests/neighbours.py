@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import os
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -72,3 +75,44 @@ def listing(folder: Path) -> dict[str, tuple[int, int, int, bytes]]:
                 body = Path(full).read_bytes()
             out[os.path.relpath(full, folder)] = (st.st_mode, st.st_uid, st.st_size, body)
     return out
+
+
+def forked_as_nobody(fn: Callable[[], object]) -> object:
+    """Run ``fn`` in a forked child whose user is uid/gid 65534 (the engine is already
+    imported, so nothing needs to be readable by that user); returns what ``fn`` returned
+    (JSON-able), or raises ``RuntimeError`` with the child's error."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.close(r)
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            out = {"value": fn()}
+        except BaseException as exc:
+            out = {"error": f"{type(exc).__name__}: {exc}"}
+        os.write(w, json.dumps(out).encode())
+        os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        raw = f.read()
+    os.waitpid(pid, 0)
+    out = json.loads(raw)
+    if "error" in out:
+        raise RuntimeError(out["error"])
+    return out["value"]
+
+
+def cli_as_nobody(*args: object) -> tuple[int, str, str]:
+    """``bigfile ARGS`` run as uid 65534 in a forked child: (status, stdout, stderr)."""
+    def run() -> list[object]:
+        from airflow_bigfile.cli import main
+
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            status = main([str(a) for a in args])
+        return [status, out.getvalue(), err.getvalue()]
+
+    status, out, err = forked_as_nobody(run)  # type: ignore[misc]
+    return status, out, err

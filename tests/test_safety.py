@@ -32,6 +32,7 @@ from airflow_bigfile.lock import TargetLock
 from airflow_bigfile.oscompat import fsync_file
 from airflow_bigfile.sidecars import Sidecars
 from tests.model import apply_model
+from tests.neighbours import NOBODY, cli_as_nobody, needs_second_user, shared_folder
 
 ROWS = b"".join(b"%06d,alice@old.com,%d\n" % (i, i * 7) for i in range(4000))
 DENSE = [Replace(b"@old.com", b"@example.net")]   # length-changing: a rewrite
@@ -339,3 +340,19 @@ def test_a_cleanup_failure_after_the_commit_is_not_an_error(tmp_path: Path, monk
     monkeypatch.undo()
     recover_target(str(target))
     assert [p.name for p in tmp_path.iterdir()] == ["data.csv"]
+
+
+@needs_second_user
+def test_an_unreadable_file_is_reported_as_unreadable() -> None:
+    for folder in shared_folder():
+        target = folder / "data.csv"
+        target.write_bytes(ROWS)
+        os.chown(target, NOBODY, NOBODY)
+        target.chmod(0o200)
+        status, out, err = cli_as_nobody("patch", target, "--offset", 0, "--data", "x")
+        assert (status, out) == (1, "")
+        assert err == f"bigfile: error: {target} is not readable (permission denied); " \
+                      f"nothing was changed\n"
+        target.chmod(0o644)
+        assert target.read_bytes() == ROWS
+        assert sorted(p.name for p in folder.iterdir()) == ["data.csv"]
