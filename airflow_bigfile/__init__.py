@@ -25,6 +25,7 @@ from .exceptions import (
     TargetLockedError,
     TargetNotFoundError,
     TargetPermissionError,
+    TransientStorageError,
 )
 
 if TYPE_CHECKING:
@@ -45,7 +46,8 @@ __all__ = [
     "HardLinkError", "Insert", "Patch", "PatternError", "RecoveryError", "Replace",
     "ShardChecksumError", "SourceChangedError", "StagingError", "StorageError", "TargetError",
     "TargetIsDirectoryError", "TargetLockedError", "TargetNotFoundError",
-    "TargetPermissionError", "Truncate", "commit_edit", "edit_file", "patch_batch",
+    "TargetPermissionError",
+    "TransientStorageError", "Truncate", "commit_edit", "edit_file", "patch_batch",
     "plan_edit", "recover_target", "PlannedEdit",
 ]
 

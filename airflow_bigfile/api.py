@@ -514,8 +514,9 @@ def _make_job(spec: JobSpec, target: LocalTarget | RemoteTarget, job_id: str, *,
     marker, which says whose it is and lets recovery tell a live plan from a dead job."""
     stage = spec.open_staging()
     if stage.local:
-        make_job_folder(os.path.dirname(stage.root), job_id, target=target.path,
-                        distributed=distributed)
+        parent = os.path.dirname(stage.root)
+        make_job_folder(parent, job_id, target=target.path, distributed=distributed,
+                        follow=not (target.local and parent == target.staging_parent(None)))
     elif distributed:
         stage.write_json("distributed", {"job_id": job_id, "created": time.time()})
 

@@ -17,6 +17,8 @@ built-in fits, the leaf is also that built-in, so ``except ValueError`` keeps wo
     ├── StagingError                           staged shards or manifest missing or unusable
     │   └── ShardChecksumError (ValueError)    a staged shard or source range fails its CRC
     ├── StorageError (OSError)                 a permanent I/O failure (EIO, ENOSPC, ...)
+    │   └── TransientStorageError              a lost connection or timeout that outlived
+    │                                          the engine's retries: retry the job later
     └── RecoveryError                          a journal that cannot be rolled back safely
 """
 
@@ -78,6 +80,12 @@ class ShardChecksumError(StagingError, ValueError):
 
 class StorageError(BigFileError, OSError):
     """A permanent I/O failure (EIO, ENOSPC, EACCES, ...) that retrying will not cure."""
+
+
+class TransientStorageError(StorageError):
+    """A transient failure (a lost connection, a timeout, throttling) that outlived the
+    engine's own retries; nothing was changed and running the job again later may succeed
+    (the Airflow operators let Airflow retry it)."""
 
 
 class RecoveryError(BigFileError):

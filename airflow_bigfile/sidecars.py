@@ -186,10 +186,11 @@ class UntrustedSidecarError(TargetError):
 
 def check_staging_parent(parent: str, target: str) -> str:
     """Refuse, before any I/O of the edit, a local staging parent that is an existing
-    file (or the target itself), or a folder other users may write without the sticky
-    bit (they could swap a job folder for a link); returns the absolute parent."""
+    file (or the target itself), or a folder another user could swap a job folder in for a
+    link (owned by another user than this one or root, or writable by others without the
+    sticky bit, as OpenSSH refuses such folders); returns the absolute parent."""
     parent = os.path.abspath(parent)
-    if real_path(parent) == real_path(target):
+    if target and real_path(parent) == real_path(target):
         raise StagingError(f"--staging {parent} is the target itself; name a folder")
     try:
         st = os.stat(parent)
@@ -198,17 +199,34 @@ def check_staging_parent(parent: str, target: str) -> str:
     if not stat.S_ISDIR(st.st_mode):
         raise StagingError(f"--staging {parent} is an existing file, not a folder; name a "
                            f"folder (bigfile makes its own job folder inside it)")
-    if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
-        raise StagingError(f"--staging {parent} is writable by every user and has no "
-                           f"sticky bit; use a private folder or one like /tmp (mode 1777)")
+    check_private_folder(parent, st, "--staging ")
     return parent
 
 
-def make_job_folder(parent: str, job_id: str, *, target: str, distributed: bool) -> str:
+def check_private_folder(folder: str, st: os.stat_result, what: str = "") -> None:
+    """Refuse a folder that another user could rearrange under bigfile's feet."""
+    if st.st_uid not in (0, os.geteuid()):
+        raise StagingError(f"{what}{folder} belongs to uid {st.st_uid}, who could swap "
+                           f"bigfile's job folder for a link; use a folder of your own")
+    if st.st_mode & (stat.S_IWOTH | stat.S_IWGRP) and not st.st_mode & stat.S_ISVTX:
+        raise StagingError(f"{what}{folder} is writable by other users and has no sticky "
+                           f"bit; use a private folder or one like /tmp (mode 1777)")
+
+
+def make_job_folder(parent: str, job_id: str, *, target: str, distributed: bool,
+                    follow: bool = True) -> str:
     """Create ``parent/job_id`` (mode 0700, failing if it exists) with its marker, which
-    says whose it is; ``parent`` is made if missing and never removed by bigfile."""
+    says whose it is; ``parent`` is made if missing and never removed by bigfile. With
+    ``follow`` False (bigfile's own default staging folder) a link there is refused."""
     check_job_id(job_id)
     os.makedirs(parent, mode=0o700, exist_ok=True)
+    if follow:
+        parent = real_path(parent)
+    st = os.lstat(parent)
+    if not stat.S_ISDIR(st.st_mode):
+        raise StagingError(f"the staging folder {parent} is a link or not a folder; bigfile "
+                           f"will not stage through it: remove it")
+    check_private_folder(parent, st)
     folder = os.path.join(parent, job_id)
     os.mkdir(folder, 0o700)
     marker = {"job_id": job_id, "pid": os.getpid(), "host": os.uname().nodename

@@ -6,10 +6,12 @@ retries) into engine calls: :func:`~airflow_bigfile.api.edit_file` for the one-t
 :func:`~airflow_bigfile.api.plan_edit`, :func:`~airflow_bigfile.api.patch_batch` and
 :func:`~airflow_bigfile.api.commit_edit` for the fleet.
 
-Permanent engine errors (every :class:`~airflow_bigfile.BigFileError` but a held lock) fail
-the task without retries (``AirflowFailException``); anything else (a lost connection, a
-timeout) propagates and Airflow retries the task, which is safe: planning starts a new job,
-patching a batch overwrites its own staged shards, and a commit either happened or did not.
+Permanent engine errors (every :class:`~airflow_bigfile.BigFileError` but a held lock and a
+:class:`~airflow_bigfile.TransientStorageError`) fail the task without retries
+(``AirflowFailException``); those two (another job holds the target; a lost connection or a
+timeout that outlived the engine's own retries) propagate and Airflow retries the task,
+which is safe: planning starts a new job, patching a batch overwrites its own staged shards,
+and a commit either happened or did not.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from airflow.sdk import BaseOperator, TaskGroup, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_bigfile.hooks.bigfile import BigFileHook
 
-from airflow_bigfile.exceptions import BigFileError, TargetLockedError
+from airflow_bigfile.exceptions import BigFileError, TargetLockedError, TransientStorageError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -43,8 +45,8 @@ def _engine_errors(what: str) -> Iterator[None]:
     """Turn permanent engine errors into ``AirflowFailException`` (no retry)."""
     try:
         yield
-    except TargetLockedError:
-        raise  # another job holds the target: a retry later may succeed
+    except (TargetLockedError, TransientStorageError):
+        raise  # another job holds the target, or the store was unreachable: retry later
     except BigFileError as exc:
         raise AirflowFailException(f"{what} failed: {exc}") from exc
 

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from airflow_bigfile import Patch, RecoveryError, Replace, edit_file, recover_target
+from airflow_bigfile import (
+    Patch,
+    RecoveryError,
+    Replace,
+    StagingError,
+    edit_file,
+    recover_target,
+)
 from airflow_bigfile.checksum import crc32c
 from airflow_bigfile.sidecars import Sidecars
 from tests.model import apply_model
@@ -167,6 +174,9 @@ def test_a_staging_folder_link_does_not_make_recovery_delete_elsewhere(shared: P
     result = recover_target(str(target))
     assert result.removed == []
     assert listing(elsewhere) == before
+    with pytest.raises(StagingError, match="is a link or not a folder"):
+        edit_file(str(target), EDIT, shard_size="8KiB")
+    assert listing(elsewhere) == before and target.read_bytes() == DATA
     edit_file(str(target), EDIT, shard_size="8KiB", staging=str(shared / "mine"))
     assert listing(elsewhere) == before and target.read_bytes() == apply_model(DATA, EDIT)
 
@@ -190,3 +200,14 @@ def test_recovery_removes_only_job_folders_bigfile_made(shared: Path) -> None:
     assert result.removed == [str(stale)]
     assert sorted(p.name for p in root.iterdir()) == [planted.name, foreign.name]
     assert (planted / "notes.txt").read_bytes() == b"not bigfile's\n"
+
+
+def test_a_staging_parent_another_user_owns_is_refused(shared: Path) -> None:
+    target, _ = _victim(shared)
+    theirs = shared / "theirs"
+    nobody_python("import os, sys; os.mkdir(sys.argv[1], 0o755)", str(theirs))
+    with pytest.raises(StagingError, match="belongs to uid 65534"):
+        edit_file(str(target), EDIT, staging=str(theirs))
+    proc = _cli("replace", target, "--find", "secret", "--replace", "x", "--staging", theirs)
+    assert proc.returncode == 1 and "belongs to uid 65534" in proc.stderr
+    assert list(theirs.iterdir()) == [] and target.read_bytes() == DATA
