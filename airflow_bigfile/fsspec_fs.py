@@ -45,6 +45,7 @@ from .edits import Append, Patch, Truncate
 from .exceptions import SourceChangedError, TargetNotFoundError
 from .metadata import check_hardlinks, keep_metadata
 from .oscompat import fsync_dir, fsync_file
+from .sidecars import real_path
 
 if TYPE_CHECKING:
     from .edits import Edit
@@ -309,8 +310,11 @@ class SpoolFile(_Deferred):
         if kind == "x" and fs.fs.exists(path):
             raise FileExistsError(path)
         beside = fs.local            # same filesystem, so the commit is a rename
-        folder = os.path.dirname(path) if beside else None
-        prefix = f".{os.path.basename(path)}." if beside else "bigfile-"
+        # A link is followed (the file it names is replaced, the link stays a link), except
+        # by exclusive creation, which never creates through a link.
+        self._real = real_path(path) if beside and kind == "w" else path
+        folder = os.path.dirname(self._real) if beside else None
+        prefix = f".{os.path.basename(self._real)}." if beside else "bigfile-"
         fd, self._temp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".bigfile-tmp")
         super().__init__(autocommit)
         self._file = os.fdopen(fd, "w+b")
@@ -375,7 +379,7 @@ class SpoolFile(_Deferred):
 
     def _replace_local(self) -> None:
         try:
-            st = None if self.kind == "x" else os.stat(self.path)
+            st = None if self.kind == "x" else os.stat(self._real)
         except FileNotFoundError:
             st = None
         if st is None:
@@ -384,7 +388,7 @@ class SpoolFile(_Deferred):
             check_hardlinks(st, self.path, self.fs.break_hardlinks)
             fd = os.open(self._temp, os.O_RDONLY)
             try:
-                keep_metadata(self.path, fd, st, self.path)
+                keep_metadata(self._real, fd, st, self.path)
                 fsync_file(fd)
             finally:
                 os.close(fd)
@@ -396,10 +400,10 @@ class SpoolFile(_Deferred):
             except OSError:                         # no hard links here
                 if os.path.exists(self.path):
                     raise FileExistsError(self.path) from None
-                os.replace(self._temp, self.path)
+                os.replace(self._temp, self._real)
         else:
-            os.replace(self._temp, self.path)
-        fsync_dir(os.path.dirname(self.path) or ".")
+            os.replace(self._temp, self._real)
+        fsync_dir(os.path.dirname(self._real) or ".")
 
     def _cleanup(self) -> None:
         if not self._file.closed:
