@@ -388,7 +388,7 @@ class TestLocal(BigFileSuite):
         with backend.fs.open(link, mode) as f:
             f.write(b"new")
         assert os.path.islink(link) and os.readlink(link) == "real.csv"
-        expected = {"wb": b"new", "r+b": b"newdata\n", "ab": b"old,data\nnew"}[mode]
+        expected = {"wb": b"new", "r+b": b"new,data\n", "ab": b"old,data\nnew"}[mode]
         assert backend.get("real.csv") == expected
         assert sorted(os.listdir(os.path.dirname(path))) == ["alias.csv", "real.csv"]
 
