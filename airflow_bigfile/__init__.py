@@ -13,6 +13,7 @@ from .exceptions import (
     BigFileError,
     EditConflictError,
     EditError,
+    HardLinkError,
     PatternError,
     PayloadError,
     RecoveryError,
@@ -44,11 +45,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Append", "BigFileError", "DataFile", "Delete", "EditConflictError", "EditError",
-    "EditResult", "Insert", "Patch", "PatternError", "PayloadError", "RecoveryError",
-    "Replace", "ShardChecksumError", "SourceChangedError", "StagingError", "StorageError",
-    "TargetError", "TargetIsDirectoryError", "TargetLockedError", "TargetNotFoundError",
-    "TargetPermissionError", "TransientStorageError", "Truncate", "commit_edit", "edit_file",
-    "patch_batch",
+    "EditResult", "HardLinkError", "Insert", "Patch", "PatternError", "PayloadError",
+    "RecoveryError", "Replace", "ShardChecksumError", "SourceChangedError", "StagingError",
+    "StorageError", "TargetError", "TargetIsDirectoryError", "TargetLockedError",
+    "TargetNotFoundError", "TargetPermissionError", "TransientStorageError", "Truncate",
+    "commit_edit", "edit_file", "patch_batch",
     "plan_edit", "recover_target", "PlannedEdit",
 ]
 

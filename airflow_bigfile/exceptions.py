@@ -12,7 +12,8 @@ built-in fits, the leaf is also that built-in, so ``except ValueError`` keeps wo
     │   ├── TargetNotFoundError (FileNotFoundError)
     │   ├── TargetIsDirectoryError (IsADirectoryError)
     │   ├── TargetPermissionError (PermissionError)
-    │   └── TargetLockedError                  another job holds the target's lock
+    │   ├── TargetLockedError                  another job holds the target's lock
+    │   └── HardLinkError                      a rewrite would cut the file's other hard links
     ├── SourceChangedError                     the target changed between plan and commit
     ├── StagingError                           staged shards or manifest missing or unusable
     │   └── ShardChecksumError (ValueError)    a staged shard or source range fails its CRC
@@ -63,6 +64,11 @@ class TargetPermissionError(TargetError, PermissionError):
 
 class TargetLockedError(TargetError):
     """Another job holds the target's lock."""
+
+
+class HardLinkError(TargetError):
+    """The file has other hard links that a rewrite would cut off (they would keep the old
+    bytes); pass ``break_hardlinks=True`` to rewrite it anyway."""
 
 
 class SourceChangedError(BigFileError):
