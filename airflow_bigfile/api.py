@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .commit import new_file_path
@@ -24,7 +25,16 @@ from .exceptions import EditError, SourceChangedError, StagingError, TargetError
 from .executors import Executor, check_executor, make_executor
 from .oscompat import has_holes, preallocate
 from .patch import ShardResult
-from .plan import BLOCK, Manifest, Shard, boundaries, edit_windows, new_job_id, touched
+from .plan import (
+    BLOCK,
+    MANIFEST,
+    Manifest,
+    Shard,
+    boundaries,
+    edit_windows,
+    new_job_id,
+    touched,
+)
 from .recover import RecoveryResult
 from .remote import RemoteTarget
 from .resolve import Piece, iter_pieces, resolve_pieces
@@ -33,6 +43,7 @@ from .sizes import parse_size
 from .storage import Staging, is_local, resolve
 from .targets import CommitOutcome, LocalTarget
 from .tasks import JobSpec, checksum_ranges, patch_shards
+from .trust import Batch, check_batch, check_same_target, job_folder
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
@@ -46,6 +57,7 @@ DEFAULT_ALIGN = 4096
 MIN_SPREAD_SHARD = 1 << 20
 MODES = ("auto", "inplace", "rewrite")
 RESULTS = "results"
+RESULT_NAME = re.compile(r"batch-[0-9]{7}\.json")
 
 
 @dataclass
@@ -78,6 +90,7 @@ class PlannedEdit:
     job_id: str
     shards: int
     batches: list[dict[str, Any]]
+    manifest_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,9 +170,10 @@ def _chunks(items: list[Shard], count: int) -> list[list[Shard]]:
 def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSpec, job_id: str,
           settings: tuple[int, int, int, bytes | None], exe: Executor,
           batch_count: int, direct: bool = False, checksum: bool = True
-          ) -> tuple[Manifest, Layout, list[list[Shard]]]:
+          ) -> tuple[Manifest, Layout, list[list[Shard]], str | None]:
     """Check the edits against the file, shard it, checksum what will be read, write the
-    manifest. Runs under the target's lock.
+    manifest (returned with its SHA-256, None when a dry run wrote none). Runs under the
+    target's lock.
 
     ``checksum`` False (a local job planned, patched and committed in one call) leaves the
     source CRCs to the workers, who take them as they read: the commit checks the file
@@ -192,16 +206,18 @@ def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSp
     if direct and target.local and layout.same_length and not spec.dry_run and batches:
         # Output offsets are the source's: workers write new bytes straight into the new
         # file beside the target, and bytes move once.
-        manifest.direct = new_file_path(target.path, job_id)
-        fd = os.open(manifest.direct, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        manifest.direct = True
+        fd = os.open(new_file_path(target.path, job_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                     0o600)
         try:
             preallocate(fd, identity.size, holes=has_holes(os.stat(target.path)))
         finally:
             os.close(fd)
+    digest = None
     if not spec.dry_run or not stage.local:
         stage.create()
-        manifest.save(stage)
-    return manifest, layout, batches
+        digest = manifest.save(stage)
+    return manifest, layout, batches, digest
 
 
 def _verify_sources(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpec,
@@ -420,8 +436,9 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     target.check(write=not dry_run)
     job_id = new_job_id()
     local_workers = executor in (None, "thread", "process")
-    stage_url = staging or (target.default_staging(job_id) if target.local or not local_workers
-                            else tempfile.mkdtemp(prefix=f"bigfile-{job_id}-"))
+    stage_url = (_job_folder(staging, job_id) if staging else
+                 target.default_staging(job_id) if target.local or not local_workers
+                 else tempfile.mkdtemp(prefix=f"bigfile-{job_id}-"))
     spec = JobSpec(target=url, staging=stage_url, storage_options=storage_options or {},
                    dry_run=dry_run)
     dask = {k: v for k, v in (("scheduler", scheduler), ("client", client)) if v}
@@ -442,9 +459,9 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
         try:
             if shard_size is None and target.local:
                 settings = _spread(settings, target.identity().size, exe.workers)
-            manifest, _, batches = _plan(target, edit_list, spec, job_id, settings, exe,
-                                         exe.workers * 4, direct=local_workers,
-                                         checksum=not target.local)
+            manifest, _, batches, _ = _plan(target, edit_list, spec, job_id, settings, exe,
+                                            exe.workers * 4, direct=local_workers,
+                                            checksum=not target.local)
             if progress is not None:
                 progress.set_size(sum(s.length for batch in batches for s in batch))
             incoming = _Incoming(exe.run(patch_shards, [
@@ -488,31 +505,57 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
     settings = _settings(shard_size, align, block_size, delimiter, local=target.local)
     target.check(write=True)
     job_id = new_job_id()
-    stage_url = staging.rstrip("/") + "/" + job_id if staging else \
-        target.default_staging(job_id)
+    stage_url = _job_folder(staging, job_id) if staging else target.default_staging(job_id)
     spec = JobSpec(target=url, staging=stage_url, storage_options=storage_options or {},
                    staging_options=staging_options or {})
+    stage = spec.open_staging()
     with target.locked(wait=wait, job=job_id):
         target.recover()
+        # Marked as waiting for its workers before it has anything in it: another job's
+        # recovery (object stores have no lock) then leaves the folder alone.
+        stage.write_json("distributed", {"job_id": job_id, "created": time.time()})
         exe = make_executor("thread", workers)
         try:
-            manifest, _, batches = _plan(target, edit_list, spec, job_id, settings, exe,
-                                         max_batches)
+            manifest, _, batches, digest = _plan(target, edit_list, spec, job_id, settings,
+                                                 exe, max_batches)
+        except BaseException:
+            stage.destroy()
+            raise
         finally:
             exe.close()
-    stage = spec.open_staging()
-    stage.write_json("distributed", {"job_id": job_id, "created": time.time()})
+    assert digest is not None
     # Edits that read no shard (appends, growing truncates) still get one (empty) batch, so
     # a mapped patch step runs once and the commit after it is not skipped.
     ranges = [(batch[0].index, batch[-1].index) for batch in batches] or [(0, -1)]
     return PlannedEdit(
         target=url, staging=stage_url, job_id=job_id, shards=len(manifest.shards),
-        batches=[{"staging": stage_url, "job_id": job_id, "first": first, "last": last}
-                 for first, last in ranges])
+        manifest_sha256=digest,
+        batches=[{"staging": stage_url, "job_id": job_id, "first": first, "last": last,
+                  "manifest_sha256": digest} for first, last in ranges])
+
+
+def _job_folder(parent: str, job_id: str) -> str:
+    """The job's own folder in a staging parent (the only one it ever removes)."""
+    return parent.rstrip("/") + "/" + job_id
 
 
 def _batch_name(first: int) -> str:
     return f"{RESULTS}/batch-{first:07d}.json"
+
+
+def _load_manifest(stage: Staging, job_id: str, sha256: str) -> Manifest:
+    """The plan's manifest: its bytes must have the plan's SHA-256 and name the job."""
+    manifest = Manifest.load(stage, sha256)
+    if manifest.job_id != job_id:
+        raise StagingError(f"the manifest at {stage.path(MANIFEST)} is for job "
+                           f"{manifest.job_id}, not {job_id}; refusing it")
+    return manifest
+
+
+def _check_range(manifest: Manifest, batch: Batch) -> None:
+    if not batch.empty and not (batch.first >= 0 and batch.last < len(manifest.shards)):
+        raise StagingError(f"the batch's shards {batch.first}..{batch.last} are not shards of "
+                           f"job {batch.job_id} (it has {len(manifest.shards)})")
 
 
 @translated
@@ -520,71 +563,122 @@ def patch_batch(batch: dict[str, Any], *, storage_options: dict[str, Any] | None
                 staging_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Patch one batch from :func:`plan_edit` and record its results in staging.
 
-    Idempotent: a retry overwrites its own staged shards and results. Returns a small
-    summary (no shard data) suitable for XCom.
+    The manifest is used only if it is the one planned (the batch carries its SHA-256); the
+    batch's staging must be its job's folder. Idempotent: a retry overwrites its own staged
+    shards and results. Returns a small summary (no shard data) suitable for XCom.
     """
-    try:
-        stage_url, first, last = batch["staging"], int(batch["first"]), int(batch["last"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StagingError(f"not a bigfile batch: {batch!r}") from exc
-    stage = JobSpec(target="", staging=stage_url, storage_options=storage_options or {},
+    checked = check_batch(batch)
+    stage = JobSpec(target="", staging=checked.staging, storage_options=storage_options or {},
                     staging_options=staging_options or {}).open_staging()
-    manifest = Manifest.load(stage)
-    spec = JobSpec(target=manifest.target, staging=stage_url,
+    manifest = _load_manifest(stage, checked.job_id, checked.manifest_sha256)
+    _check_range(manifest, checked)
+    spec = JobSpec(target=manifest.target, staging=checked.staging,
                    storage_options=storage_options or {}, staging_options=staging_options or {})
-    indices = [i for i in range(first, last + 1) if manifest.shards[i].patch]
+    indices = [i for i in range(checked.first, checked.last + 1) if manifest.shards[i].patch]
     results = patch_shards(spec, indices, None, manifest)
-    stage.write_json(_batch_name(first), [r.to_json() for r in results])
-    return {"staging": stage_url, "job_id": manifest.job_id, "first": first, "last": last,
+    stage.write_json(_batch_name(checked.first), [r.to_json() for r in results])
+    return {"staging": checked.staging, "job_id": manifest.job_id, "first": checked.first,
+            "last": checked.last, "manifest_sha256": checked.manifest_sha256,
             "matches": sum(sum(r.matches) for r in results),
             "changed": sum(1 for r in results if r.changed),
             "errors": [r.error for r in results if r.error]}
 
 
+def _commit_batches(staging: str, batches: Iterable[dict[str, Any]] | None,
+                    manifest_sha256: str | None) -> tuple[Batch, list[Batch] | None]:
+    """The plan a commit trusts: its job folder, job id and manifest digest (as a batch
+    covering no shard) and the checked batches given, all of that one plan."""
+    given = None if batches is None else [check_batch(b) for b in batches]
+    digest = manifest_sha256 or (given[0].manifest_sha256 if given else None)
+    if digest is None:
+        raise StagingError(
+            f"commit_edit({staging!r}) needs the plan's batches (or the patch summaries) or "
+            f"its manifest_sha256: a staging folder alone is not trusted")
+    plan = check_batch({"staging": staging, "job_id": job_folder(staging), "first": 0,
+                        "last": -1, "manifest_sha256": digest})
+    if any((b.staging, b.job_id, b.manifest_sha256) != (plan.staging, plan.job_id, digest)
+           for b in given or []):
+        raise StagingError(f"the batches given are not all of the one plan staged at "
+                           f"{staging}; refusing to commit")
+    return plan, given
+
+
+def _read_results(stage: Staging, manifest: Manifest, plan: Batch,
+                  batches: list[Batch] | None) -> dict[int, ShardResult]:
+    """The workers' results, each refused unless it is for a shard of its batch. Without
+    batches, each results file is one, up to the next."""
+    if batches is None:
+        firsts = sorted(int(name[6:13]) for name in _list_results(stage))
+        batches = [replace(plan, first=first, last=after - 1) for first, after
+                   in zip(firsts, [*firsts[1:], len(manifest.shards)], strict=True)]
+    results: dict[int, ShardResult] = {}
+    for batch in batches:
+        if batch.empty:
+            continue
+        _check_range(manifest, batch)
+        name = _batch_name(batch.first)
+        found = stage.read_json(name)
+        for obj in found if isinstance(found, list) else [found]:
+            result = ShardResult.from_json(obj)
+            if not batch.first <= result.index <= batch.last or result.index in results:
+                raise StagingError(f"{stage.path(name)} has a result for shard "
+                                   f"{result.index}, outside its batch {batch.first}.."
+                                   f"{batch.last} or given twice; the staging was tampered "
+                                   f"with")
+            results[result.index] = result
+    return results
+
+
 @translated
-def commit_edit(staging: str, *, storage_options: dict[str, Any] | None = None,
+def commit_edit(staging: str, *, target: str | None = None,
+                batches: Iterable[dict[str, Any]] | None = None,
+                manifest_sha256: str | None = None,
+                storage_options: dict[str, Any] | None = None,
                 staging_options: dict[str, Any] | None = None,
-                mode: str = "auto", wait: float = 0.0, writer: str = "pwrite",
-                batches: Iterable[dict[str, Any]] | None = None) -> EditResult:
-    """Verify every staged shard of a planned edit and commit it atomically; the staging is
-    removed afterwards, whatever happens. A missing or corrupt shard fails here, target
-    untouched."""
+                mode: str = "auto", wait: float = 0.0, writer: str = "pwrite") -> EditResult:
+    """Verify every staged shard of a planned edit and commit it atomically; the job's
+    staging folder is removed afterwards, whatever happens. A missing or corrupt shard fails
+    here, target untouched.
+
+    Nothing in the staging folder is trusted: the manifest must have the SHA-256 the plan
+    returned, from ``batches`` (the plan's batches or the patch summaries) or
+    ``manifest_sha256``; with ``target`` a plan for another file is refused.
+    """
     started = time.monotonic()
     _check_mode(mode)
+    plan, checked = _commit_batches(staging, batches, manifest_sha256)
+    staging = plan.staging
     stage = JobSpec(target="", staging=staging, storage_options=storage_options or {},
                     staging_options=staging_options or {}).open_staging()
-    manifest = Manifest.load(stage)
+    manifest = _load_manifest(stage, plan.job_id, plan.manifest_sha256)
+    if target is not None:
+        check_same_target(manifest.target, target, storage_options)
     spec = JobSpec(target=manifest.target, staging=staging,
                    storage_options=storage_options or {}, staging_options=staging_options or {})
-    target = open_target(manifest.target, storage_options)
-    target.check(write=True)
-    firsts = sorted({int(b["first"]) for b in batches} if batches is not None else
-                    {int(n.rsplit("-", 1)[1].split(".")[0]) for n in _list_results(stage)})
-    results: dict[int, ShardResult] = {}
-    for first in firsts:
-        for obj in stage.read_json(_batch_name(first)):
-            result = ShardResult.from_json(obj)
-            results[result.index] = result
-    with target.locked(wait=wait, job=manifest.job_id):
-        target.recover(keep=staging)
+    goal = open_target(manifest.target, storage_options)
+    goal.check(write=True)
+    results = _read_results(stage, manifest, plan, checked)
+    with goal.locked(wait=wait, job=manifest.job_id):
+        goal.recover(keep=staging)
         exe = make_executor("thread", None)
         try:
-            result = _commit(target, manifest, spec, results, mode, dry_run=False,
+            result = _commit(goal, manifest, spec, results, mode, dry_run=False,
                              started=started, options={"writer": writer}, exe=exe)
         finally:
             exe.close()
             stage.destroy()
-            target.cleanup_staging_root()
-            if target.local:
+            goal.cleanup_staging_root()
+            if goal.local:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(new_file_path(target.path, manifest.job_id))
+                    os.unlink(new_file_path(goal.path, manifest.job_id))
         return result
 
 
 def _list_results(stage: Staging) -> list[str]:
     try:
-        return [p.rsplit("/", 1)[1] for p in stage.fs.ls(stage.path(RESULTS), detail=False)
-                if p.endswith(".json")]
+        return [name for name in (p.rsplit("/", 1)[1] for p in
+                                  stage.fs.ls(stage.path(RESULTS), detail=False))
+                if RESULT_NAME.fullmatch(name)]
     except FileNotFoundError:
         return []
 

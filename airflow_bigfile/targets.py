@@ -15,7 +15,13 @@ from typing import Any
 
 import fsspec
 
-from .commit import commit_inplace, commit_rewrite, inplace_ranges, staged_writes
+from .commit import (
+    commit_inplace,
+    commit_rewrite,
+    inplace_ranges,
+    new_file_path,
+    staged_writes,
+)
 from .edits import Layout
 from .exceptions import (
     EditError,
@@ -144,7 +150,8 @@ class LocalTarget:
             staged += sum(p.result.new_bytes for p in pieces if p.result is not None)
             cheap = 2 * staged + (size - keeps) <= INPLACE_SHARE * max(size_after, 1)
         ranges = None
-        with _opened(manifest.direct) as written_fd:
+        with _opened(new_file_path(self.path, manifest.job_id) if manifest.direct
+                     else None) as written_fd:
             if mode == "inplace" or (mode == "auto" and cheap):
                 if _lines_up(pieces, keeps):
                     if dry_run:
