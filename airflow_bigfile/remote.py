@@ -38,6 +38,7 @@ from .resolve import Piece
 from .retry import retried
 from .storage import Identity, Source, Staging
 from .targets import CommitOutcome, tail_items
+from .trust import JOB_ID
 
 log = logging.getLogger(__name__)
 
@@ -116,16 +117,52 @@ class RemoteTarget:
         for job in jobs:
             job = job.rstrip("/")
             if posixpath.basename(job) == UPLOADS:
-                for marker in retried(self.fs.ls, job, detail=False, refresh=True):
-                    self._abort(posixpath.basename(marker))
-                    retried(self.fs.rm_file, marker)
-                    result.removed.append(self.full_url(marker))
+                self._abort_ours(job, result)
                 continue
             if job == keep_path or self._live(job):
                 continue
+            if not JOB_ID.fullmatch(posixpath.basename(job)):
+                result.kept.append(self.full_url(job))
+                continue
             retried(self.fs.rm, job, recursive=True)
             result.removed.append(self.full_url(job))
+        if result.kept:
+            log.warning("%s", result.message)
         return result
+
+    def _abort_ours(self, folder: str, result: RecoveryResult) -> None:
+        """Abort the uploads a killed commit left, and only those: a marker (named after
+        the upload id, holding the job id) counts only if the store lists that upload as
+        in progress on this target's own key and its job id is a bigfile token."""
+        ours = self._uploads()
+        for marker in retried(self.fs.ls, folder, detail=False, refresh=True):
+            upload_id = posixpath.basename(marker.rstrip("/"))
+            try:
+                job = retried(self.fs.cat_file, marker).decode("ascii")
+            except (OSError, UnicodeDecodeError):
+                job = ""
+            if upload_id not in ours or not JOB_ID.fullmatch(job):
+                result.kept.append(self.full_url(marker))
+                continue
+            self._abort(upload_id)
+            retried(self.fs.rm_file, marker)
+            result.removed.append(self.full_url(marker))
+
+    def _uploads(self) -> set[str]:
+        """The ids of the multipart uploads in progress on this target's key."""
+        if not is_s3(self.fs):
+            return set()
+        bucket, key, _ = self.fs.split_path(self.path)
+        found: set[str] = set()
+        page: dict[str, str] = {}
+        while True:
+            out = retried(self.fs.call_s3, "list_multipart_uploads", Bucket=bucket,
+                          Prefix=key, **page)
+            found.update(u["UploadId"] for u in out.get("Uploads", []) if u.get("Key") == key)
+            if not out.get("IsTruncated"):
+                return found
+            page = {"KeyMarker": out["NextKeyMarker"],
+                    "UploadIdMarker": out["NextUploadIdMarker"]}
 
     def _live(self, job: str) -> bool:
         try:
