@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from .commit import new_file_path
+from .commit import check_identity, new_file_path
 from .edits import Edit, Layout, check_offsets, coerce_edits
 from .errors import translated
 from .exceptions import EditError, SourceChangedError, StagingError, TargetError
@@ -43,7 +43,7 @@ from .sizes import parse_size
 from .storage import Staging, is_local, resolve
 from .targets import CommitOutcome, LocalTarget
 from .tasks import JobSpec, checksum_ranges, patch_shards
-from .trust import Batch, check_batch, check_same_target, job_folder
+from .trust import Batch, check_batch, check_job_id, check_same_target, job_folder
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
@@ -594,7 +594,8 @@ def _commit_batches(staging: str, batches: Iterable[dict[str, Any]] | None,
         raise StagingError(
             f"commit_edit({staging!r}) needs the plan's batches (or the patch summaries) or "
             f"its manifest_sha256: a staging folder alone is not trusted")
-    plan = check_batch({"staging": staging, "job_id": job_folder(staging), "first": 0,
+    job_id = check_job_id(job_folder(staging), f"the staging {staging}")
+    plan = check_batch({"staging": staging, "job_id": job_id, "first": 0,
                         "last": -1, "manifest_sha256": digest})
     if any((b.staging, b.job_id, b.manifest_sha256) != (plan.staging, plan.job_id, digest)
            for b in given or []):
@@ -662,6 +663,9 @@ def commit_edit(staging: str, *, target: str | None = None,
         goal.recover(keep=staging)
         exe = make_executor("thread", None)
         try:
+            # A source changed since planning is that, not the checksum errors of workers
+            # who read it after the change.
+            check_identity(manifest.identity, goal.identity(), manifest.target)
             result = _commit(goal, manifest, spec, results, mode, dry_run=False,
                              started=started, options={"writer": writer}, exe=exe)
         finally:
