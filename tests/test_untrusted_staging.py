@@ -387,7 +387,7 @@ def test_s3_target_manifest_swap_is_refused(s3: Any) -> None:
 
 # -- concurrent jobs on one target and one staging parent ---------------------------------
 
-ROUNDS = 6
+ROUNDS = 10
 JOBS = {"a": (b"aaaa", b"AAAAA"), "b": (b"bbbb", b"BB"), "c": (b"cccc", b"CCCC")}
 
 
