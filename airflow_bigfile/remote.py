@@ -132,33 +132,37 @@ class RemoteTarget:
 
     def _abort_ours(self, folder: str, result: RecoveryResult) -> None:
         """Abort the uploads a killed commit left, and only those: a marker (named after
-        the upload id, holding the job id) counts only if the store lists that upload as
-        in progress on this target's own key and its job id is a bigfile token."""
-        ours = self._uploads()
+        the upload id, holding a bigfile job id) is acted on only if the store lists that
+        upload as in progress on this target's own key (abort it), or lists it nowhere (a
+        stale marker of a completed upload: removed). A marker naming another key's upload,
+        or holding anything but a job id, is left alone and reported."""
+        uploads = self._uploads()
+        key = self.fs.split_path(self.path)[1] if is_s3(self.fs) else ""
         for marker in retried(self.fs.ls, folder, detail=False, refresh=True):
             upload_id = posixpath.basename(marker.rstrip("/"))
             try:
                 job = retried(self.fs.cat_file, marker).decode("ascii")
             except (OSError, UnicodeDecodeError):
                 job = ""
-            if upload_id not in ours or not JOB_ID.fullmatch(job):
+            on = uploads.get(upload_id)
+            if not JOB_ID.fullmatch(job) or on not in (None, key):
                 result.kept.append(self.full_url(marker))
                 continue
-            self._abort(upload_id)
+            if on is not None:
+                self._abort(upload_id)
             retried(self.fs.rm_file, marker)
             result.removed.append(self.full_url(marker))
 
-    def _uploads(self) -> set[str]:
-        """The ids of the multipart uploads in progress on this target's key."""
+    def _uploads(self) -> dict[str, str]:
+        """The multipart uploads in progress in the target's bucket: upload id -> key."""
         if not is_s3(self.fs):
-            return set()
-        bucket, key, _ = self.fs.split_path(self.path)
-        found: set[str] = set()
+            return {}
+        bucket, _, _ = self.fs.split_path(self.path)
+        found: dict[str, str] = {}
         page: dict[str, str] = {}
         while True:
-            out = retried(self.fs.call_s3, "list_multipart_uploads", Bucket=bucket,
-                          Prefix=key, **page)
-            found.update(u["UploadId"] for u in out.get("Uploads", []) if u.get("Key") == key)
+            out = retried(self.fs.call_s3, "list_multipart_uploads", Bucket=bucket, **page)
+            found.update((u["UploadId"], u["Key"]) for u in out.get("Uploads", []))
             if not out.get("IsTruncated"):
                 return found
             page = {"KeyMarker": out["NextKeyMarker"],

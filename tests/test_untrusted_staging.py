@@ -355,9 +355,11 @@ def test_planted_upload_markers_are_not_aborted(s3: Any) -> None:
     fs.pipe(f"{uploads}/{foreign}", b"20250101T000000-0123abcd")  # another key's upload
     fs.pipe(f"{uploads}/{unnamed}", b"../../x")  # not a job id
     fs.pipe(f"{uploads}/{mine}", b"20250101T000000-89abcdef")  # a killed commit's
+    fs.pipe(f"{uploads}/done-upload", b"20250101T000000-89abcdef")  # completed: listed nowhere
     fs.pipe(f"{bucket}/.obj.bin.bigfile-staging/not-a-job/keep", b"k")
     result = recover_target(s3.url("obj.bin"), storage_options=s3.storage_options)
-    assert result.removed == [f"s3://{uploads}/{mine}"]
+    assert sorted(result.removed) == sorted([f"s3://{uploads}/{mine}",
+                                             f"s3://{uploads}/done-upload"])
     assert sorted(result.kept) == sorted([f"s3://{uploads}/{foreign}",
                                           f"s3://{uploads}/{unnamed}",
                                           f"s3://{bucket}/.obj.bin.bigfile-staging/not-a-job"])
