@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from .commit import check_identity, new_file_path
+from .commit import check_identity
 from .edits import Edit, Layout, check_offsets, coerce_edits
 from .errors import translated
 from .exceptions import EditError, SourceChangedError, StagingError, TargetError
 from .executors import Executor, check_executor, make_executor
+from .lock import TargetLock
 from .oscompat import has_holes, preallocate
 from .patch import ShardResult
 from .plan import (
@@ -39,11 +40,13 @@ from .recover import RecoveryResult
 from .remote import RemoteTarget
 from .resolve import Piece, iter_pieces, resolve_pieces
 from .scan import Matcher
+from .sidecars import check_job_id, check_staging_parent, make_job_folder
 from .sizes import parse_size
 from .storage import Staging, is_local, resolve
 from .targets import CommitOutcome, LocalTarget
 from .tasks import JobSpec, checksum_ranges, patch_shards
-from .trust import Batch, check_batch, check_job_id, check_same_target, job_folder
+from .trust import Batch, check_batch, check_same_target, job_folder
+from .trust import check_job_id as checked_job_id
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
@@ -172,8 +175,7 @@ def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSp
           batch_count: int, direct: bool = False, checksum: bool = True
           ) -> tuple[Manifest, Layout, list[list[Shard]], str | None]:
     """Check the edits against the file, shard it, checksum what will be read, write the
-    manifest (returned with its SHA-256, None when a dry run wrote none). Runs under the
-    target's lock.
+    manifest. Runs under the target's lock.
 
     ``checksum`` False (a local job planned, patched and committed in one call) leaves the
     source CRCs to the workers, who take them as they read: the commit checks the file
@@ -203,20 +205,18 @@ def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSp
     manifest = Manifest(job_id=job_id, target=target.url, identity=identity, edits=edit_list,
                         shards=shards, align=align, delimiter=delimiter, block_size=block,
                         staging=stage.url())
-    if direct and target.local and layout.same_length and not spec.dry_run and batches:
+    if direct and isinstance(target, LocalTarget) and layout.same_length and not spec.dry_run \
+            and batches:
         # Output offsets are the source's: workers write new bytes straight into the new
         # file beside the target, and bytes move once.
+        name = target.cars.new_name(job_id)
         manifest.direct = True
-        fd = os.open(new_file_path(target.path, job_id), os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                     0o600)
+        fd = target.cars.create(name)
         try:
             preallocate(fd, identity.size, holes=has_holes(os.stat(target.path)))
         finally:
             os.close(fd)
-    digest = None
-    if not spec.dry_run or not stage.local:
-        stage.create()
-        digest = manifest.save(stage)
+    digest = manifest.save(stage) if not spec.dry_run else None
     return manifest, layout, batches, digest
 
 
@@ -433,17 +433,14 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
         check_executor(executor, workers)
     target = open_target(url, storage_options)
     settings = _settings(shard_size, align, block_size, delimiter, local=target.local)
-    target.check(write=not dry_run)
+    target.check(write=not dry_run and bool(edit_list))
     job_id = new_job_id()
     local_workers = executor in (None, "thread", "process")
-    stage_url = (_job_folder(staging, job_id) if staging else
-                 target.default_staging(job_id) if target.local or not local_workers
-                 else tempfile.mkdtemp(prefix=f"bigfile-{job_id}-"))
-    spec = JobSpec(target=url, staging=stage_url, storage_options=storage_options or {},
-                   dry_run=dry_run)
+    parent = _staging_parent(target, staging, local_workers)
+    if not edit_list:  # a computed edit list may be empty: nothing to do, nothing touched
+        return _unchanged(target, job_id, dry_run, started)
     dask = {k: v for k, v in (("scheduler", scheduler), ("client", client)) if v}
-    with target.locked(wait=wait, job=job_id):
-        target.recover()
+    with target.session(wait=wait, job=job_id, dry_run=dry_run):
         if isinstance(target, LocalTarget) and local_workers:
             identity = target.identity()
             outcome = target.patch_in_place(check_offsets(edit_list, identity.size, url),
@@ -455,13 +452,19 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
                     bytes_written=outcome.bytes_written, commit_mode=outcome.mode,
                     dry_run=dry_run, job_id=job_id,
                     seconds=round(time.monotonic() - started, 6))
+        spec = JobSpec(target=url, staging=_job_url(parent, job_id),
+                       storage_options=storage_options or {}, dry_run=dry_run)
         exe = make_executor(executor, workers, **dask)
+        made = False
         try:
+            if not dry_run:
+                _make_job(spec, target, job_id, distributed=False)
+                made = True
             if shard_size is None and target.local:
                 settings = _spread(settings, target.identity().size, exe.workers)
             manifest, _, batches, _ = _plan(target, edit_list, spec, job_id, settings, exe,
                                             exe.workers * 4, direct=local_workers,
-                                            checksum=not target.local)
+                                         checksum=not target.local)
             if progress is not None:
                 progress.set_size(sum(s.length for batch in batches for s in batch))
             incoming = _Incoming(exe.run(patch_shards, [
@@ -476,11 +479,65 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
                            started=started, options={"writer": writer}, exe=exe)
         finally:
             exe.close()
+            _clean_job(target, spec, job_id, made)
+
+
+def _unchanged(target: LocalTarget | RemoteTarget, job_id: str, dry_run: bool,
+               started: float) -> EditResult:
+    size = target.identity().size
+    return EditResult(target=target.url, size_before=size, size_after=size, matches=0,
+                      shards=0, shards_changed=0, bytes_written=0, commit_mode="none",
+                      dry_run=dry_run, job_id=job_id,
+                      seconds=round(time.monotonic() - started, 6))
+
+
+def _staging_parent(target: LocalTarget | RemoteTarget, staging: str | None,
+                    local_workers: bool) -> str:
+    """The folder a job's own staging folder is made in, checked before any I/O. The
+    caller's ``staging`` is a parent: bigfile never removes it nor anything already in it."""
+    if staging is not None:
+        if not isinstance(staging, str) or not staging:
+            raise StagingError(f"staging must be a folder path or URL, not {staging!r}")
+        if "://" not in staging or staging.startswith(("file://", "local://")):
+            local = staging.split("://", 1)[-1]
+            return check_staging_parent(local, target.path if target.local else "")
+        return staging
+    if not target.local and local_workers:
+        return tempfile.gettempdir()
+    return target.staging_parent(None)
+
+
+def _job_url(parent: str, job_id: str) -> str:
+    return parent.rstrip("/") + "/" + check_job_id(job_id)
+
+
+def _make_job(spec: JobSpec, target: LocalTarget | RemoteTarget, job_id: str, *,
+              distributed: bool) -> None:
+    """Create the job's own staging folder (locally 0700, failing if it exists) and its
+    marker, which says whose it is and lets recovery tell a live plan from a dead job."""
+    stage = spec.open_staging()
+    if stage.local:
+        parent = os.path.dirname(stage.root)
+        make_job_folder(parent, job_id, target=target.path, distributed=distributed,
+                        follow=not (target.local and parent == target.staging_parent(None)))
+    elif distributed:
+        stage.write_json("distributed", {"job_id": job_id, "created": time.time()})
+
+
+def _clean_job(target: LocalTarget | RemoteTarget, spec: JobSpec, job_id: str,
+               made: bool) -> None:
+    """Remove what this job made (its staging folder, its new file), and nothing else.
+    After a commit a failure here is a warning: the edit is done and must not be
+    reported as failed."""
+    try:
+        if made:
             spec.open_staging().destroy()
-            target.cleanup_staging_root()
-            if target.local:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(new_file_path(target.path, job_id))
+        target.cleanup_staging_root()
+        if isinstance(target, LocalTarget):
+            target.cars.remove(target.cars.new_name(job_id))
+    except OSError as exc:
+        log.warning("could not remove the staging of job %s (%s); `bigfile recover` "
+                    "removes it later", job_id, exc)
 
 
 @translated
@@ -505,38 +562,29 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
     settings = _settings(shard_size, align, block_size, delimiter, local=target.local)
     target.check(write=True)
     job_id = new_job_id()
-    stage_url = _job_folder(staging, job_id) if staging else target.default_staging(job_id)
+    stage_url = _job_url(_staging_parent(target, staging, local_workers=False), job_id)
     spec = JobSpec(target=url, staging=stage_url, storage_options=storage_options or {},
                    staging_options=staging_options or {})
-    stage = spec.open_staging()
-    with target.locked(wait=wait, job=job_id):
-        target.recover()
-        # Marked as waiting for its workers before it has anything in it: another job's
-        # recovery (object stores have no lock) then leaves the folder alone.
-        stage.write_json("distributed", {"job_id": job_id, "created": time.time()})
+    with target.session(wait=wait, job=job_id):
         exe = make_executor("thread", workers)
+        _make_job(spec, target, job_id, distributed=True)
         try:
             manifest, _, batches, digest = _plan(target, edit_list, spec, job_id, settings,
                                                  exe, max_batches)
         except BaseException:
-            stage.destroy()
+            _clean_job(target, spec, job_id, True)
             raise
         finally:
             exe.close()
-    assert digest is not None
     # Edits that read no shard (appends, growing truncates) still get one (empty) batch, so
     # a mapped patch step runs once and the commit after it is not skipped.
     ranges = [(batch[0].index, batch[-1].index) for batch in batches] or [(0, -1)]
+    assert digest is not None
     return PlannedEdit(
         target=url, staging=stage_url, job_id=job_id, shards=len(manifest.shards),
         manifest_sha256=digest,
         batches=[{"staging": stage_url, "job_id": job_id, "first": first, "last": last,
                   "manifest_sha256": digest} for first, last in ranges])
-
-
-def _job_folder(parent: str, job_id: str) -> str:
-    """The job's own folder in a staging parent (the only one it ever removes)."""
-    return parent.rstrip("/") + "/" + job_id
 
 
 def _batch_name(first: int) -> str:
@@ -594,7 +642,7 @@ def _commit_batches(staging: str, batches: Iterable[dict[str, Any]] | None,
         raise StagingError(
             f"commit_edit({staging!r}) needs the plan's batches (or the patch summaries) or "
             f"its manifest_sha256: a staging folder alone is not trusted")
-    job_id = check_job_id(job_folder(staging), f"the staging {staging}")
+    job_id = checked_job_id(job_folder(staging), f"the staging {staging}")
     plan = check_batch({"staging": staging, "job_id": job_id, "first": 0,
                         "last": -1, "manifest_sha256": digest})
     if any((b.staging, b.job_id, b.manifest_sha256) != (plan.staging, plan.job_id, digest)
@@ -659,8 +707,7 @@ def commit_edit(staging: str, *, target: str | None = None,
     goal = open_target(manifest.target, storage_options)
     goal.check(write=True)
     results = _read_results(stage, manifest, plan, checked)
-    with goal.locked(wait=wait, job=manifest.job_id):
-        goal.recover(keep=staging)
+    with goal.session(wait=wait, job=manifest.job_id, keep=staging):
         exe = make_executor("thread", None)
         try:
             # A source changed since planning is that, not the checksum errors of workers
@@ -670,11 +717,7 @@ def commit_edit(staging: str, *, target: str | None = None,
                              started=started, options={"writer": writer}, exe=exe)
         finally:
             exe.close()
-            stage.destroy()
-            goal.cleanup_staging_root()
-            if goal.local:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(new_file_path(goal.path, manifest.job_id))
+            _clean_job(goal, spec, manifest.job_id, True)
         return result
 
 
@@ -694,7 +737,8 @@ def recover_target(url: str, *, storage_options: dict[str, Any] | None = None,
     in-place commit, remove stale staging); a clean target is left alone."""
     target = open_target(url, storage_options)
     target.check(write=False)
-    with target.locked(wait=wait, job="recover"):
+    with TargetLock(target.path, wait=wait, job="recover") if target.local \
+            else contextlib.nullcontext():
         return target.recover()
 
 

@@ -15,23 +15,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from . import sidecars
 from .exceptions import StagingError
 from .storage import is_local, resolve
 
-#: what :func:`~airflow_bigfile.plan.new_job_id` makes
-JOB_ID = re.compile(r"[0-9]{8}T[0-9]{6}-[0-9a-f]{8}")
 #: what the patcher names a staged shard: its batch file and the shard's offset in it
 STAGED = re.compile(r"(shards-[0-9]{7}-[0-9a-f]{8}\.bin)#([0-9]{1,19})")
 SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def check_job_id(job_id: Any, where: str) -> str:
-    """``job_id`` if it is a plain job token; paths are built from it, so nothing else
-    (a slash, ``..``, a newline) may pass."""
-    if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
-        raise StagingError(f"{where} names the job {job_id!r:.80}, which is not a bigfile job "
-                           f"id (YYYYMMDDTHHMMSS-xxxxxxxx); refusing to use it")
-    return job_id
+    """``job_id`` if it is a plain job token (see :func:`sidecars.check_job_id`), the error
+    saying ``where`` it came from otherwise."""
+    try:
+        return sidecars.check_job_id(job_id)
+    except StagingError as exc:
+        raise StagingError(f"{where}: {exc}; refusing to use it") from None
 
 
 def manifest_digest(data: bytes) -> str:

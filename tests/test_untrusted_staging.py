@@ -1,13 +1,13 @@
 """Nothing is trusted from a staging area: the attacks of issue 11, done as an attacker would.
 
-bigfile runs as root; the attacker is ``nobody`` (uid 65534), who owns the shared staging
-parent and so can swap a job folder for a forged copy, or anyone with the bucket's keys on
-S3. Each attack (a forged ``direct`` path, a forged ``target`` and ``identity``, a traversal
-job id, forged staged shard names, a manifest swapped after planning, a batch whose staging
-is not its job's folder) must fail with a clear :class:`BigFileError`, with every file of
-the victim's folders byte-for-byte, mode and owner as it was. Then the benign neighbours:
-concurrent jobs sharing a target and a staging parent never remove each other's files, and
-recovery on S3 aborts no upload bigfile did not begin.
+bigfile's committer runs as root; the attacker is ``nobody`` (uid 65534), the service user
+the patch workers run as, who can therefore write the job's staging folder; on S3, anyone
+with the bucket's keys. Each attack (a forged ``direct`` path, a forged ``target`` and
+``identity``, a traversal job id, forged staged shard names, a manifest swapped after
+planning, a batch whose staging is not its job's folder) must fail with a clear
+:class:`BigFileError`, with every file of the victim's folders byte-for-byte, mode and owner
+as it was. Then the benign neighbours: concurrent jobs sharing a target and a staging parent
+never remove each other's files, and recovery on S3 aborts no upload bigfile did not begin.
 """
 
 from __future__ import annotations
@@ -82,12 +82,14 @@ def _local_place(tmp_path: Path) -> Place:
         os.chmod(folder, os.stat(folder).st_mode | stat.S_IXOTH)
     parent = tmp_path / "shared"
     parent.mkdir()
-    os.chown(parent, NOBODY, NOBODY)
 
     def forge(job: str, files: dict[str, bytes]) -> None:
-        # nobody owns the parent: the root-made job folder is renamed away, a copy put back
-        _nobody('if [ -e "$1" ]; then mv "$1" "$1.orig" && cp -R "$1.orig" "$1"; '
-                'else mkdir "$1"; fi', job)
+        # The workers run as the service user (nobody here), so a job folder is theirs to
+        # write (an attacker's own folder is simply theirs); the attacker shares that uid.
+        Path(job).mkdir(exist_ok=True)
+        for root, dirs, names in os.walk(job):
+            for name in [".", *dirs, *names]:
+                os.lchown(os.path.join(root, name), NOBODY, NOBODY)
         for name, data in files.items():
             _nobody('rm -f "$1" && cat > "$1"', f"{job}/{name}", stdin=data)
 
@@ -227,12 +229,12 @@ def test_traversal_job_id_is_refused(place: Place, victim: Victim) -> None:
     forged_staging = f"{place.parent}/{TRAVERSAL}"
     forged = [{**s, "job_id": TRAVERSAL, "staging": forged_staging} for s in summaries]
     before = victim.snapshot()
-    message = "which is not a bigfile job id"
+    message = "'staging/../../precious' is not a bigfile job id"
     _refused(victim, before, lambda: _patch(place, forged[0]), message)
     _refused(victim, before, lambda: _commit(place, forged_staging, batches=forged), message)
     _refused(victim, before, lambda: _commit(place, forged_staging,
                                              manifest_sha256=planned.manifest_sha256),
-             message)
+             "'precious' is not a bigfile job id")
     # the same job id planted in the manifest itself
     place.forge(planned.staging, {"manifest.json": json.dumps(
         {**_manifest(place, planned), "job_id": TRAVERSAL}).encode()})
@@ -301,7 +303,7 @@ def test_batch_staging_must_be_its_jobs_folder(place: Place, victim: Victim) -> 
     _refused(victim, before, lambda: _commit(place, evil, batches=[forged]), message)
     _refused(victim, before, lambda: _commit(place, evil,
                                              manifest_sha256=planned.manifest_sha256),
-             "the staging .*/evil names the job 'evil', which is not a bigfile job id")
+             "the staging .*/evil: 'evil' is not a bigfile job id")
 
 
 def test_commit_needs_the_plan_and_its_target(place: Place, victim: Victim) -> None:
