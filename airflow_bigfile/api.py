@@ -24,6 +24,7 @@ from .errors import translated
 from .exceptions import EditError, SourceChangedError, StagingError, TargetError
 from .executors import Executor, check_executor, make_executor
 from .lock import TargetLock
+from .metadata import refuse_linked_rewrite
 from .oscompat import has_holes, preallocate
 from .patch import ShardResult
 from .plan import (
@@ -334,7 +335,8 @@ def _rewrite_certain(manifest: Manifest) -> bool:
 
 
 def _stream_commit(target: LocalTarget, manifest: Manifest, spec: JobSpec,
-                   incoming: _Incoming, started: float, exe: Executor) -> EditResult | None:
+                   incoming: _Incoming, started: float, exe: Executor,
+                   break_hardlinks: bool = False) -> EditResult | None:
     """Rewrite while the workers are still patching: each piece is written as soon as its
     shard and all before it are resolved, so the scan and the copy overlap. None when the
     pieces changed nothing (the caller then commits the tail, if any, the usual way)."""
@@ -355,7 +357,8 @@ def _stream_commit(target: LocalTarget, manifest: Manifest, spec: JobSpec,
 
     stage = spec.open_staging()
     try:
-        outcome = target.stream_rewrite(stage, pieces(), manifest, layout, after_pieces)
+        outcome = target.stream_rewrite(stage, pieces(), manifest, layout, after_pieces,
+                                        break_hardlinks)
     except _Unchanged:
         return None
     finally:
@@ -386,7 +389,8 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
               delimiter: bytes | str | None = None, align: int | None = None,
               progress: Callback | None = None, wait: float = 0.0,
               scheduler: str | None = None, client: Any = None,
-              block_size: int | str | None = None, writer: str = "pwrite") -> EditResult:
+              block_size: int | str | None = None, writer: str = "pwrite",
+              break_hardlinks: bool = False) -> EditResult:
     """Apply ``edits`` to the file at ``url`` as one atomic change.
 
     Parameters
@@ -407,6 +411,9 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     block_size : bytes a worker reads at a time (default 8 MiB); memory per worker is
         about this plus the longest match.
     writer : how an in-place commit writes: ``"pwrite"`` or ``"mmap"``.
+    break_hardlinks : rewrite a file that has other hard links (they keep the old bytes);
+        without it such a file is committed in place where the edits allow, else refused
+        with :class:`HardLinkError`.
 
     Returns
     -------
@@ -434,6 +441,8 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     target = open_target(url, storage_options)
     settings = _settings(shard_size, align, block_size, delimiter, local=target.local)
     target.check(write=not dry_run and bool(edit_list))
+    if mode == "rewrite" and target.local and edit_list:
+        refuse_linked_rewrite(target.path, url, break_hardlinks)
     job_id = new_job_id()
     local_workers = executor in (None, "thread", "process")
     parent = _staging_parent(target, staging, local_workers)
@@ -472,11 +481,13 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
                 manifest, progress)
             if (isinstance(target, LocalTarget) and not dry_run and mode != "inplace"
                     and _rewrite_certain(manifest)):
-                streamed = _stream_commit(target, manifest, spec, incoming, started, exe)
+                streamed = _stream_commit(target, manifest, spec, incoming, started, exe,
+                                          break_hardlinks)
                 if streamed is not None:
                     return streamed
             return _commit(target, manifest, spec, incoming.all(), mode, dry_run=dry_run,
-                           started=started, options={"writer": writer}, exe=exe)
+                           started=started, exe=exe,
+                           options={"writer": writer, "break_hardlinks": break_hardlinks})
         finally:
             exe.close()
             _clean_job(target, spec, job_id, made)
@@ -684,10 +695,11 @@ def commit_edit(staging: str, *, target: str | None = None,
                 manifest_sha256: str | None = None,
                 storage_options: dict[str, Any] | None = None,
                 staging_options: dict[str, Any] | None = None,
-                mode: str = "auto", wait: float = 0.0, writer: str = "pwrite") -> EditResult:
+                mode: str = "auto", wait: float = 0.0, writer: str = "pwrite",
+                break_hardlinks: bool = False) -> EditResult:
     """Verify every staged shard of a planned edit and commit it atomically; the job's
     staging folder is removed afterwards, whatever happens. A missing or corrupt shard fails
-    here, target untouched.
+    here, target untouched. ``break_hardlinks`` as for :func:`edit_file`.
 
     Nothing in the staging folder is trusted: the manifest must have the SHA-256 the plan
     returned, from ``batches`` (the plan's batches or the patch summaries) or
@@ -706,6 +718,8 @@ def commit_edit(staging: str, *, target: str | None = None,
                    storage_options=storage_options or {}, staging_options=staging_options or {})
     goal = open_target(manifest.target, storage_options)
     goal.check(write=True)
+    if mode == "rewrite" and goal.local:
+        refuse_linked_rewrite(goal.path, manifest.target, break_hardlinks)
     results = _read_results(stage, manifest, plan, checked)
     with goal.session(wait=wait, job=manifest.job_id, keep=staging):
         exe = make_executor("thread", None)
@@ -714,7 +728,8 @@ def commit_edit(staging: str, *, target: str | None = None,
             # who read it after the change.
             check_identity(manifest.identity, goal.identity(), manifest.target)
             result = _commit(goal, manifest, spec, results, mode, dry_run=False,
-                             started=started, options={"writer": writer}, exe=exe)
+                             started=started, exe=exe,
+                             options={"writer": writer, "break_hardlinks": break_hardlinks})
         finally:
             exe.close()
             _clean_job(goal, spec, manifest.job_id, True)
