@@ -42,6 +42,7 @@ from .resolve import Piece
 from .shardfile import HEADER_SIZE, ShardHeader, iter_records
 from .sidecars import Sidecars
 from .storage import Identity, Staging, local_identity
+from .trust import parse_staged
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,8 @@ def open_staged(staging: Staging, piece: Piece, manifest: Manifest
                 ) -> tuple[BinaryIO, ShardHeader]:
     """Open a staged shard and check its header against the manifest and the result."""
     assert piece.staged is not None and piece.result is not None
-    name, _, at = piece.staged.partition("#")
-    f = staging.reader(name)
-    base = int(at or 0)  # the handle is shared by the batch's shards: staging closes it
+    name, base = parse_staged(piece.staged)  # a batch file of this job's staging, nothing else
+    f = staging.reader(name)  # the handle is shared by the batch's shards: staging closes it
     f.seek(base)
     header = ShardHeader.unpack(f.read(HEADER_SIZE), piece.staged)
     shard, result = piece.shard, piece.result

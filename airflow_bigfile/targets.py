@@ -199,7 +199,8 @@ class LocalTarget:
             staged += sum(p.result.new_bytes for p in pieces if p.result is not None)
             cheap = 2 * staged + (size - keeps) <= INPLACE_SHARE * max(size_after, 1)
         ranges = None
-        with _opened(manifest.direct) as written_fd:
+        with _opened(self.cars.new_file(manifest.job_id) if manifest.direct
+                     else None) as written_fd:
             if mode == "inplace" or (mode == "auto" and (cheap or linked)):
                 if _lines_up(pieces, keeps):
                     if dry_run:

@@ -352,6 +352,7 @@ class BigFilePatchShardsOperator(_BigFileOperator):
         if last < first:
             self.log.info("Nothing to patch in job %s (no shard changes)", batch.get("job_id"))
             return {"staging": batch["staging"], "job_id": batch.get("job_id"),
+                    "manifest_sha256": batch.get("manifest_sha256"),
                     "first": first, "last": last, "matches": 0, "changed": 0, "errors": []}
         with _engine_errors(f"patching shards {first}-{last}"):
             summary = patch_batch(batch, storage_options=self._options(None),
@@ -372,7 +373,9 @@ class BigFileCommitOperator(_BigFileOperator):
     leaves the target untouched. Returns the same figures as ``BigFileEditOperator``.
 
     :param results: the mapped patch task's output (``patch.output``): one summary per batch,
-        each naming the staging.
+        each naming the staging and carrying the manifest's SHA-256.
+    :param path: the file the plan must be for (a plan of another file is refused).
+        (templated)
     :param conn_id: Airflow connection for the file's store.
     :param mode: ``auto``, ``inplace`` or ``rewrite``.
     :param wait: seconds to wait for another job's lock on the target.
@@ -380,12 +383,14 @@ class BigFileCommitOperator(_BigFileOperator):
         ``BigFileEditOperator``).
     """
 
-    template_fields: Sequence[str] = ("results",)
+    template_fields: Sequence[str] = ("results", "path")
 
-    def __init__(self, *, results: Any, conn_id: str | None = None, mode: str = "auto",
-                 wait: float = 0.0, break_hardlinks: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *, results: Any, path: str | None = None, conn_id: str | None = None,
+                 mode: str = "auto", wait: float = 0.0, break_hardlinks: bool = False,
+                 **kwargs: Any) -> None:
         super().__init__(conn_id=conn_id, **kwargs)
         self.results = results
+        self.path = path
         self.mode = mode
         self.wait = wait
         self.break_hardlinks = break_hardlinks
@@ -407,11 +412,11 @@ class BigFileCommitOperator(_BigFileOperator):
             raise AirflowFailException(f"the patch results name {len(stagings)} stagings; "
                                        f"one commit takes the results of one plan")
         staging = stagings.pop()
-        batches = [s for s in summaries if int(s["last"]) >= int(s["first"])]
-        self.log.info("Verifying and committing %d batches from %s", len(batches), staging)
+        target = self.hook.resolve_url(self.path) if self.path else None
+        self.log.info("Verifying and committing %d batches from %s", len(summaries), staging)
         with _engine_errors(f"committing {staging}"):
-            result = commit_edit(staging, storage_options=self._options(None),
-                                 mode=self.mode, wait=self.wait, batches=batches,
+            result = commit_edit(staging, target=target, storage_options=self._options(None),
+                                 mode=self.mode, wait=self.wait, batches=summaries,
                                  staging_options=self._options(staging),
                                  break_hardlinks=self.break_hardlinks)
         figures = result.to_dict()
@@ -444,6 +449,6 @@ def bigfile_edit_group(group_id: str, *, path: str, edits: Any, staging: str | N
                                    shared_staging=shared_staging)
         patch = BigFilePatchShardsOperator.partial(
             task_id="patch", conn_id=conn_id, **(patch_kwargs or {})).expand(batch=plan.output)
-        BigFileCommitOperator(task_id="commit", results=patch.output, conn_id=conn_id,
-                              mode=mode, break_hardlinks=break_hardlinks)
+        BigFileCommitOperator(task_id="commit", results=patch.output, path=path,
+                              conn_id=conn_id, mode=mode, break_hardlinks=break_hardlinks)
     return group

@@ -223,7 +223,7 @@ def test_damaged_staged_payload_is_refused(tmp_path: Path) -> None:
         f.seek(MiB - 1)
         f.write(b"X")
     with pytest.raises(ShardChecksumError, match="payload-0.bin is damaged"):
-        commit_edit(planned.staging)
+        commit_edit(planned.staging, batches=planned.batches)
     assert target.read_bytes() == content
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data.bin", "st", "target.bin"]
     assert os.listdir(tmp_path / "st") == []
