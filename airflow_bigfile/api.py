@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -370,7 +371,8 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
               delimiter: bytes | str | None = None, align: int | None = None,
               progress: Callback | None = None, wait: float = 0.0,
               scheduler: str | None = None, client: Any = None,
-              block_size: int | str | None = None, writer: str = "pwrite") -> EditResult:
+              block_size: int | str | None = None, writer: str = "pwrite",
+              stop: threading.Event | None = None) -> EditResult:
     """Apply ``edits`` to the file at ``url`` as one atomic change.
 
     Parameters
@@ -391,6 +393,8 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     block_size : bytes a worker reads at a time (default 8 MiB); memory per worker is
         about this plus the longest match.
     writer : how an in-place commit writes: ``"pwrite"`` or ``"mmap"``.
+    stop : an event that cancels the job when set (from another thread, e.g. an operator's
+        ``on_kill``): thread and process workers stop, nothing is committed.
 
     Returns
     -------
@@ -438,7 +442,7 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
                     bytes_written=outcome.bytes_written, commit_mode=outcome.mode,
                     dry_run=dry_run, job_id=job_id,
                     seconds=round(time.monotonic() - started, 6))
-        exe = make_executor(executor, workers, **dask)
+        exe = make_executor(executor, workers, stop, **dask)
         try:
             if shard_size is None and target.local:
                 settings = _spread(settings, target.identity().size, exe.workers)

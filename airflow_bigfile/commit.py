@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
+from .cancel import commit_point, hold_signals
 from .checksum import crc32c
 from .crash import crashpoint
 from .exceptions import RecoveryError, ShardChecksumError, SourceChangedError, StagingError
@@ -382,13 +383,14 @@ def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Iterable
         finally:
             os.close(fd)
         check_identity(manifest.identity, local_identity(path), manifest.target)
-        replace_file(tmp, path)
-        crashpoint("renamed")
+        with commit_point():
+            replace_file(tmp, path)
+            crashpoint("renamed")
+            fsync_dir(folder)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    fsync_dir(folder)
     return written
 
 
@@ -510,17 +512,26 @@ def commit_inplace(path: str, url: str, identity: Identity, ranges: Sequence[tup
         saved = list(ranges)
         if cut_at is not None:
             saved.append((cut_at, st.st_size - cut_at))
-        jpath = write_journal(path, fd, saved, st.st_size, st.st_ino, fsync_file)
-        fsync_dir(folder)
-        crashpoint("journal-synced")
+        jpath: str | None = None
         try:
+            with hold_signals():  # a signal never leaves a torn journal behind
+                jpath = write_journal(path, fd, saved, st.st_size, st.st_ino, fsync_file)
+            fsync_dir(folder)
+            crashpoint("journal-synced")
             written = _write_inplace(fd, writes, writer, st.st_size, cut_at, tail,
                                      expected_size)
+            with commit_point():  # the edit stands once its journal is gone
+                os.unlink(jpath)
+                crashpoint("journal-removed")
+                fsync_dir(folder)
         except BaseException as exc:
             os.close(fd)
             fd = -1
+            if jpath is None:
+                raise
             try:
-                rollback_journal(path)
+                with hold_signals():
+                    rollback_journal(path)
             except Exception as again:
                 raise RecoveryError(
                     f"{path}: the in-place commit failed ({exc}) and so did its rollback "
@@ -529,9 +540,6 @@ def commit_inplace(path: str, url: str, identity: Identity, ranges: Sequence[tup
     finally:
         if fd >= 0:
             os.close(fd)
-    os.unlink(jpath)
-    crashpoint("journal-removed")
-    fsync_dir(folder)
     return written
 
 
