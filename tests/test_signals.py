@@ -184,3 +184,36 @@ def test_sigkill_leaves_no_worker_and_a_free_lock(big: tuple[Path, bytes],
     with open(path, "rb") as f:
         assert f.read(len(BLOCK)) == b"y" + BLOCK[1:]
     assert os.path.getsize(path) == SIZE
+
+
+def test_on_kill_stops_workers(big: tuple[Path, bytes], tmp_path: Path) -> None:
+    """The operator's on_kill (Airflow calls it from its SIGTERM handler) stops a running
+    edit's workers promptly; the task fails retryably and leaves the target as it was."""
+    pytest.importorskip("airflow")
+    import threading
+
+    from airflow.exceptions import AirflowException
+
+    from airflow_bigfile.operators import BigFileEditOperator
+
+    path = _copy(big, tmp_path)
+    op = BigFileEditOperator(task_id="e", path=str(path), shard_size="256KiB", workers=2,
+                             edits=[{"op": "replace", "find": "NEEDLE", "replace": "NEEDLES"}])
+    staging = tmp_path / f".{NAME}.bigfile-staging"
+    killed: list[float] = []
+
+    def kill_when_patching() -> None:
+        while not (staging.is_dir() and any(staging.iterdir())):
+            time.sleep(0.005)
+        killed.append(time.monotonic())
+        op.on_kill()
+
+    killer = threading.Thread(target=kill_when_patching)
+    killer.start()
+    with pytest.raises(AirflowException, match="the task was killed; nothing was changed"):
+        op.execute({})
+    took = time.monotonic() - killed[0]
+    killer.join()
+    assert took < 2, f"stopping took {took:.2f} s"
+    assert _hash(path) == big[1]
+    assert_clean(tmp_path)
