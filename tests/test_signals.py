@@ -193,7 +193,6 @@ def test_on_kill_stops_workers(big: tuple[Path, bytes], tmp_path: Path) -> None:
     import threading
 
     from airflow.exceptions import AirflowException
-
     from airflow_bigfile.operators import BigFileEditOperator
 
     path = _copy(big, tmp_path)
