@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from .commit import new_file_path
 from .edits import Edit, Layout, check_offsets, coerce_edits
 from .errors import translated
 from .exceptions import EditError, SourceChangedError, StagingError, TargetError
 from .executors import Executor, check_executor, make_executor
+from .lock import TargetLock
 from .oscompat import has_holes, preallocate
 from .patch import ShardResult
 from .plan import BLOCK, Manifest, Shard, boundaries, edit_windows, new_job_id, touched
@@ -30,6 +30,7 @@ from .recover import RecoveryResult
 from .remote import RemoteTarget
 from .resolve import Piece, iter_pieces, resolve_pieces
 from .scan import Matcher
+from .sidecars import check_job_id, check_staging_parent, make_job_folder
 from .sizes import parse_size
 from .storage import Staging, is_local, resolve
 from .targets import CommitOutcome, LocalTarget
@@ -190,17 +191,18 @@ def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSp
     manifest = Manifest(job_id=job_id, target=target.url, identity=identity, edits=edit_list,
                         shards=shards, align=align, delimiter=delimiter, block_size=block,
                         staging=stage.url())
-    if direct and target.local and layout.same_length and not spec.dry_run and batches:
+    if direct and isinstance(target, LocalTarget) and layout.same_length and not spec.dry_run \
+            and batches:
         # Output offsets are the source's: workers write new bytes straight into the new
         # file beside the target, and bytes move once.
-        manifest.direct = new_file_path(target.path, job_id)
-        fd = os.open(manifest.direct, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        name = target.cars.new_name(job_id)
+        manifest.direct = target.cars.at(name)
+        fd = target.cars.create(name)
         try:
             preallocate(fd, identity.size, holes=has_holes(os.stat(target.path)))
         finally:
             os.close(fd)
-    if not spec.dry_run or not stage.local:
-        stage.create()
+    if not spec.dry_run:
         manifest.save(stage)
     return manifest, layout, batches
 
@@ -421,16 +423,14 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
         check_executor(executor, workers)
     target = open_target(url, storage_options)
     settings = _settings(shard_size, align, block_size, delimiter, local=target.local)
-    target.check(write=not dry_run)
+    target.check(write=not dry_run and bool(edit_list))
     job_id = new_job_id()
     local_workers = executor in (None, "thread", "process")
-    stage_url = staging or (target.default_staging(job_id) if target.local or not local_workers
-                            else tempfile.mkdtemp(prefix=f"bigfile-{job_id}-"))
-    spec = JobSpec(target=url, staging=stage_url, storage_options=storage_options or {},
-                   dry_run=dry_run)
+    parent = _staging_parent(target, staging, local_workers)
+    if not edit_list:  # a computed edit list may be empty: nothing to do, nothing touched
+        return _unchanged(target, job_id, dry_run, started)
     dask = {k: v for k, v in (("scheduler", scheduler), ("client", client)) if v}
-    with target.locked(wait=wait, job=job_id):
-        target.recover()
+    with target.session(wait=wait, job=job_id, dry_run=dry_run):
         if isinstance(target, LocalTarget) and local_workers:
             identity = target.identity()
             outcome = target.patch_in_place(check_offsets(edit_list, identity.size, url),
@@ -442,8 +442,14 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
                     bytes_written=outcome.bytes_written, commit_mode=outcome.mode,
                     dry_run=dry_run, job_id=job_id,
                     seconds=round(time.monotonic() - started, 6))
+        spec = JobSpec(target=url, staging=_job_url(parent, job_id),
+                       storage_options=storage_options or {}, dry_run=dry_run)
         exe = make_executor(executor, workers, stop, **dask)
+        made = False
         try:
+            if not dry_run:
+                _make_job(spec, target, job_id, distributed=False)
+                made = True
             if shard_size is None and target.local:
                 settings = _spread(settings, target.identity().size, exe.workers)
             manifest, _, batches = _plan(target, edit_list, spec, job_id, settings, exe,
@@ -463,11 +469,65 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
                            started=started, options={"writer": writer}, exe=exe)
         finally:
             exe.close()
+            _clean_job(target, spec, job_id, made)
+
+
+def _unchanged(target: LocalTarget | RemoteTarget, job_id: str, dry_run: bool,
+               started: float) -> EditResult:
+    size = target.identity().size
+    return EditResult(target=target.url, size_before=size, size_after=size, matches=0,
+                      shards=0, shards_changed=0, bytes_written=0, commit_mode="none",
+                      dry_run=dry_run, job_id=job_id,
+                      seconds=round(time.monotonic() - started, 6))
+
+
+def _staging_parent(target: LocalTarget | RemoteTarget, staging: str | None,
+                    local_workers: bool) -> str:
+    """The folder a job's own staging folder is made in, checked before any I/O. The
+    caller's ``staging`` is a parent: bigfile never removes it nor anything already in it."""
+    if staging is not None:
+        if not isinstance(staging, str) or not staging:
+            raise StagingError(f"staging must be a folder path or URL, not {staging!r}")
+        if "://" not in staging or staging.startswith(("file://", "local://")):
+            local = staging.split("://", 1)[-1]
+            return check_staging_parent(local, target.path if target.local else "")
+        return staging
+    if not target.local and local_workers:
+        return tempfile.gettempdir()
+    return target.staging_parent(None)
+
+
+def _job_url(parent: str, job_id: str) -> str:
+    return parent.rstrip("/") + "/" + check_job_id(job_id)
+
+
+def _make_job(spec: JobSpec, target: LocalTarget | RemoteTarget, job_id: str, *,
+              distributed: bool) -> None:
+    """Create the job's own staging folder (locally 0700, failing if it exists) and its
+    marker, which says whose it is and lets recovery tell a live plan from a dead job."""
+    stage = spec.open_staging()
+    if stage.local:
+        parent = os.path.dirname(stage.root)
+        make_job_folder(parent, job_id, target=target.path, distributed=distributed,
+                        follow=not (target.local and parent == target.staging_parent(None)))
+    elif distributed:
+        stage.write_json("distributed", {"job_id": job_id, "created": time.time()})
+
+
+def _clean_job(target: LocalTarget | RemoteTarget, spec: JobSpec, job_id: str,
+               made: bool) -> None:
+    """Remove what this job made (its staging folder, its new file), and nothing else.
+    After a commit a failure here is a warning: the edit is done and must not be
+    reported as failed."""
+    try:
+        if made:
             spec.open_staging().destroy()
-            target.cleanup_staging_root()
-            if target.local:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(new_file_path(target.path, job_id))
+        target.cleanup_staging_root()
+        if isinstance(target, LocalTarget):
+            target.cars.remove(target.cars.new_name(job_id))
+    except OSError as exc:
+        log.warning("could not remove the staging of job %s (%s); `bigfile recover` "
+                    "removes it later", job_id, exc)
 
 
 @translated
@@ -492,20 +552,20 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
     settings = _settings(shard_size, align, block_size, delimiter, local=target.local)
     target.check(write=True)
     job_id = new_job_id()
-    stage_url = staging.rstrip("/") + "/" + job_id if staging else \
-        target.default_staging(job_id)
+    stage_url = _job_url(_staging_parent(target, staging, local_workers=False), job_id)
     spec = JobSpec(target=url, staging=stage_url, storage_options=storage_options or {},
                    staging_options=staging_options or {})
-    with target.locked(wait=wait, job=job_id):
-        target.recover()
+    with target.session(wait=wait, job=job_id):
         exe = make_executor("thread", workers)
+        _make_job(spec, target, job_id, distributed=True)
         try:
             manifest, _, batches = _plan(target, edit_list, spec, job_id, settings, exe,
                                          max_batches)
+        except BaseException:
+            _clean_job(target, spec, job_id, True)
+            raise
         finally:
             exe.close()
-    stage = spec.open_staging()
-    stage.write_json("distributed", {"job_id": job_id, "created": time.time()})
     # Edits that read no shard (appends, growing truncates) still get one (empty) batch, so
     # a mapped patch step runs once and the commit after it is not skipped.
     ranges = [(batch[0].index, batch[-1].index) for batch in batches] or [(0, -1)]
@@ -569,19 +629,14 @@ def commit_edit(staging: str, *, storage_options: dict[str, Any] | None = None,
         for obj in stage.read_json(_batch_name(first)):
             result = ShardResult.from_json(obj)
             results[result.index] = result
-    with target.locked(wait=wait, job=manifest.job_id):
-        target.recover(keep=staging)
+    with target.session(wait=wait, job=manifest.job_id, keep=staging):
         exe = make_executor("thread", None)
         try:
             result = _commit(target, manifest, spec, results, mode, dry_run=False,
                              started=started, options={"writer": writer}, exe=exe)
         finally:
             exe.close()
-            stage.destroy()
-            target.cleanup_staging_root()
-            if target.local:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(new_file_path(target.path, manifest.job_id))
+            _clean_job(target, spec, manifest.job_id, True)
         return result
 
 
@@ -600,7 +655,8 @@ def recover_target(url: str, *, storage_options: dict[str, Any] | None = None,
     in-place commit, remove stale staging); a clean target is left alone."""
     target = open_target(url, storage_options)
     target.check(write=False)
-    with target.locked(wait=wait, job="recover"):
+    with TargetLock(target.path, wait=wait, job="recover") if target.local \
+            else contextlib.nullcontext():
         return target.recover()
 
 

@@ -8,7 +8,6 @@ keep a consistent old file; a crash before the rename leaves the old file untouc
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import os
@@ -21,9 +20,12 @@ from .cancel import commit_point, hold_signals
 from .checksum import crc32c
 from .crash import crashpoint
 from .exceptions import RecoveryError, ShardChecksumError, SourceChangedError, StagingError
+from .journal import write_journal
 from .oscompat import (
     data_runs,
     drop_written,
+    fsync_dir,
+    fsync_file,
     has_holes,
     pread,
     preallocate,
@@ -34,8 +36,10 @@ from .oscompat import (
 )
 from .patch import job_tag
 from .plan import Manifest
+from .recover import rollback_journal
 from .resolve import Piece
 from .shardfile import HEADER_SIZE, ShardHeader, iter_records
+from .sidecars import Sidecars
 from .storage import Identity, Staging, local_identity
 
 log = logging.getLogger(__name__)
@@ -106,8 +110,7 @@ def _check_payload(f: BinaryIO, header: ShardHeader, name: str, base: int) -> No
 
 def new_file_path(path: str, job_id: str) -> str:
     """The new file a rewrite builds beside the target (recovery removes leftovers)."""
-    folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, f".{name}.bigfile-{job_id}.new")
+    return Sidecars.of(path).new_file(job_id)
 
 
 def check_written(fd: int, offset: int, length: int, crc: int, name: str) -> None:
@@ -283,36 +286,6 @@ def replace_file(src: str, dst: str, attempts: int = 10) -> None:
             time.sleep(min(0.05 * 2 ** attempt, 1.0))
 
 
-def fsync_dir(path: str) -> None:
-    """fsync a folder so a rename in it is durable (a no-op where folders cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def fsync_file(fd: int) -> None:
-    """Flush a file to stable storage (``F_FULLFSYNC`` on macOS, where fsync is not enough)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows
-        fcntl = None  # type: ignore[assignment]
-    full = getattr(fcntl, "F_FULLFSYNC", None)
-    if full is not None:
-        try:
-            fcntl.fcntl(fd, full)
-            return
-        except OSError:
-            pass
-    os.fsync(fd)
-
-
 def assemble(assembler: Assembler, staging: Staging, pieces: Iterable[Piece],
              manifest: Manifest, tail: Sequence[bytes | int],
              after_pieces: Callable[[], None] | None = None) -> int:
@@ -356,12 +329,12 @@ def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Iterable
     ``expected_size`` None means the pieces are still being made (they stream in as workers
     finish): the size is then what they add up to. ``after_pieces`` (see :func:`assemble`)
     may raise to abandon the new file before it is finished."""
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp = new_file_path(path, manifest.job_id)
+    cars = Sidecars.of(path)
+    name = cars.new_name(manifest.job_id)
+    tmp = cars.at(name)
     st = os.fstat(source_fd)
     # With direct writes the workers made the file; otherwise it must not exist yet.
-    flags = os.O_RDWR | (0 if manifest.direct else os.O_CREAT | os.O_EXCL)
-    fd = os.open(tmp, flags | getattr(os, "O_BINARY", 0), 0o600)
+    fd = cars.open(name, os.O_RDWR) if manifest.direct else cars.create(name, read=True)
     try:
         try:
             if not manifest.direct:
@@ -386,10 +359,9 @@ def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Iterable
         with commit_point():
             replace_file(tmp, path)
             crashpoint("renamed")
-            fsync_dir(folder)
+            fsync_dir(cars.folder)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        cars.remove(name)
         raise
     return written
 
@@ -488,8 +460,9 @@ def staged_writes(staging: Staging, pieces: Sequence[Piece], manifest: Manifest,
                 yield start, pread(written_fd, min(8 << 20, at + length - start), start)
 
 
-def commit_inplace(path: str, url: str, identity: Identity, ranges: Sequence[tuple[int, int]],
-                   cut_at: int | None, tail: Sequence[bytes | int], expected_size: int,
+def commit_inplace(path: str, url: str, identity: Identity | None,
+                   ranges: Sequence[tuple[int, int]], cut_at: int | None,
+                   tail: Sequence[bytes | int], expected_size: int,
                    writes: Iterable[tuple[int, bytes | memoryview]],
                    writer: str = "pwrite") -> int:
     """Journal the bytes about to change, write the new ones in place, drop the journal.
@@ -497,41 +470,45 @@ def commit_inplace(path: str, url: str, identity: Identity, ranges: Sequence[tup
     ``ranges`` are the ``(offset, length)`` ranges ``writes`` will overwrite (from
     :func:`inplace_ranges`, or the patches themselves); ``cut_at`` is where a shrinking
     truncate cuts (its tail is journaled too); ``tail`` is appended after. ``identity`` is
-    what the target was when planned. A failure after the journal is sealed rolls the target
-    back before it is reported. Returns bytes written.
+    what the target was when planned; None for an edit list of appends only, which writes
+    at the end as it is now (``O_APPEND``), so bytes another process appended meanwhile are
+    kept, never overwritten. A failure after the journal is sealed rolls the target back
+    before it is reported. Returns bytes written.
     """
-    from .journal import write_journal
-    from .recover import rollback_journal
-
-    folder = os.path.dirname(os.path.abspath(path))
-    fd = os.open(path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    cars = Sidecars.of(path)
+    appending = os.O_APPEND if identity is None else 0
+    fd = os.open(cars.path, os.O_RDWR | appending | getattr(os, "O_BINARY", 0))
     try:
         st = os.fstat(fd)
-        check_identity(identity, Identity(size=st.st_size, mtime_ns=st.st_mtime_ns,
-                                          inode=st.st_ino), url)
+        if identity is None:
+            expected_size = st.st_size + sum(len(t) for t in tail if isinstance(t, bytes))
+        else:
+            check_identity(identity, Identity(size=st.st_size, mtime_ns=st.st_mtime_ns,
+                                              inode=st.st_ino), url)
         saved = list(ranges)
         if cut_at is not None:
             saved.append((cut_at, st.st_size - cut_at))
-        jpath: str | None = None
+        journaled = False
         try:
             with hold_signals():  # a signal never leaves a torn journal behind
-                jpath = write_journal(path, fd, saved, st.st_size, st.st_ino, fsync_file)
-            fsync_dir(folder)
+                write_journal(cars, fd, saved, st, expected_size, fsync_file)
+                journaled = True
+            fsync_dir(cars.folder)
             crashpoint("journal-synced")
             written = _write_inplace(fd, writes, writer, st.st_size, cut_at, tail,
                                      expected_size)
             with commit_point():  # the edit stands once its journal is gone
-                os.unlink(jpath)
+                cars.remove(cars.journal_name)
                 crashpoint("journal-removed")
-                fsync_dir(folder)
+                fsync_dir(cars.folder)
         except BaseException as exc:
             os.close(fd)
             fd = -1
-            if jpath is None:
+            if not journaled:  # nothing of ours to roll back
                 raise
             try:
                 with hold_signals():
-                    rollback_journal(path)
+                    rollback_journal(cars)
             except Exception as again:
                 raise RecoveryError(
                     f"{path}: the in-place commit failed ({exc}) and so did its rollback "

@@ -273,8 +273,6 @@ def coerce_edits(edits: Any) -> list[Edit]:
             out.append(edit)
         else:
             raise EditError(f"edit #{i + 1}: not an edit: {edit!r}")
-    if not out:
-        raise EditError("the edit list is empty")
     return out
 
 

@@ -39,9 +39,9 @@ from fsspec.implementations.chained import ChainedFileSystem
 from fsspec.implementations.local import LocalFileSystem, get_umask
 from fsspec.utils import stringify_path
 
-from .commit import fsync_dir, fsync_file
 from .edits import Append, Patch, Truncate
 from .exceptions import SourceChangedError, TargetNotFoundError
+from .oscompat import fsync_dir, fsync_file
 
 if TYPE_CHECKING:
     from .edits import Edit

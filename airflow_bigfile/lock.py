@@ -1,16 +1,25 @@
-"""One job per target: an exclusive ``fcntl`` lock on a lock file beside it."""
+"""One job per target: an exclusive ``fcntl`` lock on a lock file beside the real file.
+
+The lock file is a sidecar (see :mod:`.sidecars`): created exclusively, never through a
+link, mode 0600 (0660 when the target is group-writable: whoever may write the target may
+take its lock). A lock file other users can open, or one they own, is not ours: it is
+replaced, so another user cannot block a target by holding its lock file open.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import platform
+import stat
 import time
 from types import TracebackType
 
 from .exceptions import TargetLockedError, TargetPermissionError
 from .oscompat import write_all
+from .sidecars import Sidecars, UntrustedSidecarError
 
 try:
     import fcntl
@@ -43,8 +52,13 @@ def _pid_alive(pid: int) -> bool:
 
 
 def lock_path(path: str) -> str:
-    folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, f".{name}.bigfile.lock")
+    """The lock file of the target ``path`` (beside the file a link points to)."""
+    return Sidecars.of(path).lock
+
+
+def lock_mode(target: os.stat_result) -> int:
+    """0600, plus group read/write when the target's group may write it."""
+    return 0o660 if target.st_mode & stat.S_IWGRP else 0o600
 
 
 class TargetLock:
@@ -55,8 +69,9 @@ class TargetLock:
     """
 
     def __init__(self, path: str, *, wait: float = 0.0, job: str = "") -> None:
-        self.path = path
-        self.lock = lock_path(path)
+        self.cars = Sidecars.of(path)
+        self.path = self.cars.path
+        self.lock = self.cars.lock
         self.wait = wait
         self.job = job
         self._fd: int | None = None
@@ -67,38 +82,64 @@ class TargetLock:
             if self._try():
                 return self
             if time.monotonic() >= deadline:
-                raise TargetLockedError(f"{self.path} is being edited by another job "
-                                        f"({self.holder()}); retry later or pass --wait SECONDS")
+                raise self._locked()
             time.sleep(0.05)
 
-    def _try(self) -> bool:
-        try:
+    def _open(self) -> int | None:
+        """A descriptor of our lock file, creating it if needed; None if another job's
+        (fcntl-less) lock file is there."""
+        mode = lock_mode(os.stat(self.path))
+        for _ in range(3):
+            try:
+                return self.cars.create(self.cars.lock_name, mode, read=True)
+            except FileExistsError:
+                pass
+            except PermissionError as exc:
+                raise TargetPermissionError(
+                    f"cannot create the lock file {self.lock}: {exc.strerror}; the folder of "
+                    f"{self.path} must be writable") from exc
             if fcntl is None:
-                fd = os.open(self.lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-            else:
-                fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o644)
-        except FileExistsError:
-            if self._holder_is_dead():
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.lock)
-                return self._try()
-            return False
-        except PermissionError as exc:
+                if not self._holder_is_dead():
+                    return None
+                self.cars.remove(self.cars.lock_name)
+                continue
+            try:
+                fd = self.cars.open(self.cars.lock_name, os.O_RDWR)
+                st = os.fstat(fd)
+                if stat.S_IMODE(st.st_mode) & ~mode:
+                    os.close(fd)
+                    raise UntrustedSidecarError(f"{self.lock} may be opened by other users")
+                return fd
+            except FileNotFoundError:
+                continue  # its holder removed it meanwhile
+            except (UntrustedSidecarError, OSError) as exc:
+                if isinstance(exc, OSError) and exc.errno not in (errno.ELOOP, errno.EACCES):
+                    raise
+                self._replace_foreign(exc)
+        return None
+
+    def _replace_foreign(self, why: BaseException) -> None:
+        """Remove a lock file that is not ours (a link, another user's, open to others)."""
+        try:
+            self.cars.remove(self.cars.lock_name)
+        except OSError as exc:
             raise TargetPermissionError(
-                f"cannot create the lock file {self.lock}: {exc.strerror}; the folder of "
-                f"{self.path} must be writable") from exc
+                f"{self.lock} is not a lock file bigfile can trust ({why}) and cannot be "
+                f"removed ({exc.strerror}); remove it, then run the edit again") from exc
+
+    def _try(self) -> bool:
+        fd = self._open()
+        if fd is None:
+            return False
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 os.close(fd)
                 return False
-            try:
-                same = os.fstat(fd).st_ino == os.stat(self.lock).st_ino
-            except FileNotFoundError:
-                same = False
-            if not same:  # the holder removed it as we opened it: take the new one
-                os.close(fd)
+            now = self.cars.lstat(self.cars.lock_name)
+            if now is None or now.st_ino != os.fstat(fd).st_ino:
+                os.close(fd)  # the holder removed it as we opened it: take the new one
                 return False
         info = {"pid": os.getpid(), "host": _host(),
                 "job": self.job, "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
@@ -107,33 +148,63 @@ class TargetLock:
         self._fd = fd
         return True
 
+    def check_free(self) -> None:
+        """Raise :class:`TargetLockedError` if another job holds the lock, without
+        creating or writing anything (for dry runs)."""
+        if fcntl is None:
+            if self.cars.lstat(self.cars.lock_name) is not None and not self._holder_is_dead():
+                raise self._locked()
+            return
+        try:
+            fd = self.cars.open(self.cars.lock_name)
+        except OSError:
+            return  # no lock file, or not one of ours: no job of ours holds it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise self._locked() from None
+        finally:
+            os.close(fd)
+
+    def _locked(self) -> TargetLockedError:
+        return TargetLockedError(f"{self.path} is being edited by another job "
+                                 f"({self.holder()}); retry later or pass --wait SECONDS")
+
+    def _info(self) -> dict[str, object] | None:
+        try:
+            fd = self.cars.open(self.cars.lock_name)
+        except OSError:
+            return None
+        try:
+            with os.fdopen(fd, "rb") as f:
+                info = json.loads(f.read(4096))
+        except ValueError:
+            return None
+        return info if isinstance(info, dict) else None
+
     def _holder_is_dead(self) -> bool:
         """Without fcntl a lock file outlives a killed holder: it is stale when the pid it
         names is gone on this host. (With fcntl the kernel drops the lock itself.)"""
-        try:
-            with open(self.lock, encoding="utf-8") as f:
-                info = json.load(f)
-        except (OSError, ValueError):
+        info = self._info()
+        if info is None or info.get("host") != _host() or not isinstance(info.get("pid"), int):
             return False
-        if info.get("host") != _host() or not isinstance(info.get("pid"), int):
-            return False
-        return not _pid_alive(info["pid"])
+        return not _pid_alive(info["pid"])  # type: ignore[arg-type]
 
     def holder(self) -> str:
         """Who holds the lock, as far as its file says."""
-        try:
-            with open(self.lock, encoding="utf-8") as f:
-                info = json.load(f)
-            return (f"pid {info.get('pid')} on {info.get('host') or '?'}, job "
-                    f"{info.get('job') or '?'}, since {info.get('since')}")
-        except (OSError, ValueError):
+        info = self._info()
+        if info is None:
             return "holder unknown"
+        return (f"pid {info.get('pid')} on {info.get('host') or '?'}, job "
+                f"{info.get('job') or '?'}, since {info.get('since')}")
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         if self._fd is None:
             return
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.lock)
+        now = self.cars.lstat(self.cars.lock_name)
+        if now is not None and now.st_ino == os.fstat(self._fd).st_ino:
+            with contextlib.suppress(OSError):
+                self.cars.remove(self.cars.lock_name)
         os.close(self._fd)
         self._fd = None

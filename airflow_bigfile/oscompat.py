@@ -244,3 +244,33 @@ def _searcher(buf: bytearray | bytes) -> Iterator[Callable[[bytes, int, int], in
         yield find
     finally:
         del pinned
+
+
+def fsync_dir(path: str) -> None:
+    """fsync a folder so a rename in it is durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def fsync_file(fd: int) -> None:
+    """Flush a file to stable storage (``F_FULLFSYNC`` on macOS, where fsync is not enough)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        fcntl = None  # type: ignore[assignment]
+    full = getattr(fcntl, "F_FULLFSYNC", None)
+    if full is not None:
+        try:
+            fcntl.fcntl(fd, full)
+            return
+        except OSError:
+            pass
+    os.fsync(fd)

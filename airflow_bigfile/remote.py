@@ -85,8 +85,12 @@ class RemoteTarget:
             raise TargetIsDirectoryError(f"{self.url} is a folder (prefix), not a file")
 
     @contextlib.contextmanager
-    def locked(self, *, wait: float, job: str) -> Iterator[None]:
-        # Object stores have no locks; the commit is conditional on the ETag instead.
+    def session(self, *, wait: float, job: str, dry_run: bool = False,
+                keep: str | None = None) -> Iterator[None]:
+        """Recover the target first (never on a dry run). Object stores have no locks;
+        the commit is conditional on the ETag instead."""
+        if not dry_run:
+            self.recover(keep)
         yield
 
     def identity(self) -> Identity:
@@ -99,8 +103,9 @@ class RemoteTarget:
     def source(self) -> Source:
         return Source(self.fs, self.path)
 
-    def default_staging(self, job_id: str) -> str:
-        return self.full_url(posixpath.join(self.staging_root, job_id))
+    def staging_parent(self, staging: str | None) -> str:
+        """Where this target's job folders go: ``staging``, or a hidden prefix beside it."""
+        return staging.rstrip("/") if staging else self.full_url(self.staging_root)
 
     def cleanup_staging_root(self) -> None:
         pass

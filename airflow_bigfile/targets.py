@@ -26,8 +26,9 @@ from .exceptions import (
 )
 from .lock import TargetLock
 from .plan import Manifest
-from .recover import RecoveryResult, recover_local, staging_root
+from .recover import RecoveryResult, check_no_journal, recover_local
 from .resolve import Piece
+from .sidecars import Sidecars, check_staging_parent
 from .storage import Identity, Source, Staging, local_identity
 
 # auto picks in place when journal + new bytes stay under this share of a rewrite
@@ -47,13 +48,26 @@ def tail_items(layout: Layout) -> list[bytes | int]:
     return [*layout.tail_inserts, *fill, *layout.appends]
 
 
+def appends_only_layout(layout: Layout) -> bool:
+    """True for an edit list of appends only (no offset refers to the original size)."""
+    return bool(layout.appends) and not (
+        layout.ranges or layout.inserts or layout.tail_inserts or layout.replaces
+        or layout.zero_fill or layout.truncate_at is not None)
+
+
 class LocalTarget:
-    """A file on a local (or locally mounted) filesystem."""
+    """A file on a local (or locally mounted) filesystem.
+
+    A path that is a symbolic link is resolved once: ``path`` is the real file, which is
+    what gets edited (in place or by rewrite, so the link stays a link), and every sidecar
+    (lock, journal, new file, default staging) lives beside it; ``url`` is what the caller
+    named, for messages."""
 
     local = True
 
     def __init__(self, fs: fsspec.AbstractFileSystem, path: str, url: str) -> None:
-        self.fs, self.path, self.url = fs, path, url
+        self.cars = Sidecars.of(path)
+        self.fs, self.path, self.url = fs, self.cars.path, url
 
     def check(self, *, write: bool) -> None:
         """Stat the target, turning the usual mistakes into clear errors."""
@@ -67,8 +81,11 @@ class LocalTarget:
             raise TargetIsDirectoryError(f"{self.url} is a folder, not a file")
         if not stat.S_ISREG(st.st_mode):
             raise TargetError(f"{self.url} is not a regular file")
+        if not os.access(self.path, os.R_OK):
+            raise TargetPermissionError(f"{self.url} is not readable (permission denied); "
+                                        f"nothing was changed")
         if write:
-            folder = os.path.dirname(os.path.abspath(self.path))
+            folder = self.cars.folder
             if not os.access(self.path, os.W_OK):
                 raise TargetPermissionError(f"{self.url} is read-only; nothing was changed")
             if not os.access(folder, os.W_OK | os.X_OK):
@@ -77,12 +94,22 @@ class LocalTarget:
                     f"and new file beside the target")
 
     @contextlib.contextmanager
-    def locked(self, *, wait: float, job: str) -> Iterator[None]:
+    def session(self, *, wait: float, job: str, dry_run: bool = False,
+                keep: str | None = None) -> Iterator[None]:
+        """Hold the target for an edit: its lock, after recovering it. A dry run writes
+        nothing (no lock file, no rollback): it only refuses a target with an unfinished
+        commit."""
+        if dry_run:
+            TargetLock(self.path, job=job).check_free()
+            check_no_journal(self.cars)
+            yield
+            return
         with TargetLock(self.path, wait=wait, job=job):
+            self.recover(keep)
             yield
 
     def recover(self, keep: str | None = None) -> RecoveryResult:
-        return recover_local(self.path, keep=keep)
+        return recover_local(self.cars, keep=keep)
 
     def identity(self) -> Identity:
         return local_identity(self.path)
@@ -90,12 +117,16 @@ class LocalTarget:
     def source(self) -> Source:
         return Source(self.fs, self.path)
 
-    def default_staging(self, job_id: str) -> str:
-        return os.path.join(staging_root(self.path), job_id)
+    def staging_parent(self, staging: str | None) -> str:
+        """Where this target's job folders go: ``staging`` (a parent folder, checked before
+        any I/O) or the default folder beside the real file."""
+        if staging is None:
+            return self.cars.staging_root
+        return check_staging_parent(staging, self.path)
 
     def cleanup_staging_root(self) -> None:
         with contextlib.suppress(OSError):
-            os.rmdir(staging_root(self.path))
+            os.rmdir(self.cars.staging_root)
 
     def patch_in_place(self, layout: Layout, identity: Identity, mode: str, *,
                        dry_run: bool, writer: str) -> CommitOutcome | None:
@@ -115,16 +146,20 @@ class LocalTarget:
         keeps = size if cut_at is None else cut_at
         new = sum(len(data) for _, data in patches)
         size_after = keeps + layout.tail_length
-        if mode == "auto" and 2 * new + (size - keeps) > INPLACE_SHARE * max(size_after, 1):
+        appends_only = appends_only_layout(layout)
+        if (mode == "auto" and not appends_only
+                and 2 * new + (size - keeps) > INPLACE_SHARE * max(size_after, 1)):
             return None
         tail = tail_items(layout)
         if not patches and not tail and cut_at is None:
             return CommitOutcome("none", 0, size)
         written = new + sum(len(t) for t in tail if isinstance(t, bytes))
         if not dry_run:
+            # Appends go to the end as it is at commit time: another writer's are kept.
             written = commit_inplace(
-                self.path, self.url, identity, [(o, len(d)) for o, d in patches], cut_at,
-                tail, size_after, patches, writer)
+                self.path, self.url, None if appends_only else identity,
+                [(o, len(d)) for o, d in patches], cut_at, tail, size_after, patches, writer)
+            size_after = os.stat(self.path).st_size if appends_only else size_after
         return CommitOutcome("inplace", written, size_after)
 
     def commit(self, stage: Staging, pieces: Sequence[Piece], manifest: Manifest,

@@ -108,7 +108,6 @@ CASES = [
     pytest.param('[{"op": "patch", "offset": ', {}, EditError, r"not valid JSON",
                  id="bad-json-string"),
     pytest.param('{"op": "patch"}', {}, EditError, r"JSON list", id="json-not-a-list"),
-    pytest.param([], {}, EditError, r"empty", id="empty-edit-list"),
     pytest.param(42, {}, EditError, r"edits must be a list", id="edits-not-a-list"),
     pytest.param(["patch 3 x"], {}, EditError, r"edit #1.*not an edit", id="edit-not-an-edit"),
     # -- options ---------------------------------------------------------------------------

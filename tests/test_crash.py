@@ -339,7 +339,8 @@ def settle(sc: Scenario, path: Path, via_edit: bool) -> str:
         recover_target(str(path))
         old, new = sc.old, sc.new
     data = path.read_bytes()
-    leftovers = sorted(set(os.listdir(path.parent)) - {NAME})
+    real = path.resolve()  # the target may be named through a link: its sidecars are here
+    leftovers = sorted(set(os.listdir(real.parent)) - {real.name})
     assert not leftovers, f"left behind after recovery: {leftovers}"
     assert stat.S_IMODE(path.stat().st_mode) == FILE_MODE
     if data == old:
@@ -486,6 +487,28 @@ def test_kill_with_process_workers(sc: Scenario, tmp_path: Path) -> None:
     for (point, _), (outcome, killed) in zip(trials, outcomes, strict=True):
         TOTALS[sc.mode, point][outcome] += 1
         TOTALS[sc.mode, "killed"]["trials"] += killed
+
+
+@pytest.mark.parametrize("sc", [SCENARIOS[0], SCENARIOS[2]], ids=["inplace", "rewrite"])
+def test_kill_through_a_link(sc: Scenario, zygotes: ZygotePool, tmp_path: Path) -> None:
+    """The target named through a symbolic link in another folder, killed at the first (and
+    for the writing points the second) pass of every point, then recovered through the link,
+    the real path or the next edit: old or new exactly, the link still a link, nothing left
+    in either folder."""
+    for k, point in enumerate(sc.points):
+        for n in (1, 2) if point in ("journal-write", "data-write", "rewrite-write") else (1,):
+            real = _fresh_target(tmp_path / f"real{k}-{n}", sc.old)
+            links = tmp_path / f"links{k}-{n}"
+            links.mkdir()
+            link = links / "alias.bin"
+            link.symlink_to(real)
+            reply = zygotes.run(**_command(sc, link, crash=f"{point}:{n}"))
+            assert reply["signal"] == signal.SIGKILL, (point, n, reply)
+            outcome = settle(sc, link if k % 2 else real, via_edit=n == 2)
+            assert outcome == EXPECT[point], (point, n)
+            assert link.is_symlink() and os.listdir(links) == ["alias.bin"]
+            TOTALS[sc.mode, point][outcome] += 1
+            TOTALS[sc.mode, "killed"]["trials"] += 1
 
 
 def test_kill_during_recovery(zygotes: ZygotePool, tmp_path: Path) -> None:

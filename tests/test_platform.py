@@ -85,13 +85,15 @@ def test_no_pwrite_rewrite(tmp_path: Path, monkeypatch) -> None:
 def test_no_pwrite_recovery(tmp_path: Path, monkeypatch) -> None:
     """A journal left by a killed in-place commit rolls back without pwrite too."""
     path = _target(tmp_path)
-    from airflow_bigfile.commit import fsync_file
     from airflow_bigfile.journal import write_journal
+    from airflow_bigfile.oscompat import fsync_file
+    from airflow_bigfile.sidecars import Sidecars
 
     fd = os.open(path, os.O_RDWR)
     try:
         st = os.fstat(fd)
-        write_journal(str(path), fd, [(10, 20), (5000, 7)], st.st_size, st.st_ino, fsync_file)
+        write_journal(Sidecars.of(str(path)), fd, [(10, 20), (5000, 7)], st, st.st_size + 3,
+                      fsync_file)
         os.pwrite(fd, b"X" * 20, 10)   # the killed commit had begun writing
         os.ftruncate(fd, st.st_size + 3)
     finally:

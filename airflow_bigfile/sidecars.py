@@ -1,0 +1,280 @@
+"""The files bigfile keeps beside a local target, in one place: where they live, how they
+are made, and which of them may be believed.
+
+A target path is resolved once (symbolic links followed to the real file); every sidecar
+lives in the real file's folder and is named after it, so two paths to one file are one
+target::
+
+    .NAME.bigfile.lock          the lock (flock), taken by every edit that writes
+    .NAME.bigfile-journal       the rollback journal of an unfinished in-place commit
+    .NAME.bigfile-JOB.new       the new file a rewrite builds
+    .NAME.bigfile-staging/JOB/  the default staging: one 0700 folder per job, with a marker
+
+Sidecars are created relative to a descriptor of that folder with ``O_CREAT | O_EXCL |
+O_NOFOLLOW`` and mode 0600 (the lock may be group-writable when the target is), so a
+symbolic link another user plants where a sidecar will be created is never followed. An
+existing sidecar is believed only when it is a regular file owned by the current user or by
+the target's owner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import shutil
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .exceptions import StagingError, TargetError
+
+JOB_ID = re.compile(r"\d{8}T\d{6}-[0-9a-f]{8}")
+MARKER = "job.json"
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_BINARY = getattr(os, "O_BINARY", 0)
+
+
+def check_job_id(job_id: object) -> str:
+    """``job_id`` if it is a plain token of the form :func:`new_job_id` makes, else an
+    error: a job id names files and folders, so it must never carry a path."""
+    if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+        raise StagingError(f"{job_id!r} is not a bigfile job id")
+    return job_id
+
+
+def real_path(path: str) -> str:
+    """The file a (possibly symbolic-link) path names, resolved once."""
+    return os.path.realpath(os.path.abspath(path))
+
+
+def trusted_owner(st: os.stat_result, target: os.stat_result | None) -> bool:
+    """True when a file is owned by this process's user or by the target's owner."""
+    uid = os.geteuid() if hasattr(os, "geteuid") else st.st_uid
+    return st.st_uid == uid or (target is not None and st.st_uid == target.st_uid)
+
+
+@dataclass(frozen=True)
+class Sidecars:
+    """The sidecar names of the real file ``path`` and safe ways to open them."""
+
+    path: str
+
+    @classmethod
+    def of(cls, path: str) -> Sidecars:
+        return cls(real_path(path))
+
+    @property
+    def folder(self) -> str:
+        return os.path.dirname(self.path)
+
+    @property
+    def name(self) -> str:
+        return os.path.basename(self.path)
+
+    @property
+    def lock_name(self) -> str:
+        return f".{self.name}.bigfile.lock"
+
+    @property
+    def journal_name(self) -> str:
+        return f".{self.name}.bigfile-journal"
+
+    @property
+    def staging_name(self) -> str:
+        return f".{self.name}.bigfile-staging"
+
+    def new_name(self, job_id: str) -> str:
+        return f".{self.name}.bigfile-{check_job_id(job_id)}.new"
+
+    def at(self, name: str) -> str:
+        """The full path of sidecar ``name`` (for messages and for readers)."""
+        return os.path.join(self.folder, name)
+
+    @property
+    def lock(self) -> str:
+        return self.at(self.lock_name)
+
+    @property
+    def journal(self) -> str:
+        return self.at(self.journal_name)
+
+    @property
+    def staging_root(self) -> str:
+        return self.at(self.staging_name)
+
+    def new_file(self, job_id: str) -> str:
+        return self.at(self.new_name(job_id))
+
+    @contextlib.contextmanager
+    def folder_fd(self) -> Iterator[int]:
+        """A descriptor of the target's folder, for ``*at`` calls."""
+        fd = os.open(self.folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
+        try:
+            yield fd
+        finally:
+            os.close(fd)
+
+    def create(self, name: str, mode: int = 0o600, *, read: bool = False) -> int:
+        """Create sidecar ``name``; fails if anything (a file, a link) is already there."""
+        flags = (os.O_RDWR if read else os.O_WRONLY) | os.O_CREAT | os.O_EXCL | _NOFOLLOW
+        with self.folder_fd() as dfd:
+            fd = os.open(name, flags | _CLOEXEC | _BINARY, mode, dir_fd=dfd)
+        os.fchmod(fd, mode)  # not narrowed by the umask
+        return fd
+
+    def open(self, name: str, flags: int = os.O_RDONLY) -> int:
+        """Open an existing sidecar without following a link: raises ``OSError`` (ELOOP)
+        on a link, and :class:`UntrustedSidecarError` on anything but a regular file owned
+        by this user or the target's owner."""
+        with self.folder_fd() as dfd:
+            fd = os.open(name, flags | _NOFOLLOW | _CLOEXEC | _BINARY, dir_fd=dfd)
+        try:
+            self.check_trusted(os.fstat(fd), name)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def check_trusted(self, st: os.stat_result, name: str) -> None:
+        if not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+            raise UntrustedSidecarError(f"{self.at(name)} is not a regular file")
+        if not trusted_owner(st, self._target_stat()):
+            raise UntrustedSidecarError(
+                f"{self.at(name)} belongs to uid {st.st_uid}, neither this user nor the "
+                f"owner of {self.path}")
+
+    def lstat(self, name: str) -> os.stat_result | None:
+        with self.folder_fd() as dfd:
+            try:
+                return os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            except FileNotFoundError:
+                return None
+
+    def remove(self, name: str) -> None:
+        """Unlink sidecar ``name`` (a link is removed, never followed)."""
+        with self.folder_fd() as dfd, contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=dfd)
+
+    def _target_stat(self) -> os.stat_result | None:
+        try:
+            return os.stat(self.path)
+        except OSError:
+            return None
+
+    def leftover_new_files(self) -> list[str]:
+        """Names of new files earlier rewrites of this target left (job-id named only)."""
+        prefix, suffix = f".{self.name}.bigfile-", ".new"
+        try:
+            names = os.listdir(self.folder)
+        except OSError:
+            return []
+        return sorted(n for n in names if n.startswith(prefix) and n.endswith(suffix)
+                      and JOB_ID.fullmatch(n[len(prefix):-len(suffix)]))
+
+
+class UntrustedSidecarError(TargetError):
+    """A sidecar beside the target is not one bigfile made (wrong owner, not a file)."""
+
+
+# -- staging job folders ---------------------------------------------------------------
+
+
+def check_staging_parent(parent: str, target: str) -> str:
+    """Refuse, before any I/O of the edit, a local staging parent that is an existing
+    file (or the target itself), or a folder another user could swap a job folder in for a
+    link (owned by another user than this one or root, or writable by others without the
+    sticky bit, as OpenSSH refuses such folders); returns the absolute parent."""
+    parent = os.path.abspath(parent)
+    if target and real_path(parent) == real_path(target):
+        raise StagingError(f"--staging {parent} is the target itself; name a folder")
+    try:
+        st = os.stat(parent)
+    except FileNotFoundError:
+        return parent
+    if not stat.S_ISDIR(st.st_mode):
+        raise StagingError(f"--staging {parent} is an existing file, not a folder; name a "
+                           f"folder (bigfile makes its own job folder inside it)")
+    check_private_folder(parent, st, "--staging ")
+    return parent
+
+
+def check_private_folder(folder: str, st: os.stat_result, what: str = "") -> None:
+    """Refuse a folder that another user could rearrange under bigfile's feet."""
+    if st.st_uid not in (0, os.geteuid()):
+        raise StagingError(f"{what}{folder} belongs to uid {st.st_uid}, who could swap "
+                           f"bigfile's job folder for a link; use a folder of your own")
+    if st.st_mode & (stat.S_IWOTH | stat.S_IWGRP) and not st.st_mode & stat.S_ISVTX:
+        raise StagingError(f"{what}{folder} is writable by other users and has no sticky "
+                           f"bit; use a private folder or one like /tmp (mode 1777)")
+
+
+def make_job_folder(parent: str, job_id: str, *, target: str, distributed: bool,
+                    follow: bool = True) -> str:
+    """Create ``parent/job_id`` (mode 0700, failing if it exists) with its marker, which
+    says whose it is; ``parent`` is made if missing and never removed by bigfile. With
+    ``follow`` False (bigfile's own default staging folder) a link there is refused."""
+    check_job_id(job_id)
+    os.makedirs(parent, mode=0o700, exist_ok=True)
+    if follow:
+        parent = real_path(parent)
+    st = os.lstat(parent)
+    if not stat.S_ISDIR(st.st_mode):
+        raise StagingError(f"the staging folder {parent} is a link or not a folder; bigfile "
+                           f"will not stage through it: remove it")
+    check_private_folder(parent, st)
+    folder = os.path.join(parent, job_id)
+    os.mkdir(folder, 0o700)
+    marker = {"job_id": job_id, "pid": os.getpid(), "host": os.uname().nodename
+              if hasattr(os, "uname") else "", "target": real_path(target),
+              "distributed": distributed, "created": time.time()}
+    dfd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW | _CLOEXEC)
+    try:
+        fd = os.open(MARKER, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW | _CLOEXEC,
+                     0o600, dir_fd=dfd)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(marker, f)
+    finally:
+        os.close(dfd)
+    return folder
+
+
+def read_marker(folder: str) -> dict[str, object] | None:
+    """The marker of a job folder, or None when it has none bigfile could have made."""
+    try:
+        dfd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW
+                      | _CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fd = os.open(MARKER, os.O_RDONLY | _NOFOLLOW | _CLOEXEC, dir_fd=dfd)
+        with os.fdopen(fd, "rb") as f:
+            data = json.loads(f.read(1 << 16))
+    except (OSError, ValueError):
+        return None
+    finally:
+        os.close(dfd)
+    return data if isinstance(data, dict) else None
+
+
+def remove_tree(path: str) -> None:
+    """Remove a folder bigfile made; links inside are removed, never followed."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+        raise StagingError(f"{path} is not a folder bigfile made; left as it is")
+    if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - Linux has it
+        raise StagingError(f"cannot safely remove {path} on this platform; remove it by hand")
+    try:
+        shutil.rmtree(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
