@@ -13,6 +13,7 @@ from .exceptions import (
     BigFileError,
     EditConflictError,
     EditError,
+    HardLinkError,
     PatternError,
     RecoveryError,
     ShardChecksumError,
@@ -24,6 +25,7 @@ from .exceptions import (
     TargetLockedError,
     TargetNotFoundError,
     TargetPermissionError,
+    TransientStorageError,
 )
 
 if TYPE_CHECKING:
@@ -41,10 +43,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Append", "BigFileError", "Delete", "EditConflictError", "EditError", "EditResult",
-    "Insert", "Patch", "PatternError", "RecoveryError", "Replace", "ShardChecksumError",
-    "SourceChangedError", "StagingError", "StorageError", "TargetError",
+    "HardLinkError", "Insert", "Patch", "PatternError", "RecoveryError", "Replace",
+    "ShardChecksumError", "SourceChangedError", "StagingError", "StorageError", "TargetError",
     "TargetIsDirectoryError", "TargetLockedError", "TargetNotFoundError",
-    "TargetPermissionError", "Truncate", "commit_edit", "edit_file", "patch_batch",
+    "TargetPermissionError",
+    "TransientStorageError", "Truncate", "commit_edit", "edit_file", "patch_batch",
     "plan_edit", "recover_target", "PlannedEdit",
 ]
 

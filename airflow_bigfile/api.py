@@ -23,6 +23,7 @@ from .errors import translated
 from .exceptions import EditError, SourceChangedError, StagingError, TargetError
 from .executors import Executor, check_executor, make_executor
 from .lock import TargetLock
+from .metadata import refuse_linked_rewrite
 from .oscompat import has_holes, preallocate
 from .patch import ShardResult
 from .plan import BLOCK, Manifest, Shard, boundaries, edit_windows, new_job_id, touched
@@ -321,7 +322,8 @@ def _rewrite_certain(manifest: Manifest) -> bool:
 
 
 def _stream_commit(target: LocalTarget, manifest: Manifest, spec: JobSpec,
-                   incoming: _Incoming, started: float, exe: Executor) -> EditResult | None:
+                   incoming: _Incoming, started: float, exe: Executor,
+                   break_hardlinks: bool = False) -> EditResult | None:
     """Rewrite while the workers are still patching: each piece is written as soon as its
     shard and all before it are resolved, so the scan and the copy overlap. None when the
     pieces changed nothing (the caller then commits the tail, if any, the usual way)."""
@@ -342,7 +344,8 @@ def _stream_commit(target: LocalTarget, manifest: Manifest, spec: JobSpec,
 
     stage = spec.open_staging()
     try:
-        outcome = target.stream_rewrite(stage, pieces(), manifest, layout, after_pieces)
+        outcome = target.stream_rewrite(stage, pieces(), manifest, layout, after_pieces,
+                                        break_hardlinks)
     except _Unchanged:
         return None
     finally:
@@ -374,7 +377,8 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
               progress: Callback | None = None, wait: float = 0.0,
               scheduler: str | None = None, client: Any = None,
               block_size: int | str | None = None, writer: str = "pwrite",
-              stop: threading.Event | None = None) -> EditResult:
+              stop: threading.Event | None = None,
+              break_hardlinks: bool = False) -> EditResult:
     """Apply ``edits`` to the file at ``url`` as one atomic change.
 
     Parameters
@@ -397,6 +401,9 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     writer : how an in-place commit writes: ``"pwrite"`` or ``"mmap"``.
     stop : an event that cancels the job when set (from another thread, e.g. an operator's
         ``on_kill``): thread and process workers stop, nothing is committed.
+    break_hardlinks : rewrite a file that has other hard links (they keep the old bytes);
+        without it such a file is committed in place where the edits allow, else refused
+        with :class:`HardLinkError`.
 
     Returns
     -------
@@ -424,6 +431,8 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     target = open_target(url, storage_options)
     settings = _settings(shard_size, align, block_size, delimiter, local=target.local)
     target.check(write=not dry_run and bool(edit_list))
+    if mode == "rewrite" and target.local and edit_list:
+        refuse_linked_rewrite(target.path, url, break_hardlinks)
     job_id = new_job_id()
     local_workers = executor in (None, "thread", "process")
     parent = _staging_parent(target, staging, local_workers)
@@ -462,11 +471,13 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
                 manifest, progress)
             if (isinstance(target, LocalTarget) and not dry_run and mode != "inplace"
                     and _rewrite_certain(manifest)):
-                streamed = _stream_commit(target, manifest, spec, incoming, started, exe)
+                streamed = _stream_commit(target, manifest, spec, incoming, started, exe,
+                                          break_hardlinks)
                 if streamed is not None:
                     return streamed
             return _commit(target, manifest, spec, incoming.all(), mode, dry_run=dry_run,
-                           started=started, options={"writer": writer}, exe=exe)
+                           started=started, exe=exe,
+                           options={"writer": writer, "break_hardlinks": break_hardlinks})
         finally:
             exe.close()
             _clean_job(target, spec, job_id, made)
@@ -609,10 +620,11 @@ def patch_batch(batch: dict[str, Any], *, storage_options: dict[str, Any] | None
 def commit_edit(staging: str, *, storage_options: dict[str, Any] | None = None,
                 staging_options: dict[str, Any] | None = None,
                 mode: str = "auto", wait: float = 0.0, writer: str = "pwrite",
-                batches: Iterable[dict[str, Any]] | None = None) -> EditResult:
+                batches: Iterable[dict[str, Any]] | None = None,
+                break_hardlinks: bool = False) -> EditResult:
     """Verify every staged shard of a planned edit and commit it atomically; the staging is
     removed afterwards, whatever happens. A missing or corrupt shard fails here, target
-    untouched."""
+    untouched. ``break_hardlinks`` as for :func:`edit_file`."""
     started = time.monotonic()
     _check_mode(mode)
     stage = JobSpec(target="", staging=staging, storage_options=storage_options or {},
@@ -622,6 +634,8 @@ def commit_edit(staging: str, *, storage_options: dict[str, Any] | None = None,
                    storage_options=storage_options or {}, staging_options=staging_options or {})
     target = open_target(manifest.target, storage_options)
     target.check(write=True)
+    if mode == "rewrite" and target.local:
+        refuse_linked_rewrite(target.path, manifest.target, break_hardlinks)
     firsts = sorted({int(b["first"]) for b in batches} if batches is not None else
                     {int(n.rsplit("-", 1)[1].split(".")[0]) for n in _list_results(stage)})
     results: dict[int, ShardResult] = {}
@@ -633,7 +647,8 @@ def commit_edit(staging: str, *, storage_options: dict[str, Any] | None = None,
         exe = make_executor("thread", None)
         try:
             result = _commit(target, manifest, spec, results, mode, dry_run=False,
-                             started=started, options={"writer": writer}, exe=exe)
+                             started=started, exe=exe,
+                             options={"writer": writer, "break_hardlinks": break_hardlinks})
         finally:
             exe.close()
             _clean_job(target, spec, manifest.job_id, True)

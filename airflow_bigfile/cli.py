@@ -111,6 +111,10 @@ def _common_options(*, edit: bool) -> argparse.ArgumentParser:
                            help="commit mode (default: auto)")
         group.add_argument("--staging", metavar="URL",
                            help="where shards are staged (default: beside the target)")
+        group.add_argument("--break-hardlinks", action="store_true",
+                           help="allow a rewrite of a file with other hard links (they keep "
+                                "the old bytes); without it such a file is edited in place "
+                                "or the edit is refused")
     group.add_argument("--storage-option", type=_storage_option, action="append", default=[],
                        metavar="KEY=VALUE", dest="storage_options",
                        help="fsspec storage option, repeatable; VALUE is JSON if it parses "
@@ -305,6 +309,8 @@ def summarize(command: str, args: argparse.Namespace, result: dict[str, Any],
 
 def _engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"mode": args.mode, "dry_run": args.dry_run}
+    if args.break_hardlinks:
+        kwargs["break_hardlinks"] = True
     for name in ("shard_size", "workers", "staging", "delimiter", "wait", "executor"):
         value = getattr(args, name)
         if value is not None:

@@ -21,6 +21,7 @@ from .checksum import crc32c
 from .crash import crashpoint
 from .exceptions import RecoveryError, ShardChecksumError, SourceChangedError, StagingError
 from .journal import write_journal
+from .metadata import check_hardlinks, keep_metadata
 from .oscompat import (
     data_runs,
     drop_written,
@@ -323,16 +324,20 @@ def assemble(assembler: Assembler, staging: Staging, pieces: Iterable[Piece],
 
 def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Iterable[Piece],
                    manifest: Manifest, tail: Sequence[bytes | int], expected_size: int | None,
-                   after_pieces: Callable[[], None] | None = None) -> int:
+                   after_pieces: Callable[[], None] | None = None,
+                   break_hardlinks: bool = False) -> int:
     """Build the new file beside ``path`` and rename it over the target. Returns bytes written.
 
     ``expected_size`` None means the pieces are still being made (they stream in as workers
     finish): the size is then what they add up to. ``after_pieces`` (see :func:`assemble`)
-    may raise to abandon the new file before it is finished."""
+    may raise to abandon the new file before it is finished. The new file gets the target's
+    metadata (:mod:`.metadata`) before the rename; a target with other hard links is refused
+    before the new file exists, unless ``break_hardlinks``."""
     cars = Sidecars.of(path)
     name = cars.new_name(manifest.job_id)
     tmp = cars.at(name)
     st = os.fstat(source_fd)
+    check_hardlinks(st, manifest.target, break_hardlinks)
     # With direct writes the workers made the file; otherwise it must not exist yet.
     fd = cars.open(name, os.O_RDWR) if manifest.direct else cars.create(name, read=True)
     try:
@@ -348,9 +353,7 @@ def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Iterable
             elif written != expected_size:
                 raise StagingError(f"assembled {written} bytes, expected {expected_size}; "
                                    f"nothing was committed")
-            os.fchmod(fd, st.st_mode & 0o7777)
-            if hasattr(os, "fchown") and os.geteuid() == 0:
-                os.fchown(fd, st.st_uid, st.st_gid)
+            keep_metadata(source_fd, fd, st, manifest.target)
             fsync_file(fd)
             crashpoint("rewrite-synced")
         finally:

@@ -25,6 +25,7 @@ from .exceptions import (
     TargetPermissionError,
 )
 from .lock import TargetLock
+from .metadata import check_hardlinks
 from .plan import Manifest
 from .recover import RecoveryResult, check_no_journal, recover_local
 from .resolve import Piece
@@ -165,8 +166,12 @@ class LocalTarget:
     def commit(self, stage: Staging, pieces: Sequence[Piece], manifest: Manifest,
                layout: Layout, mode: str, size_after: int, *, dry_run: bool,
                options: dict[str, Any]) -> CommitOutcome:
-        """Verify and commit in ``mode`` (auto picks by the bytes each would write)."""
+        """Verify and commit in ``mode`` (auto picks by the bytes each would write; a file
+        with other hard links is committed in place where the edits allow, since a rewrite
+        would cut its links)."""
         size = manifest.identity.size
+        break_links = bool(options.get("break_hardlinks"))
+        linked = not break_links and os.stat(self.path).st_nlink > 1
         cut_at = layout.truncate_at if (layout.truncate_at is not None
                                         and layout.truncate_at < size) else None
         tail = tail_items(layout)
@@ -180,7 +185,7 @@ class LocalTarget:
             cheap = 2 * staged + (size - keeps) <= INPLACE_SHARE * max(size_after, 1)
         ranges = None
         with _opened(manifest.direct) as written_fd:
-            if mode == "inplace" or (mode == "auto" and cheap):
+            if mode == "inplace" or (mode == "auto" and (cheap or linked)):
                 if _lines_up(pieces, keeps):
                     if dry_run:
                         return CommitOutcome("inplace", staged + tail_bytes, size_after)
@@ -196,20 +201,22 @@ class LocalTarget:
                     options.get("writer", "pwrite"))
                 return CommitOutcome("inplace", written, size_after)
         if dry_run:
+            check_hardlinks(os.stat(self.path), self.url, break_links)
             return CommitOutcome("rewrite", size_after, size_after)
         with self.source() as source:
             assert source.fileno is not None
             written = commit_rewrite(self.path, source.fileno, stage, pieces, manifest, tail,
-                                     size_after)
+                                     size_after, break_hardlinks=break_links)
         return CommitOutcome("rewrite", written, size_after)
 
     def stream_rewrite(self, stage: Staging, pieces: Iterator[Piece], manifest: Manifest,
-                       layout: Layout, after_pieces: Callable[[], None]) -> CommitOutcome:
+                       layout: Layout, after_pieces: Callable[[], None],
+                       break_hardlinks: bool = False) -> CommitOutcome:
         """Rewrite from pieces that are still being made (see ``commit_rewrite``)."""
         with self.source() as source:
             assert source.fileno is not None
             written = commit_rewrite(self.path, source.fileno, stage, pieces, manifest,
-                                     tail_items(layout), None, after_pieces)
+                                     tail_items(layout), None, after_pieces, break_hardlinks)
         return CommitOutcome("rewrite", written, written)
 
 

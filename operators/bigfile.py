@@ -6,10 +6,12 @@ retries) into engine calls: :func:`~airflow_bigfile.api.edit_file` for the one-t
 :func:`~airflow_bigfile.api.plan_edit`, :func:`~airflow_bigfile.api.patch_batch` and
 :func:`~airflow_bigfile.api.commit_edit` for the fleet.
 
-Permanent engine errors (every :class:`~airflow_bigfile.BigFileError` but a held lock) fail
-the task without retries (``AirflowFailException``); anything else (a lost connection, a
-timeout) propagates and Airflow retries the task, which is safe: planning starts a new job,
-patching a batch overwrites its own staged shards, and a commit either happened or did not.
+Permanent engine errors (every :class:`~airflow_bigfile.BigFileError` but a held lock and a
+:class:`~airflow_bigfile.TransientStorageError`) fail the task without retries
+(``AirflowFailException``); those two (another job holds the target; a lost connection or a
+timeout that outlived the engine's own retries) propagate and Airflow retries the task,
+which is safe: planning starts a new job, patching a batch overwrites its own staged shards,
+and a commit either happened or did not.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_bigfile.hooks.bigfile import BigFileHook
 
 from airflow_bigfile.cancel import Cancelled
-from airflow_bigfile.exceptions import BigFileError, TargetLockedError
+from airflow_bigfile.exceptions import BigFileError, TargetLockedError, TransientStorageError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -44,8 +46,8 @@ def _engine_errors(what: str) -> Iterator[None]:
     """Turn permanent engine errors into ``AirflowFailException`` (no retry)."""
     try:
         yield
-    except TargetLockedError:
-        raise  # another job holds the target: a retry later may succeed
+    except (TargetLockedError, TransientStorageError):
+        raise  # another job holds the target, or the store was unreachable: retry later
     except BigFileError as exc:
         raise AirflowFailException(f"{what} failed: {exc}") from exc
     except Cancelled as exc:  # on_kill stopped the engine; a retry may run it again
@@ -185,6 +187,8 @@ class BigFileEditOperator(_BigFileOperator):
     :param delimiter: align shard boundaries to records ending with this.
     :param dry_run: compute the figures, change nothing.
     :param wait: seconds to wait for another job's lock on the target.
+    :param break_hardlinks: allow a rewrite of a file with other hard links (they keep the
+        old bytes); without it such a file is edited in place or the task fails.
     """
 
     template_fields: Sequence[str] = ("path", "edits", "staging")
@@ -194,7 +198,7 @@ class BigFileEditOperator(_BigFileOperator):
                  conn_id: str | None = None, shard_size: int | str | None = None,
                  workers: int | None = None, mode: str = "auto",
                  delimiter: str | bytes | None = None, dry_run: bool = False,
-                 wait: float = 0.0, **kwargs: Any) -> None:
+                 wait: float = 0.0, break_hardlinks: bool = False, **kwargs: Any) -> None:
         super().__init__(conn_id=conn_id, **kwargs)
         self.path = path
         self.edits = edits
@@ -205,6 +209,7 @@ class BigFileEditOperator(_BigFileOperator):
         self.delimiter = delimiter
         self.dry_run = dry_run
         self.wait = wait
+        self.break_hardlinks = break_hardlinks
 
     @cached_property
     def _kill_switch(self) -> Any:
@@ -223,7 +228,8 @@ class BigFileEditOperator(_BigFileOperator):
                                mode=self.mode, staging=self.staging or None,
                                delimiter=self.delimiter, dry_run=self.dry_run,
                                wait=self.wait, progress=self._kill_switch,
-                               stop=self._kill_switch.killed)
+                               stop=self._kill_switch.killed,
+                               break_hardlinks=self.break_hardlinks)
         figures = result.to_dict()
         self.log.info("Edited %s: %s", url, figures)
         return figures
@@ -377,16 +383,19 @@ class BigFileCommitOperator(_BigFileOperator):
     :param conn_id: Airflow connection for the file's store.
     :param mode: ``auto``, ``inplace`` or ``rewrite``.
     :param wait: seconds to wait for another job's lock on the target.
+    :param break_hardlinks: allow a rewrite of a file with other hard links (see
+        ``BigFileEditOperator``).
     """
 
     template_fields: Sequence[str] = ("results",)
 
     def __init__(self, *, results: Any, conn_id: str | None = None, mode: str = "auto",
-                 wait: float = 0.0, **kwargs: Any) -> None:
+                 wait: float = 0.0, break_hardlinks: bool = False, **kwargs: Any) -> None:
         super().__init__(conn_id=conn_id, **kwargs)
         self.results = results
         self.mode = mode
         self.wait = wait
+        self.break_hardlinks = break_hardlinks
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_bigfile.api import commit_edit
@@ -410,7 +419,8 @@ class BigFileCommitOperator(_BigFileOperator):
         with _engine_errors(f"committing {staging}"):
             result = commit_edit(staging, storage_options=self._options(None),
                                  mode=self.mode, wait=self.wait, batches=batches,
-                                 staging_options=self._options(staging))
+                                 staging_options=self._options(staging),
+                                 break_hardlinks=self.break_hardlinks)
         figures = result.to_dict()
         self.log.info("Committed %s: %s", figures.get("target"), figures)
         return figures
@@ -426,7 +436,7 @@ def bigfile_edit_group(group_id: str, *, path: str, edits: Any, staging: str | N
                        max_batches: int | None = None, mode: str = "auto",
                        delimiter: str | bytes | None = None, align: int | None = None,
                        shared_staging: bool = False, patch_kwargs: dict[str, Any] | None = None,
-                       **group_kwargs: Any) -> TaskGroup:
+                       break_hardlinks: bool = False, **group_kwargs: Any) -> TaskGroup:
     """Build plan -> mapped patch -> commit as one ``TaskGroup`` named ``group_id``.
 
     ``patch_kwargs`` go to the mapped patch task's ``partial()`` (``retries``, ``pool``,
@@ -442,5 +452,5 @@ def bigfile_edit_group(group_id: str, *, path: str, edits: Any, staging: str | N
         patch = BigFilePatchShardsOperator.partial(
             task_id="patch", conn_id=conn_id, **(patch_kwargs or {})).expand(batch=plan.output)
         BigFileCommitOperator(task_id="commit", results=patch.output, conn_id=conn_id,
-                              mode=mode)
+                              mode=mode, break_hardlinks=break_hardlinks)
     return group
