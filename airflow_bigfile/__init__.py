@@ -15,6 +15,7 @@ from .exceptions import (
     EditError,
     HardLinkError,
     PatternError,
+    PayloadError,
     RecoveryError,
     ShardChecksumError,
     SourceChangedError,
@@ -27,6 +28,7 @@ from .exceptions import (
     TargetPermissionError,
     TransientStorageError,
 )
+from .payload import DataFile
 
 if TYPE_CHECKING:
     from .api import (
@@ -42,12 +44,12 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
-    "Append", "BigFileError", "Delete", "EditConflictError", "EditError", "EditResult",
-    "HardLinkError", "Insert", "Patch", "PatternError", "RecoveryError", "Replace",
-    "ShardChecksumError", "SourceChangedError", "StagingError", "StorageError", "TargetError",
-    "TargetIsDirectoryError", "TargetLockedError", "TargetNotFoundError",
-    "TargetPermissionError",
-    "TransientStorageError", "Truncate", "commit_edit", "edit_file", "patch_batch",
+    "Append", "BigFileError", "DataFile", "Delete", "EditConflictError", "EditError",
+    "EditResult", "HardLinkError", "Insert", "Patch", "PatternError", "PayloadError",
+    "RecoveryError", "Replace", "ShardChecksumError", "SourceChangedError", "StagingError",
+    "StorageError", "TargetError", "TargetIsDirectoryError", "TargetLockedError",
+    "TargetNotFoundError", "TargetPermissionError", "TransientStorageError", "Truncate",
+    "commit_edit", "edit_file", "patch_batch",
     "plan_edit", "recover_target", "PlannedEdit",
 ]
 

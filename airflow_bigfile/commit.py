@@ -36,6 +36,7 @@ from .oscompat import (
     write_sparse,
 )
 from .patch import job_tag
+from .payload import Data, chunks
 from .plan import Manifest
 from .recover import rollback_journal
 from .resolve import Piece
@@ -288,9 +289,9 @@ def replace_file(src: str, dst: str, attempts: int = 10) -> None:
 
 
 def assemble(assembler: Assembler, staging: Staging, pieces: Iterable[Piece],
-             manifest: Manifest, tail: Sequence[bytes | int],
+             manifest: Manifest, tail: Sequence[Data | int],
              after_pieces: Callable[[], None] | None = None) -> int:
-    """Write every piece then the tail (bytes, or an int for that many zero bytes);
+    """Write every piece then the tail (data, or an int for that many zero bytes);
     ``after_pieces`` runs between the two (a trailing unchanged run is not copied yet)."""
     if manifest.direct:
         # Check every byte the workers wrote before overwriting any (a match straddling
@@ -318,12 +319,13 @@ def assemble(assembler: Assembler, staging: Staging, pieces: Iterable[Piece],
         if isinstance(item, int):
             assembler.zeros(item)
         else:
-            assembler.write(item)
+            for piece in chunks(item):
+                assembler.write(piece)
     return assembler.finish()
 
 
 def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Iterable[Piece],
-                   manifest: Manifest, tail: Sequence[bytes | int], expected_size: int | None,
+                   manifest: Manifest, tail: Sequence[Data | int], expected_size: int | None,
                    after_pieces: Callable[[], None] | None = None,
                    break_hardlinks: bool = False) -> int:
     """Build the new file beside ``path`` and rename it over the target. Returns bytes written.
@@ -463,9 +465,24 @@ def staged_writes(staging: Staging, pieces: Sequence[Piece], manifest: Manifest,
                 yield start, pread(written_fd, min(8 << 20, at + length - start), start)
 
 
+def commit_truncate(path: str, url: str, identity: Identity, size: int) -> None:
+    """Cut (or extend) the target to ``size`` with one ftruncate and an fsync, as coreutils
+    ``truncate`` does: one syscall leaves the old file or the new one, so no journal is
+    needed, and a full disk cannot stop it."""
+    fd = os.open(Sidecars.of(path).path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        check_identity(identity, Identity(size=st.st_size, mtime_ns=st.st_mtime_ns,
+                                          inode=st.st_ino), url)
+        os.ftruncate(fd, size)
+        fsync_file(fd)
+    finally:
+        os.close(fd)
+
+
 def commit_inplace(path: str, url: str, identity: Identity | None,
                    ranges: Sequence[tuple[int, int]], cut_at: int | None,
-                   tail: Sequence[bytes | int], expected_size: int,
+                   tail: Sequence[Data | int], expected_size: int,
                    writes: Iterable[tuple[int, bytes | memoryview]],
                    writer: str = "pwrite") -> int:
     """Journal the bytes about to change, write the new ones in place, drop the journal.
@@ -484,7 +501,7 @@ def commit_inplace(path: str, url: str, identity: Identity | None,
     try:
         st = os.fstat(fd)
         if identity is None:
-            expected_size = st.st_size + sum(len(t) for t in tail if isinstance(t, bytes))
+            expected_size = st.st_size + sum(len(t) for t in tail if not isinstance(t, int))
         else:
             check_identity(identity, Identity(size=st.st_size, mtime_ns=st.st_mtime_ns,
                                               inode=st.st_ino), url)
@@ -524,7 +541,7 @@ def commit_inplace(path: str, url: str, identity: Identity | None,
 
 
 def _write_inplace(fd: int, writes: Iterable[tuple[int, bytes | memoryview]], writer: str,
-                   size: int, cut_at: int | None, tail: Sequence[bytes | int],
+                   size: int, cut_at: int | None, tail: Sequence[Data | int],
                    expected_size: int) -> int:
     """The data writes of an in-place commit, up to and including the fsync."""
     out = MmapWriter(fd, size) if writer == "mmap" else PositionalWriter(fd)
@@ -545,9 +562,10 @@ def _write_inplace(fd: int, writes: Iterable[tuple[int, bytes | memoryview]], wr
             end += item
             os.ftruncate(fd, end)
         else:
-            tail_writer.write(end, item)
-            end += len(item)
-            written += len(item)
+            for piece in chunks(item):
+                tail_writer.write(end, piece)
+                end += len(piece)
+                written += len(piece)
     if end != expected_size:
         raise StagingError(f"in-place commit produced {end} bytes, expected {expected_size}")
     fsync_file(fd)

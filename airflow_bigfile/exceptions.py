@@ -6,7 +6,8 @@ built-in fits, the leaf is also that built-in, so ``except ValueError`` keeps wo
     BigFileError
     ├── EditError (ValueError)                 an edit is malformed or out of range
     │   ├── EditConflictError                  two edits touch the same bytes
-    │   └── PatternError                       a bad regex, a zero-length or too-long match
+    │   ├── PatternError                       a bad regex, a zero-length or too-long match
+    │   └── PayloadError                       a data file is missing, unreadable or changed
     ├── TargetError                            the target cannot be edited
     │   ├── TargetNotFoundError (FileNotFoundError)
     │   ├── TargetIsDirectoryError (IsADirectoryError)
@@ -39,6 +40,10 @@ class EditConflictError(EditError):
 
 class PatternError(EditError):
     """A search pattern is invalid, matches zero bytes, or a match exceeds ``max_match``."""
+
+
+class PayloadError(EditError):
+    """Edit data given as a file is missing, unreadable, or changed while the edit ran."""
 
 
 class TargetError(BigFileError):

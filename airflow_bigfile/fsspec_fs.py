@@ -45,6 +45,7 @@ from .edits import Append, Patch, Truncate
 from .exceptions import SourceChangedError, TargetNotFoundError
 from .metadata import check_hardlinks, keep_metadata
 from .oscompat import fsync_dir, fsync_file
+from .payload import DataFile
 from .sidecars import real_path
 
 if TYPE_CHECKING:
@@ -369,12 +370,13 @@ class SpoolFile(_Deferred):
         if not self.fs.fs.exists(self.path):
             return False
         if os.path.getsize(self._temp):
-            with open(self._temp, "rb") as f:
-                data = f.read()
+            data = DataFile(self._temp)  # read in chunks, not whole
             try:
                 self.fs._edit(self.path, [Append(data)])
             except TargetNotFoundError:
                 return False
+            finally:
+                data.close()
         return True
 
     def _replace_local(self) -> None:

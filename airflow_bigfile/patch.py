@@ -24,6 +24,7 @@ from .checksum import crc32c
 from .edits import Layout
 from .exceptions import BigFileError, EditConflictError, ShardChecksumError
 from .oscompat import find_all, has_holes
+from .payload import CHUNK, Data, chunks, is_ranged
 from .plan import Manifest, Shard
 from .scan import Matcher, Window, replace_all
 from .shardfile import Placement, RecordWriter, ShardHeader
@@ -348,7 +349,7 @@ class Patcher:
             if ev_start > cur:
                 writer.original(cur, ev_start - cur, win.view(cur, ev_start))
             cur = max(cur, ev_start)
-            writer.new(new)
+            _new(writer, new)
             if kind == _RANGE:
                 cur = ev_end
                 reach_end, reach_owner = ev_end, idx
@@ -371,6 +372,15 @@ class Patcher:
         a, b = sorted((a, b))
         raise EditConflictError(f"{self.layout.owner(a)} conflicts with {self.layout.owner(b)}:"
                                 f" both change the bytes at offset {start}")
+
+
+def _new(writer: RecordWriter, data: Data) -> None:
+    """Output new bytes; a long insert (or a file-backed one) a chunk at a time."""
+    if not is_ranged(data) and len(data) <= CHUNK:
+        writer.new(data)  # type: ignore[arg-type]
+        return
+    for piece in chunks(data):
+        writer.new(piece)
 
 
 def patch_batch(patcher: Patcher, shards: Sequence[Shard],

@@ -11,13 +11,14 @@ import bisect
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .cancel import check_stop
 from .checksum import crc32c
 from .edits import Edit, Layout, check_offsets, edit_to_json, edits_from_json
 from .exceptions import StagingError
+from .payload import INLINE_MAX, StagedPayload, stage_payload
 from .storage import Identity, Source, Staging
 
 MANIFEST = "manifest.json"
@@ -73,13 +74,13 @@ class Manifest:
         }
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> Manifest:
+    def from_json(cls, obj: dict[str, Any], staging: Staging | None = None) -> Manifest:
         if obj.get("version") != MANIFEST_VERSION:
             raise StagingError(f"manifest version {obj.get('version')!r} is not supported")
         try:
             return cls(
                 job_id=obj["job_id"], target=obj["target"], identity=Identity(**obj["identity"]),
-                edits=edits_from_json(obj["edits"]),
+                edits=edits_from_json(obj["edits"], staging),
                 shards=[Shard(i, off, n, bool(p), crc)
                         for i, (off, n, p, crc) in enumerate(obj["shards"])],
                 align=obj["align"],
@@ -90,11 +91,21 @@ class Manifest:
             raise StagingError(f"the manifest is malformed: {exc}") from exc
 
     def save(self, staging: Staging) -> None:
+        """Write the manifest; edit data larger than :data:`INLINE_MAX` is first staged as
+        its own file and the edits then read it from there (workers get a reference)."""
+        self.edits = [_staged(edit, i, staging) for i, edit in enumerate(self.edits)]
         staging.write_json(MANIFEST, self.to_json())
 
     @classmethod
     def load(cls, staging: Staging) -> Manifest:
-        return cls.from_json(staging.read_json(MANIFEST))
+        return cls.from_json(staging.read_json(MANIFEST), staging)
+
+
+def _staged(edit: Edit, index: int, staging: Staging) -> Edit:
+    data = getattr(edit, "data", None)
+    if data is None or isinstance(data, StagedPayload) or len(data) <= INLINE_MAX:
+        return edit
+    return replace(edit, data=stage_payload(data, staging, f"payload-{index}.bin"))
 
 
 def boundaries(size: int, shard_size: int, align: int, source: Source | None = None,

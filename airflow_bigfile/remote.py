@@ -32,6 +32,7 @@ from .exceptions import (
     TargetIsDirectoryError,
     TargetNotFoundError,
 )
+from .payload import Data, chunks
 from .plan import Manifest
 from .recover import DISTRIBUTED_TTL, RecoveryResult
 from .resolve import Piece
@@ -334,7 +335,7 @@ class _Parts:
 
 
 def _segments(stage: Staging, pieces: Sequence[Piece], manifest: Manifest,
-              tail: Sequence[bytes | int]) -> Iterator[tuple[str, Any, int]]:
+              tail: Sequence[Data | int]) -> Iterator[tuple[str, Any, int]]:
     """The new content as ``("C", source_offset, length)`` and ``("D", bytes, length)``."""
     for piece in pieces:
         if piece.staged is None:
@@ -349,7 +350,8 @@ def _segments(stage: Staging, pieces: Sequence[Piece], manifest: Manifest,
                 n = min(READ_CHUNK, item - off)
                 yield "D", bytes(n), n
         else:
-            yield "D", item, len(item)
+            for piece in chunks(item):
+                yield "D", piece, len(piece)
 
 
 def _estimate_sent(pieces: Sequence[Piece], layout: Layout, kind: str, size_after: int
