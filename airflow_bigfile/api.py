@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -390,6 +391,7 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
               progress: Callback | None = None, wait: float = 0.0,
               scheduler: str | None = None, client: Any = None,
               block_size: int | str | None = None, writer: str = "pwrite",
+              stop: threading.Event | None = None,
               break_hardlinks: bool = False) -> EditResult:
     """Apply ``edits`` to the file at ``url`` as one atomic change.
 
@@ -411,6 +413,8 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     block_size : bytes a worker reads at a time (default 8 MiB); memory per worker is
         about this plus the longest match.
     writer : how an in-place commit writes: ``"pwrite"`` or ``"mmap"``.
+    stop : an event that cancels the job when set (from another thread, e.g. an operator's
+        ``on_kill``): thread and process workers stop, nothing is committed.
     break_hardlinks : rewrite a file that has other hard links (they keep the old bytes);
         without it such a file is committed in place where the edits allow, else refused
         with :class:`HardLinkError`.
@@ -463,7 +467,7 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
                     seconds=round(time.monotonic() - started, 6))
         spec = JobSpec(target=url, staging=_job_url(parent, job_id),
                        storage_options=storage_options or {}, dry_run=dry_run)
-        exe = make_executor(executor, workers, **dask)
+        exe = make_executor(executor, workers, stop, **dask)
         made = False
         try:
             if not dry_run:

@@ -1,7 +1,10 @@
 """The ``bigfile`` command: a thin front end that turns arguments into engine calls.
 
 Exit status: 0 on success, 1 on an operational error (one ``bigfile: error: ...`` line on
-stderr, no traceback), 2 on a usage error, 130 when interrupted.
+stderr, no traceback), 2 on a usage error, 130 on SIGINT (Ctrl-C) and 143 on SIGTERM: the
+job is cancelled and the target left as it was. A signal that arrives after the commit point
+(the rename of a rewrite, the removal of an in-place journal) is too late to cancel: the run
+finishes, warns that the edit was committed and exits 0.
 
 Only the standard library is imported at module level, so ``bigfile --help`` stays quick;
 the engine (fsspec, pyarrow) is imported when a command runs.
@@ -13,6 +16,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import stat
 import sys
 from collections.abc import Sequence
@@ -22,7 +26,7 @@ if TYPE_CHECKING:
     from .edits import Edit
 
 PROG = "bigfile"
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
 class InputError(Exception):
@@ -428,10 +432,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             and args.executor not in (None, "dask")):
         parser.print_usage(sys.stderr)
         return _fail(f"--scheduler needs --executor dask, not {args.executor}", EXIT_USAGE)
+    from .cancel import Cancelled, cancel_on_signals, late_signal, signal_name
+
     try:
-        return run(args)
-    except KeyboardInterrupt:
-        return _fail("interrupted", EXIT_INTERRUPTED)
+        with cancel_on_signals():
+            status = run(args)
+            late = late_signal()
+        if late is not None:
+            sys.stderr.write(f"{PROG}: warning: {signal_name(late)} arrived after the edit was "
+                             "committed; it was not cancelled\n")
+        return status
+    except KeyboardInterrupt as exc:  # Cancelled, or a Ctrl-C before the handlers were in
+        signum = exc.signum if isinstance(exc, Cancelled) else signal.SIGINT
+        done = ("run `bigfile recover` again to finish" if args.command == "recover"
+                else "nothing was changed")
+        return _fail(f"interrupted ({signal_name(signum or signal.SIGINT)}); {done}",
+                     128 + (signum or signal.SIGINT))
     except (InputError, OSError, ValueError) as exc:  # BigFileError leaves are among these
         return _fail(_describe(exc))
     except Exception as exc:

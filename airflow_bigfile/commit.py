@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
+from .cancel import commit_point, hold_signals
 from .checksum import crc32c
 from .crash import crashpoint
 from .exceptions import RecoveryError, ShardChecksumError, SourceChangedError, StagingError
@@ -360,12 +361,13 @@ def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Iterable
         finally:
             os.close(fd)
         check_identity(manifest.identity, local_identity(path), manifest.target)
-        replace_file(tmp, path)
-        crashpoint("renamed")
+        with commit_point():
+            replace_file(tmp, path)
+            crashpoint("renamed")
+            fsync_dir(cars.folder)
     except BaseException:
         cars.remove(name)
         raise
-    fsync_dir(cars.folder)
     return written
 
 
@@ -506,17 +508,27 @@ def commit_inplace(path: str, url: str, identity: Identity | None,
         saved = list(ranges)
         if cut_at is not None:
             saved.append((cut_at, st.st_size - cut_at))
-        write_journal(cars, fd, saved, st, expected_size, fsync_file)
-        fsync_dir(cars.folder)
-        crashpoint("journal-synced")
+        journaled = False
         try:
+            with hold_signals():  # a signal never leaves a torn journal behind
+                write_journal(cars, fd, saved, st, expected_size, fsync_file)
+                journaled = True
+            fsync_dir(cars.folder)
+            crashpoint("journal-synced")
             written = _write_inplace(fd, writes, writer, st.st_size, cut_at, tail,
                                      expected_size)
+            with commit_point():  # the edit stands once its journal is gone
+                cars.remove(cars.journal_name)
+                crashpoint("journal-removed")
+                fsync_dir(cars.folder)
         except BaseException as exc:
             os.close(fd)
             fd = -1
+            if not journaled:  # nothing of ours to roll back
+                raise
             try:
-                rollback_journal(cars)
+                with hold_signals():
+                    rollback_journal(cars)
             except Exception as again:
                 raise RecoveryError(
                     f"{path}: the in-place commit failed ({exc}) and so did its rollback "
@@ -525,9 +537,6 @@ def commit_inplace(path: str, url: str, identity: Identity | None,
     finally:
         if fd >= 0:
             os.close(fd)
-    cars.remove(cars.journal_name)
-    crashpoint("journal-removed")
-    fsync_dir(cars.folder)
     return written
 
 

@@ -1,8 +1,9 @@
 """A test hook for the crash tests: ``BIGFILE_CRASH=name:N`` SIGKILLs the process the N-th
 time it passes the point called ``name`` (journal-write, journal-synced, data-write,
 data-synced, journal-removed, rewrite-write, rewrite-synced, renamed, parts-uploaded,
-completed, stream-written). Unset, it costs one environment lookup per call, and calls sit
-outside the per-byte loops."""
+completed, stream-written); ``name:N:SIGTERM`` (or another signal's name) sends that signal
+instead, for the signal tests. Unset, it costs one environment lookup per call, and calls
+sit outside the per-byte loops."""
 
 from __future__ import annotations
 
@@ -17,5 +18,6 @@ def crashpoint(name: str) -> None:
     if not spec or not spec.startswith(name + ":"):
         return
     _counts[name] = _counts.get(name, 0) + 1
-    if _counts[name] >= int(spec.rsplit(":", 1)[1]):
-        os.kill(os.getpid(), signal.SIGKILL)
+    _, n, *sig = spec.split(":")
+    if _counts[name] == int(n):
+        os.kill(os.getpid(), getattr(signal, sig[0]) if sig else signal.SIGKILL)

@@ -4,13 +4,18 @@ call works in a thread, another process, or on another machine."""
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
 import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures import Executor as _PoolExecutor
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from typing import Any, Protocol, TypeVar
 
+from .cancel import check_stop, run_with_stop
 from .exceptions import BigFileError
+from .workers import start_worker
 
 T = TypeVar("T")
 
@@ -26,23 +31,52 @@ class Executor(Protocol):
 
 
 class PoolExecutor:
-    """A ``concurrent.futures`` pool: threads by default, processes on request."""
+    """A ``concurrent.futures`` pool: threads by default, processes on request.
 
-    def __init__(self, workers: int, *, processes: bool = False) -> None:
+    ``stop`` (an event; one is made when not given) cancels the job: setting it makes
+    :meth:`run` raise :class:`Cancelled` and thread workers stop within a block. Closing the
+    pool before its work is done (an error, a cancellation) stops thread workers the same
+    way and terminates worker processes, so it never waits for shards nobody will use.
+    Worker processes are spawned (they inherit none of this process's descriptors, so
+    never the target's lock) and die with this process (see :mod:`.workers`)."""
+
+    POLL = 0.2  # seconds between looks at ``stop`` while waiting for results
+
+    def __init__(self, workers: int, *, processes: bool = False,
+                 stop: threading.Event | None = None) -> None:
         self.workers = workers
-        self._pool: _PoolExecutor = (ProcessPoolExecutor(workers) if processes
-                                     else ThreadPoolExecutor(workers, "bigfile"))
+        self.stop = stop or threading.Event()
+        self._processes = processes
+        self._pool: _PoolExecutor = (
+            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                initializer=start_worker, initargs=(os.getpid(),))
+            if processes else ThreadPoolExecutor(workers, "bigfile"))
+        self._futures: list[Any] = []
 
     def run(self, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]]) -> Iterator[T]:
-        futures = [self._pool.submit(fn, *args) for args in calls]
+        call = fn if self._processes else functools.partial(run_with_stop, self.stop, fn)
+        futures = [self._pool.submit(call, *args) for args in calls]
+        self._futures += futures
+        pending = set(futures)
         try:
-            for future in as_completed(futures):
-                yield future.result()
+            while pending:
+                check_stop(self.stop)
+                done, pending = wait(pending, self.POLL, FIRST_COMPLETED)
+                for future in done:
+                    yield future.result()
         finally:
             for future in futures:
                 future.cancel()
 
     def close(self) -> None:
+        unfinished = any(not f.done() for f in self._futures)
+        if unfinished:
+            self.stop.set()
+            if self._processes:
+                # concurrent.futures has no public way to end running workers (3.14 adds
+                # terminate_workers); the pool then reports itself broken and shuts down.
+                for process in list(getattr(self._pool, "_processes", {}).values()):
+                    process.kill()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
@@ -51,9 +85,13 @@ class InlineExecutor:
 
     workers = 1
 
+    def __init__(self, stop: threading.Event | None = None) -> None:
+        self.stop = stop or threading.Event()
+
     def run(self, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]]) -> Iterator[T]:
         for args in calls:
-            yield fn(*args)
+            check_stop(self.stop)
+            yield run_with_stop(self.stop, fn, *args)
 
     def close(self) -> None:
         pass
@@ -99,15 +137,16 @@ class DaskExecutor:
 
 
 def make_executor(executor: str | Executor | None, workers: int | None,
-                  **options: Any) -> Executor:
-    """An executor by name (``thread``, ``process``, ``dask``) or the one given."""
+                  stop: threading.Event | None = None, **options: Any) -> Executor:
+    """An executor by name (``thread``, ``process``, ``dask``) or the one given; ``stop``
+    cancels the job's thread and process workers when set."""
     if executor is not None and not isinstance(executor, str):
         return executor
     name, count = check_executor(executor, workers)
     if name == "thread":
-        return InlineExecutor() if count == 1 else PoolExecutor(count)
+        return InlineExecutor(stop) if count == 1 else PoolExecutor(count, stop=stop)
     if name == "process":
-        return PoolExecutor(count, processes=True)
+        return PoolExecutor(count, processes=True, stop=stop)
     return DaskExecutor(count, **options)
 
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO
 
+from .cancel import check_stop
 from .checksum import crc32c
 from .edits import Layout
 from .exceptions import BigFileError, EditConflictError, ShardChecksumError, StagingError
@@ -210,6 +211,7 @@ class Patcher:
         try:
             b0 = start
             while b0 < end:
+                check_stop()
                 b1 = min(b0 + self.block, end)
                 win = self._read(b0, b1)
                 crc = crc32c(win.view(b0, b1), crc)

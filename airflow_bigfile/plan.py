@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from .cancel import check_stop
 from .checksum import crc32c
 from .edits import Edit, Layout, check_offsets, edit_to_json, edits_from_json
 from .exceptions import StagingError
@@ -204,6 +205,7 @@ def source_crc(source: Source, offset: int, length: int, block: int = BLOCK) -> 
     view = memoryview(buf)
     crc, done = 0, 0
     while done < length:
+        check_stop()
         n = source.readinto(offset + done, view[:min(block, length - done)])
         if n == 0:
             break

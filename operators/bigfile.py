@@ -27,6 +27,7 @@ from airflow.sdk import BaseOperator, TaskGroup, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_bigfile.hooks.bigfile import BigFileHook
 
+from airflow_bigfile.cancel import Cancelled
 from airflow_bigfile.exceptions import BigFileError, TargetLockedError, TransientStorageError
 
 if TYPE_CHECKING:
@@ -49,6 +50,8 @@ def _engine_errors(what: str) -> Iterator[None]:
         raise  # another job holds the target, or the store was unreachable: retry later
     except BigFileError as exc:
         raise AirflowFailException(f"{what} failed: {exc}") from exc
+    except Cancelled as exc:  # on_kill stopped the engine; a retry may run it again
+        raise AirflowException(f"{what}: the task was killed; nothing was changed") from exc
 
 
 def _parse_edits(edits: Any) -> list[Any]:
@@ -114,8 +117,9 @@ def _as_dict(value: Any, what: str) -> dict[str, Any]:
 
 
 def _kill_switch() -> Any:
-    """An fsspec progress callback that stops the engine's workers on ``on_kill``: the next
-    progress report raises, the engine cancels pending shards and removes its staging."""
+    """An fsspec progress callback whose ``killed`` event, also the engine's ``stop``, is set
+    by ``on_kill``: workers stop, the next progress report raises, the engine removes its
+    staging."""
     from fsspec.callbacks import Callback
 
     class KillSwitch(Callback):
@@ -224,12 +228,15 @@ class BigFileEditOperator(_BigFileOperator):
                                mode=self.mode, staging=self.staging or None,
                                delimiter=self.delimiter, dry_run=self.dry_run,
                                wait=self.wait, progress=self._kill_switch,
+                               stop=self._kill_switch.killed,
                                break_hardlinks=self.break_hardlinks)
         figures = result.to_dict()
         self.log.info("Edited %s: %s", url, figures)
         return figures
 
     def on_kill(self) -> None:
+        # Stops the engine's workers (threads within a block, processes at once) and makes
+        # the waiting engine raise, so its cleanup runs even if no exception reaches it.
         self._kill_switch.killed.set()
 
 

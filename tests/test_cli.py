@@ -619,7 +619,7 @@ def test_interrupt(capsys, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(airflow_bigfile, "edit_file", edit_file, raising=False)
     status, out, err = call(capsys, "append", "f", "--data", "x")
     assert status == 130
-    assert err.splitlines() == ["bigfile: error: interrupted"]
+    assert err.splitlines() == ["bigfile: error: interrupted (SIGINT); nothing was changed"]
 
 
 @pytest.mark.parametrize("exc", [RuntimeError("boom\nsecond line"),

@@ -25,6 +25,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from airflow_bigfile.edits import (
     edit_to_json,
 )
 from tests.model import apply_model
+from tests.procs import descendants, wait_until_gone
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or not hasattr(signal, "SIGKILL"),
                                 reason="needs fork and SIGKILL")
@@ -145,7 +147,8 @@ FRESH_CHILD = textwrap.dedent(r"""
     from airflow_bigfile import edit_file
     cmd = json.loads(sys.argv[1])
     edit_file(cmd["path"], cmd["edits"], mode=cmd["mode"], shard_size=cmd["shard_size"],
-              workers=1, block_size=cmd["block_size"], writer=cmd["writer"])
+              workers=cmd.get("workers", 1), executor=cmd.get("executor", "thread"),
+              block_size=cmd["block_size"], writer=cmd["writer"])
 """)
 
 
@@ -438,6 +441,52 @@ def test_kill_fresh_interpreter(sc: Scenario, tmp_path: Path) -> None:
         assert outcome == EXPECT[point], point
         TOTALS[sc.mode, point][outcome] += 1
         TOTALS[sc.mode, "killed"]["trials"] += 1
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="walks /proc (Linux)")
+@pytest.mark.parametrize("sc", [SCENARIOS[0], SCENARIOS[1]], ids=["inplace", "rewrite"])
+def test_kill_with_process_workers(sc: Scenario, tmp_path: Path) -> None:
+    """With ``executor="process"``: kills at the first pass of commit points, and kills while
+    the worker processes patch. The workers die with the job (none is left 2 s after it),
+    and recovery finds the old or the new file exactly, nothing else in the folder."""
+    points = ("data-write", "journal-removed") if sc.mode == "inplace" else \
+        ("rewrite-write", "renamed")  # one that leaves the old file, one the new
+    trials = [(point, None) for point in points] + [("patching", 0.0), ("patching", 0.05)]
+
+    def one(k: int, point: str, delay: float | None) -> tuple[str, bool]:
+        path = _fresh_target(tmp_path / f"t{k}", sc.old)
+        env = {k: v for k, v in os.environ.items() if k != "BIGFILE_CRASH"}
+        if delay is None:
+            env["BIGFILE_CRASH"] = f"{point}:1"
+        cmd = _command(sc, path, executor="process", workers=2)
+        proc = subprocess.Popen([sys.executable, "-c", FRESH_CHILD, json.dumps(cmd)], env=env,
+                                cwd=str(Path(__file__).resolve().parent.parent),
+                                stderr=subprocess.PIPE)
+        seen: dict[int, str] = {}
+        kill_at: float | None = None
+        while proc.poll() is None:
+            seen.update(descendants(proc.pid))
+            if delay is not None and kill_at is None and len(seen) >= 2:
+                kill_at = time.monotonic() + delay
+            if kill_at is not None and time.monotonic() >= kill_at:
+                proc.kill()
+            time.sleep(0.02)
+        _, err = proc.communicate(timeout=60)
+        # a kill while patching may come after a small job has already finished
+        finished = delay is not None and proc.returncode == 0
+        assert finished or proc.returncode == -signal.SIGKILL, (point, proc.returncode,
+                                                                 err[-2000:])
+        assert seen, f"{point}: no worker process was ever seen"
+        assert wait_until_gone(seen, 2) == [], f"{point}: workers outlived the job"
+        outcome = settle(sc, path, via_edit=k % 2 == 1)
+        assert delay is not None or outcome == EXPECT[point], point
+        return outcome, not finished
+
+    with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
+        outcomes = list(pool.map(lambda t: one(t[0], *t[1]), enumerate(trials)))
+    for (point, _), (outcome, killed) in zip(trials, outcomes, strict=True):
+        TOTALS[sc.mode, point][outcome] += 1
+        TOTALS[sc.mode, "killed"]["trials"] += killed
 
 
 @pytest.mark.parametrize("sc", [SCENARIOS[0], SCENARIOS[2]], ids=["inplace", "rewrite"])

@@ -1,0 +1,47 @@
+"""The start of a worker process: it must end with the process that started it.
+
+A worker outliving its job would keep reading the target and writing the new file after the
+job removed it, so each worker asks the kernel to kill it when its parent dies (Linux
+``PR_SET_PDEATHSIG``) and, everywhere, a watcher thread ends it once its parent is gone.
+Workers ignore SIGINT and SIGTERM: a Ctrl-C or a SIGTERM sent to the whole process group
+reaches the parent, which cancels the job and ends its workers itself.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+
+from .oscompat import _libc
+
+PR_SET_PDEATHSIG = 1
+WATCH_EVERY = 0.5  # seconds between the watcher's looks at the parent
+
+
+def start_worker(parent: int) -> None:
+    """Pool initializer: tie this worker's life to ``parent`` (the pool's owner)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        _die_with_parent()
+    if os.getppid() != parent:  # the parent died before the kernel was told
+        os._exit(1)
+    threading.Thread(target=_watch, args=(parent,), name="bigfile-parent-watch",
+                     daemon=True).start()
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel for SIGKILL when the parent dies (where libc refuses, the watcher
+    thread still ends the worker)."""
+    prctl = _libc("prctl", "c_int", "c_int", "c_ulong", "c_ulong", "c_ulong", "c_ulong")
+    if prctl:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _watch(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(WATCH_EVERY)
+    os._exit(1)
