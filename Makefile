@@ -4,7 +4,7 @@
 PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed-stamp
-EXTRAS := test,s3,dask,airflow
+EXTRAS := test,s3,dask,airflow,lineage
 # Known-good versions of every dependency: a fresh install resolves at once instead of
 # backtracking through moto[server]'s and Airflow's trees (regenerate with `pip freeze`).
 CONSTRAINTS := constraints.txt

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator, TaskGroup, conf
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_bigfile.hooks.bigfile import BigFileHook
+from airflow_bigfile.operators.assets import lineage, record_edit, with_edited_files
 
 from airflow_bigfile.exceptions import BigFileError, TargetLockedError
 
@@ -132,10 +133,17 @@ class _BigFileOperator(BaseOperator):
     """What every bigfile operator shares: the connection and the hook."""
 
     ui_color = "#e8f1fb"
+    #: the file this task changed, for lineage (set by the edit and commit operators)
+    _edited: str | None = None
 
     def __init__(self, *, conn_id: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.conn_id = conn_id
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The file this task changed as both the input and the output dataset (none for
+        the plan and patch tasks, which change no file)."""
+        return lineage(self._edited)
 
     @cached_property
     def hook(self) -> BigFileHook:
@@ -181,6 +189,10 @@ class BigFileEditOperator(_BigFileOperator):
     :param delimiter: align shard boundaries to records ending with this.
     :param dry_run: compute the figures, change nothing.
     :param wait: seconds to wait for another job's lock on the target.
+
+    The edited file is reported as an Asset (through the outlet alias
+    :data:`~airflow_bigfile.operators.assets.EDITED_FILES`) and, with the OpenLineage
+    provider, as the input and output dataset.
     """
 
     template_fields: Sequence[str] = ("path", "edits", "staging")
@@ -191,6 +203,7 @@ class BigFileEditOperator(_BigFileOperator):
                  workers: int | None = None, mode: str = "auto",
                  delimiter: str | bytes | None = None, dry_run: bool = False,
                  wait: float = 0.0, **kwargs: Any) -> None:
+        kwargs["outlets"] = with_edited_files(kwargs.get("outlets"))
         super().__init__(conn_id=conn_id, **kwargs)
         self.path = path
         self.edits = edits
@@ -221,6 +234,8 @@ class BigFileEditOperator(_BigFileOperator):
                                wait=self.wait, progress=self._kill_switch)
         figures = result.to_dict()
         self.log.info("Edited %s: %s", url, figures)
+        self._edited = url
+        record_edit(context, url, figures)
         return figures
 
     def on_kill(self) -> None:
@@ -376,12 +391,16 @@ class BigFileCommitOperator(_BigFileOperator):
     :param conn_id: Airflow connection for the file's store.
     :param mode: ``auto``, ``inplace`` or ``rewrite``.
     :param wait: seconds to wait for another job's lock on the target.
+
+    The committed file is reported as an Asset and an OpenLineage dataset, as
+    ``BigFileEditOperator`` does.
     """
 
     template_fields: Sequence[str] = ("results",)
 
     def __init__(self, *, results: Any, conn_id: str | None = None, mode: str = "auto",
                  wait: float = 0.0, **kwargs: Any) -> None:
+        kwargs["outlets"] = with_edited_files(kwargs.get("outlets"))
         super().__init__(conn_id=conn_id, **kwargs)
         self.results = results
         self.mode = mode
@@ -412,6 +431,8 @@ class BigFileCommitOperator(_BigFileOperator):
                                  staging_options=self._options(staging))
         figures = result.to_dict()
         self.log.info("Committed %s: %s", figures.get("target"), figures)
+        self._edited = figures.get("target")
+        record_edit(context, figures["target"], figures)
         return figures
 
     def on_kill(self) -> None:
