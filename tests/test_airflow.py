@@ -187,11 +187,82 @@ def test_operators_only_store_arguments():
     assert op.conn_id == "missing"
 
 
+def test_edit_reports_the_real_file_as_asset_and_lineage(tmp_path):
+    """Through a symlink, the Asset event and the OpenLineage datasets name the real file."""
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+    from airflow_bigfile.operators.assets import EDITED_FILES
+
+    real = tmp_path / "real.csv"
+    real.write_bytes(b"a;b\n" * 100)
+    (tmp_path / "link.csv").symlink_to(real)
+    op = BigFileEditOperator(task_id="e", path=str(tmp_path / "link.csv"),
+                             edits=[{"op": "replace", "find": ";", "replace": ","}])
+    assert op.outlets == [EDITED_FILES]
+    events = OutletEventAccessors()
+    figures = op.execute({"outlet_events": events})
+    [event] = events[EDITED_FILES].asset_alias_events
+    assert event.dest_asset_key.uri == f"file://{real}"
+    assert event.extra == {"commit_mode": figures["commit_mode"], "size_after": 400}
+    facets = op.get_openlineage_facets_on_complete(None)
+    assert [(d.namespace, d.name) for d in facets.inputs + facets.outputs] == [
+        ("file", str(real)), ("file", str(real))]
+
+
+def test_no_asset_event_when_nothing_changed(tmp_path):
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+    from airflow_bigfile.operators.assets import EDITED_FILES
+
+    target = tmp_path / "d.csv"
+    target.write_bytes(b"a;b\n")
+    events = OutletEventAccessors()
+    BigFileEditOperator(task_id="e", path=str(target), dry_run=True,
+                        edits=[{"op": "replace", "find": ";", "replace": ","}]
+                        ).execute({"outlet_events": events})
+    assert events[EDITED_FILES].asset_alias_events == []
+    assert target.read_bytes() == b"a;b\n"
+
+
+def test_commit_reports_its_target_and_keeps_user_outlets(tmp_path):
+    from airflow.sdk import Asset
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+    from airflow_bigfile.operators.assets import EDITED_FILES, asset_uri, lineage
+
+    target = tmp_path / "big.csv"
+    target.write_bytes(sample_csv(3000))
+    edits = [{"op": "replace", "find": "@old.com", "replace": "@new.com"}]
+    _, summaries = run_fleet(target, tmp_path / "st", edits, shard_size=4096, max_batches=3)
+    mine = Asset("s3://warehouse/report.parquet")
+    commit = BigFileCommitOperator(task_id="c", results=summaries, outlets=[mine])
+    assert commit.outlets == [mine, EDITED_FILES]
+    events = OutletEventAccessors()
+    commit.execute({"outlet_events": events})
+    assert [e.dest_asset_key.uri for e in events[EDITED_FILES].asset_alias_events] == [
+        f"file://{target}"]
+    assert asset_uri("bigfile::s3://b/dir/k.csv") == "s3://b/dir/k.csv"
+    s3 = lineage("s3://b/dir/k.csv")
+    assert [(d.namespace, d.name) for d in s3.outputs] == [("s3://b", "dir/k.csv")]
+    assert lineage(None).inputs == []
+
+
+def test_plan_operator_batch_bytes(tmp_path):
+    """The operator passes batch_bytes and core.max_map_length to the plan."""
+    target = tmp_path / "d.csv"
+    target.write_bytes(sample_csv(30000))  # ~1 MB
+    edits = [{"op": "replace", "find": "user", "replace": "USER"}]
+    default, _ = run_fleet(target, tmp_path / "a", edits, shard_size=4096)
+    sized, summaries = run_fleet(target, tmp_path / "b", edits, shard_size=4096,
+                                 batch_bytes="256KiB")
+    assert len(default) == 1
+    assert len(sized) == -(-target.stat().st_size // (256 * 1024))
+    BigFileCommitOperator(task_id="c", results=summaries).execute({})
+    assert b"user" not in target.read_bytes()
+
+
 def run_fleet(target: Path, staging: Path, edits, *, shard_size, max_batches=None,
-              retry: bool = False):
+              batch_bytes=None, retry: bool = False):
     plan = render(BigFilePlanOperator(task_id="plan", path="{{ params.path }}", edits=edits,
                                       staging="{{ params.staging }}", shard_size=shard_size,
-                                      max_batches=max_batches),
+                                      max_batches=max_batches, batch_bytes=batch_bytes),
                   path=str(target), staging=str(staging))
     batches = plan.execute({})
     json.dumps(batches)
