@@ -58,9 +58,8 @@ with DAG(
 ) as dag:
 
     @task
-    def make_sample(path: str, staging: str, sample_mb: str) -> None:
+    def make_sample(path: str, sample_mb: str) -> None:
         """CSV rows with e-mail addresses up to ``sample_mb`` MB, unless the file exists."""
-        os.makedirs(staging, exist_ok=True)
         if os.path.exists(path):
             return
         domains = [b"old.com", b"mail.example.org", b"corp.co.uk", b"x-y.net"]
@@ -85,4 +84,4 @@ with DAG(
     patch = BigFilePatchShardsOperator.partial(task_id="patch", retries=2).expand(
         batch=plan.output)
     commit = BigFileCommitOperator(task_id="commit", results=patch.output)
-    make_sample("{{ params.path }}", "{{ params.staging }}", "{{ params.sample_mb }}") >> plan
+    make_sample("{{ params.path }}", "{{ params.sample_mb }}") >> plan

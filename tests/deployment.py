@@ -86,15 +86,21 @@ class Deployment:
                                f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
         return proc
 
+    def spawn(self, name: str, args: list[str], *, cwd: Path | None = None,
+              env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start ``args`` as a process of this deployment, in a session of its own, logging
+        to ``logs/<name>.log``; :meth:`stop` ends it."""
+        with open(self.logs / f"{name}.log", "wb") as log:
+            proc = self.procs[name] = subprocess.Popen(
+                args, env={**self.env, **(env or {})}, cwd=cwd or self.root, stdout=log,
+                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+        return proc
+
     def start(self, timeout: float = 180) -> Deployment:
         """Migrate the database, start every component and wait for the API server."""
         self.airflow("db", "migrate")
         for name in self.components:
-            with open(self.logs / f"{name}.log", "wb") as log:
-                self.procs[name] = subprocess.Popen(
-                    [sys.executable, "-m", "airflow", name], env=self.env, cwd=self.root,
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    start_new_session=True)
+            self.spawn(name, [sys.executable, "-m", "airflow", name])
         if "api-server" in self.components:
             self._wait(lambda: self._health(), timeout, "the API server to answer")
         return self
