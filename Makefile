@@ -10,11 +10,6 @@ EXTRAS := test,s3,dask,airflow,lineage
 # backtracking through moto[server]'s and Airflow's trees (regenerate with `pip freeze`).
 CONSTRAINTS := constraints.txt
 
-# The system test's own virtualenv: kombu's redis extra pins packaging one release below
-# constraints.txt, so constraints-celery.txt replaces that pin there, not in .venv.
-SYSTEM_VENV  := .venv-system
-SYSTEM_STAMP := $(SYSTEM_VENV)/.installed-stamp
-
 .PHONY: all venv test demo bench system-test clean distclean
 
 all: test
@@ -37,19 +32,14 @@ bench: $(STAMP)
 	$(VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[$(EXTRAS),bench]'
 	$(VENV)/bin/python bench/run.py
 
-$(SYSTEM_STAMP): pyproject.toml $(CONSTRAINTS) constraints-celery.txt
+# Celery and Redis only for this target (as bench adds its extra); redis-server from Debian.
+system-test: $(STAMP)
 	@command -v redis-server >/dev/null || { apt-get update -q && apt-get install -y -q redis-server; }
-	@test -x $(SYSTEM_VENV)/bin/python || $(PYTHON) -m venv $(SYSTEM_VENV)
-	grep -v '^packaging==' $(CONSTRAINTS) | cat - constraints-celery.txt > $(SYSTEM_VENV)/constraints.txt
-	$(SYSTEM_VENV)/bin/python -m pip install --quiet -c $(SYSTEM_VENV)/constraints.txt \
-		-e '.[test,s3,airflow,celery]'
-	@touch $@
-
-system-test: $(SYSTEM_STAMP)
-	$(SYSTEM_VENV)/bin/python scripts/system_test.py
+	$(VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[$(EXTRAS),celery]'
+	$(VENV)/bin/python scripts/system_test.py
 
 clean:
 	rm -rf demo-data
 
 distclean: clean
-	rm -rf $(VENV) $(SYSTEM_VENV)
+	rm -rf $(VENV)
