@@ -13,7 +13,9 @@ from .exceptions import (
     BigFileError,
     EditConflictError,
     EditError,
+    HardLinkError,
     PatternError,
+    PayloadError,
     RecoveryError,
     ShardChecksumError,
     SourceChangedError,
@@ -24,7 +26,9 @@ from .exceptions import (
     TargetLockedError,
     TargetNotFoundError,
     TargetPermissionError,
+    TransientStorageError,
 )
+from .payload import DataFile
 
 if TYPE_CHECKING:
     from .api import (
@@ -40,11 +44,12 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
-    "Append", "BigFileError", "Delete", "EditConflictError", "EditError", "EditResult",
-    "Insert", "Patch", "PatternError", "RecoveryError", "Replace", "ShardChecksumError",
-    "SourceChangedError", "StagingError", "StorageError", "TargetError",
-    "TargetIsDirectoryError", "TargetLockedError", "TargetNotFoundError",
-    "TargetPermissionError", "Truncate", "commit_edit", "edit_file", "patch_batch",
+    "Append", "BigFileError", "DataFile", "Delete", "EditConflictError", "EditError",
+    "EditResult", "HardLinkError", "Insert", "Patch", "PatternError", "PayloadError",
+    "RecoveryError", "Replace", "ShardChecksumError", "SourceChangedError", "StagingError",
+    "StorageError", "TargetError", "TargetIsDirectoryError", "TargetLockedError",
+    "TargetNotFoundError", "TargetPermissionError", "TransientStorageError", "Truncate",
+    "commit_edit", "edit_file", "patch_batch",
     "plan_edit", "recover_target", "PlannedEdit",
 ]
 

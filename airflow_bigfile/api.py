@@ -12,21 +12,33 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from .batching import MAX_BATCHES, batch_count, check_batching
+from .commit import check_identity
 from .edits import Edit, Layout, check_offsets, coerce_edits
 from .errors import translated
 from .exceptions import EditError, SourceChangedError, StagingError, TargetError
 from .executors import Executor, check_executor, make_executor
 from .lock import TargetLock
+from .metadata import refuse_linked_rewrite
 from .oscompat import has_holes, preallocate
 from .patch import ShardResult
-from .plan import BLOCK, Manifest, Shard, boundaries, edit_windows, new_job_id, touched
+from .plan import (
+    BLOCK,
+    MANIFEST,
+    Manifest,
+    Shard,
+    boundaries,
+    edit_windows,
+    new_job_id,
+    touched,
+)
 from .recover import RecoveryResult
 from .remote import RemoteTarget
 from .resolve import Piece, iter_pieces, resolve_pieces
@@ -36,6 +48,8 @@ from .sizes import parse_size
 from .storage import Staging, is_local, resolve
 from .targets import CommitOutcome, LocalTarget
 from .tasks import JobSpec, checksum_ranges, patch_shards
+from .trust import Batch, check_batch, check_same_target, job_folder
+from .trust import check_job_id as checked_job_id
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
@@ -49,6 +63,7 @@ DEFAULT_ALIGN = 4096
 MIN_SPREAD_SHARD = 1 << 20
 MODES = ("auto", "inplace", "rewrite")
 RESULTS = "results"
+RESULT_NAME = re.compile(r"batch-[0-9]{7}\.json")
 
 
 @dataclass
@@ -81,6 +96,7 @@ class PlannedEdit:
     job_id: str
     shards: int
     batches: list[dict[str, Any]]
+    manifest_sha256: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -160,7 +176,7 @@ def _chunks(items: list[Shard], count: int) -> list[list[Shard]]:
 def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSpec, job_id: str,
           settings: tuple[int, int, int, bytes | None], exe: Executor,
           batch_count: int | Callable[[int, int], int], direct: bool = False,
-          checksum: bool = True) -> tuple[Manifest, Layout, list[list[Shard]]]:
+          checksum: bool = True) -> tuple[Manifest, Layout, list[list[Shard]], str | None]:
     """Check the edits against the file, shard it, checksum what will be read, write the
     manifest. Runs under the target's lock.
 
@@ -203,15 +219,14 @@ def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSp
         # Output offsets are the source's: workers write new bytes straight into the new
         # file beside the target, and bytes move once.
         name = target.cars.new_name(job_id)
-        manifest.direct = target.cars.at(name)
+        manifest.direct = True
         fd = target.cars.create(name)
         try:
             preallocate(fd, identity.size, holes=has_holes(os.stat(target.path)))
         finally:
             os.close(fd)
-    if not spec.dry_run:
-        manifest.save(stage)
-    return manifest, layout, batches
+    digest = manifest.save(stage) if not spec.dry_run else None
+    return manifest, layout, batches, digest
 
 
 def _verify_sources(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpec,
@@ -328,7 +343,8 @@ def _rewrite_certain(manifest: Manifest) -> bool:
 
 
 def _stream_commit(target: LocalTarget, manifest: Manifest, spec: JobSpec,
-                   incoming: _Incoming, started: float, exe: Executor) -> EditResult | None:
+                   incoming: _Incoming, started: float, exe: Executor,
+                   break_hardlinks: bool = False) -> EditResult | None:
     """Rewrite while the workers are still patching: each piece is written as soon as its
     shard and all before it are resolved, so the scan and the copy overlap. None when the
     pieces changed nothing (the caller then commits the tail, if any, the usual way)."""
@@ -349,7 +365,8 @@ def _stream_commit(target: LocalTarget, manifest: Manifest, spec: JobSpec,
 
     stage = spec.open_staging()
     try:
-        outcome = target.stream_rewrite(stage, pieces(), manifest, layout, after_pieces)
+        outcome = target.stream_rewrite(stage, pieces(), manifest, layout, after_pieces,
+                                        break_hardlinks)
     except _Unchanged:
         return None
     finally:
@@ -380,7 +397,8 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
               delimiter: bytes | str | None = None, align: int | None = None,
               progress: Callback | None = None, wait: float = 0.0,
               scheduler: str | None = None, client: Any = None,
-              block_size: int | str | None = None, writer: str = "pwrite") -> EditResult:
+              block_size: int | str | None = None, writer: str = "pwrite",
+              break_hardlinks: bool = False) -> EditResult:
     """Apply ``edits`` to the file at ``url`` as one atomic change.
 
     Parameters
@@ -401,6 +419,9 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     block_size : bytes a worker reads at a time (default 8 MiB); memory per worker is
         about this plus the longest match.
     writer : how an in-place commit writes: ``"pwrite"`` or ``"mmap"``.
+    break_hardlinks : rewrite a file that has other hard links (they keep the old bytes);
+        without it such a file is committed in place where the edits allow, else refused
+        with :class:`HardLinkError`.
 
     Returns
     -------
@@ -428,6 +449,8 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     target = open_target(url, storage_options)
     settings = _settings(shard_size, align, block_size, delimiter, local=target.local)
     target.check(write=not dry_run and bool(edit_list))
+    if mode == "rewrite" and target.local and edit_list:
+        refuse_linked_rewrite(target.path, url, break_hardlinks)
     job_id = new_job_id()
     local_workers = executor in (None, "thread", "process")
     parent = _staging_parent(target, staging, local_workers)
@@ -456,8 +479,8 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
                 made = True
             if shard_size is None and target.local:
                 settings = _spread(settings, target.identity().size, exe.workers)
-            manifest, _, batches = _plan(target, edit_list, spec, job_id, settings, exe,
-                                         exe.workers * 4, direct=local_workers,
+            manifest, _, batches, _ = _plan(target, edit_list, spec, job_id, settings, exe,
+                                            exe.workers * 4, direct=local_workers,
                                          checksum=not target.local)
             if progress is not None:
                 progress.set_size(sum(s.length for batch in batches for s in batch))
@@ -466,11 +489,13 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
                 manifest, progress)
             if (isinstance(target, LocalTarget) and not dry_run and mode != "inplace"
                     and _rewrite_certain(manifest)):
-                streamed = _stream_commit(target, manifest, spec, incoming, started, exe)
+                streamed = _stream_commit(target, manifest, spec, incoming, started, exe,
+                                          break_hardlinks)
                 if streamed is not None:
                     return streamed
             return _commit(target, manifest, spec, incoming.all(), mode, dry_run=dry_run,
-                           started=started, options={"writer": writer}, exe=exe)
+                           started=started, exe=exe,
+                           options={"writer": writer, "break_hardlinks": break_hardlinks})
         finally:
             exe.close()
             _clean_job(target, spec, job_id, made)
@@ -543,7 +568,7 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
               max_batches: int | None = None, batch_bytes: int | str | None = None,
               batch_limit: int = MAX_BATCHES, workers: int | None = None, wait: float = 0.0
               ) -> PlannedEdit:
-    """Plan an edit for workers elsewhere: write the manifest to ``staging`` and return at
+    """Plan an edit for workers elsewhere: write the manifest to ``staging`` and return the
     batches of contiguous shards (small dicts, one per mapped task).
 
     How many: enough that each gets about ``batch_bytes`` to patch (default
@@ -568,7 +593,7 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
         exe = make_executor("thread", workers)
         _make_job(spec, target, job_id, distributed=True)
         try:
-            manifest, _, batches = _plan(
+            manifest, _, batches, digest = _plan(
                 target, edit_list, spec, job_id, settings, exe,
                 functools.partial(batch_count, max_batches=max_batches,
                                   batch_bytes=batch_bytes, ceiling=batch_limit))
@@ -580,14 +605,31 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
     # Edits that read no shard (appends, growing truncates) still get one (empty) batch, so
     # a mapped patch step runs once and the commit after it is not skipped.
     ranges = [(batch[0].index, batch[-1].index) for batch in batches] or [(0, -1)]
+    assert digest is not None
     return PlannedEdit(
         target=url, staging=stage_url, job_id=job_id, shards=len(manifest.shards),
-        batches=[{"staging": stage_url, "job_id": job_id, "first": first, "last": last}
-                 for first, last in ranges])
+        manifest_sha256=digest,
+        batches=[{"staging": stage_url, "job_id": job_id, "first": first, "last": last,
+                  "manifest_sha256": digest} for first, last in ranges])
 
 
 def _batch_name(first: int) -> str:
     return f"{RESULTS}/batch-{first:07d}.json"
+
+
+def _load_manifest(stage: Staging, job_id: str, sha256: str) -> Manifest:
+    """The plan's manifest: its bytes must have the plan's SHA-256 and name the job."""
+    manifest = Manifest.load(stage, sha256)
+    if manifest.job_id != job_id:
+        raise StagingError(f"the manifest at {stage.path(MANIFEST)} is for job "
+                           f"{manifest.job_id}, not {job_id}; refusing it")
+    return manifest
+
+
+def _check_range(manifest: Manifest, batch: Batch) -> None:
+    if not batch.empty and not (batch.first >= 0 and batch.last < len(manifest.shards)):
+        raise StagingError(f"the batch's shards {batch.first}..{batch.last} are not shards of "
+                           f"job {batch.job_id} (it has {len(manifest.shards)})")
 
 
 @translated
@@ -595,66 +637,125 @@ def patch_batch(batch: dict[str, Any], *, storage_options: dict[str, Any] | None
                 staging_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """Patch one batch from :func:`plan_edit` and record its results in staging.
 
-    Idempotent: a retry overwrites its own staged shards and results. Returns a small
-    summary (no shard data) suitable for XCom.
+    The manifest is used only if it is the one planned (the batch carries its SHA-256); the
+    batch's staging must be its job's folder. Idempotent: a retry overwrites its own staged
+    shards and results. Returns a small summary (no shard data) suitable for XCom.
     """
-    try:
-        stage_url, first, last = batch["staging"], int(batch["first"]), int(batch["last"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise StagingError(f"not a bigfile batch: {batch!r}") from exc
-    stage = JobSpec(target="", staging=stage_url, storage_options=storage_options or {},
+    checked = check_batch(batch)
+    stage = JobSpec(target="", staging=checked.staging, storage_options=storage_options or {},
                     staging_options=staging_options or {}).open_staging()
-    manifest = Manifest.load(stage)
-    spec = JobSpec(target=manifest.target, staging=stage_url,
+    manifest = _load_manifest(stage, checked.job_id, checked.manifest_sha256)
+    _check_range(manifest, checked)
+    spec = JobSpec(target=manifest.target, staging=checked.staging,
                    storage_options=storage_options or {}, staging_options=staging_options or {})
-    indices = [i for i in range(first, last + 1) if manifest.shards[i].patch]
+    indices = [i for i in range(checked.first, checked.last + 1) if manifest.shards[i].patch]
     results = patch_shards(spec, indices, None, manifest)
-    stage.write_json(_batch_name(first), [r.to_json() for r in results])
-    return {"staging": stage_url, "job_id": manifest.job_id, "first": first, "last": last,
+    stage.write_json(_batch_name(checked.first), [r.to_json() for r in results])
+    return {"staging": checked.staging, "job_id": manifest.job_id, "first": checked.first,
+            "last": checked.last, "manifest_sha256": checked.manifest_sha256,
             "matches": sum(sum(r.matches) for r in results),
             "changed": sum(1 for r in results if r.changed),
             "errors": [r.error for r in results if r.error]}
 
 
+def _commit_batches(staging: str, batches: Iterable[dict[str, Any]] | None,
+                    manifest_sha256: str | None) -> tuple[Batch, list[Batch] | None]:
+    """The plan a commit trusts: its job folder, job id and manifest digest (as a batch
+    covering no shard) and the checked batches given, all of that one plan."""
+    given = None if batches is None else [check_batch(b) for b in batches]
+    digest = manifest_sha256 or (given[0].manifest_sha256 if given else None)
+    if digest is None:
+        raise StagingError(
+            f"commit_edit({staging!r}) needs the plan's batches (or the patch summaries) or "
+            f"its manifest_sha256: a staging folder alone is not trusted")
+    job_id = checked_job_id(job_folder(staging), f"the staging {staging}")
+    plan = check_batch({"staging": staging, "job_id": job_id, "first": 0,
+                        "last": -1, "manifest_sha256": digest})
+    if any((b.staging, b.job_id, b.manifest_sha256) != (plan.staging, plan.job_id, digest)
+           for b in given or []):
+        raise StagingError(f"the batches given are not all of the one plan staged at "
+                           f"{staging}; refusing to commit")
+    return plan, given
+
+
+def _read_results(stage: Staging, manifest: Manifest, plan: Batch,
+                  batches: list[Batch] | None) -> dict[int, ShardResult]:
+    """The workers' results, each refused unless it is for a shard of its batch. Without
+    batches, each results file is one, up to the next."""
+    if batches is None:
+        firsts = sorted(int(name[6:13]) for name in _list_results(stage))
+        batches = [replace(plan, first=first, last=after - 1) for first, after
+                   in zip(firsts, [*firsts[1:], len(manifest.shards)], strict=True)]
+    results: dict[int, ShardResult] = {}
+    for batch in batches:
+        if batch.empty:
+            continue
+        _check_range(manifest, batch)
+        name = _batch_name(batch.first)
+        found = stage.read_json(name)
+        for obj in found if isinstance(found, list) else [found]:
+            result = ShardResult.from_json(obj)
+            if not batch.first <= result.index <= batch.last or result.index in results:
+                raise StagingError(f"{stage.path(name)} has a result for shard "
+                                   f"{result.index}, outside its batch {batch.first}.."
+                                   f"{batch.last} or given twice; the staging was tampered "
+                                   f"with")
+            results[result.index] = result
+    return results
+
+
 @translated
-def commit_edit(staging: str, *, storage_options: dict[str, Any] | None = None,
+def commit_edit(staging: str, *, target: str | None = None,
+                batches: Iterable[dict[str, Any]] | None = None,
+                manifest_sha256: str | None = None,
+                storage_options: dict[str, Any] | None = None,
                 staging_options: dict[str, Any] | None = None,
                 mode: str = "auto", wait: float = 0.0, writer: str = "pwrite",
-                batches: Iterable[dict[str, Any]] | None = None) -> EditResult:
-    """Verify every staged shard of a planned edit and commit it atomically; the staging is
-    removed afterwards, whatever happens. A missing or corrupt shard fails here, target
-    untouched."""
+                break_hardlinks: bool = False) -> EditResult:
+    """Verify every staged shard of a planned edit and commit it atomically; the job's
+    staging folder is removed afterwards, whatever happens. A missing or corrupt shard fails
+    here, target untouched. ``break_hardlinks`` as for :func:`edit_file`.
+
+    Nothing in the staging folder is trusted: the manifest must have the SHA-256 the plan
+    returned, from ``batches`` (the plan's batches or the patch summaries) or
+    ``manifest_sha256``; with ``target`` a plan for another file is refused.
+    """
     started = time.monotonic()
     _check_mode(mode)
+    plan, checked = _commit_batches(staging, batches, manifest_sha256)
+    staging = plan.staging
     stage = JobSpec(target="", staging=staging, storage_options=storage_options or {},
                     staging_options=staging_options or {}).open_staging()
-    manifest = Manifest.load(stage)
+    manifest = _load_manifest(stage, plan.job_id, plan.manifest_sha256)
+    if target is not None:
+        check_same_target(manifest.target, target, storage_options)
     spec = JobSpec(target=manifest.target, staging=staging,
                    storage_options=storage_options or {}, staging_options=staging_options or {})
-    target = open_target(manifest.target, storage_options)
-    target.check(write=True)
-    firsts = sorted({int(b["first"]) for b in batches} if batches is not None else
-                    {int(n.rsplit("-", 1)[1].split(".")[0]) for n in _list_results(stage)})
-    results: dict[int, ShardResult] = {}
-    for first in firsts:
-        for obj in stage.read_json(_batch_name(first)):
-            result = ShardResult.from_json(obj)
-            results[result.index] = result
-    with target.session(wait=wait, job=manifest.job_id, keep=staging):
+    goal = open_target(manifest.target, storage_options)
+    goal.check(write=True)
+    if mode == "rewrite" and goal.local:
+        refuse_linked_rewrite(goal.path, manifest.target, break_hardlinks)
+    results = _read_results(stage, manifest, plan, checked)
+    with goal.session(wait=wait, job=manifest.job_id, keep=staging):
         exe = make_executor("thread", None)
         try:
-            result = _commit(target, manifest, spec, results, mode, dry_run=False,
-                             started=started, options={"writer": writer}, exe=exe)
+            # A source changed since planning is that, not the checksum errors of workers
+            # who read it after the change.
+            check_identity(manifest.identity, goal.identity(), manifest.target)
+            result = _commit(goal, manifest, spec, results, mode, dry_run=False,
+                             started=started, exe=exe,
+                             options={"writer": writer, "break_hardlinks": break_hardlinks})
         finally:
             exe.close()
-            _clean_job(target, spec, manifest.job_id, True)
+            _clean_job(goal, spec, manifest.job_id, True)
         return result
 
 
 def _list_results(stage: Staging) -> list[str]:
     try:
-        return [p.rsplit("/", 1)[1] for p in stage.fs.ls(stage.path(RESULTS), detail=False)
-                if p.endswith(".json")]
+        return [name for name in (p.rsplit("/", 1)[1] for p in
+                                  stage.fs.ls(stage.path(RESULTS), detail=False))
+                if RESULT_NAME.fullmatch(name)]
     except FileNotFoundError:
         return []
 

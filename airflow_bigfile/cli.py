@@ -13,6 +13,7 @@ import argparse
 import json
 import logging
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -107,6 +108,10 @@ def _common_options(*, edit: bool) -> argparse.ArgumentParser:
                            help="commit mode (default: auto)")
         group.add_argument("--staging", metavar="URL",
                            help="where shards are staged (default: beside the target)")
+        group.add_argument("--break-hardlinks", action="store_true",
+                           help="allow a rewrite of a file with other hard links (they keep "
+                                "the old bytes); without it such a file is edited in place "
+                                "or the edit is refused")
     group.add_argument("--storage-option", type=_storage_option, action="append", default=[],
                        metavar="KEY=VALUE", dest="storage_options",
                        help="fsspec storage option, repeatable; VALUE is JSON if it parses "
@@ -198,7 +203,9 @@ def _arg_bytes(text: str) -> bytes:
     return os.fsencode(text)
 
 
-def _data(args: argparse.Namespace) -> bytes:
+def _data(args: argparse.Namespace) -> Any:
+    """The edit data: bytes from --data/--hex, or a :class:`DataFile` read in chunks
+    (a pipe such as /dev/stdin is first spooled to a temporary file)."""
     if args.data is not None:
         return _arg_bytes(args.data)
     if args.hex is not None:
@@ -206,12 +213,31 @@ def _data(args: argparse.Namespace) -> bytes:
             return bytes.fromhex(args.hex)
         except ValueError as exc:
             raise InputError(f"--hex is not valid hex: {exc}") from None
+    from .exceptions import PayloadError
+    from .payload import DataFile
+
     try:
-        with open(args.data_file, "rb") as f:
-            return f.read()
+        if stat.S_ISFIFO(os.stat(args.data_file).st_mode):
+            return DataFile(_spool(args.data_file))
+        return DataFile(args.data_file)
     except OSError as exc:
         raise InputError(f"cannot read --data-file {args.data_file}: "
                          f"{exc.strerror or exc}") from None
+    except PayloadError as exc:
+        raise InputError(f"--data-file: {exc}") from None
+
+
+def _spool(path: str) -> str:
+    """Copy a pipe to a temporary file (removed at exit), a chunk at a time."""
+    import atexit
+    import shutil
+    import tempfile
+
+    fd, spooled = tempfile.mkstemp(prefix="bigfile-data-")
+    atexit.register(os.unlink, spooled)
+    with open(path, "rb") as src, os.fdopen(fd, "wb") as out:
+        shutil.copyfileobj(src, out, 4 << 20)
+    return spooled
 
 
 def _read_edits(path: str) -> list[Edit]:
@@ -301,6 +327,8 @@ def summarize(command: str, args: argparse.Namespace, result: dict[str, Any],
 
 def _engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"mode": args.mode, "dry_run": args.dry_run}
+    if args.break_hardlinks:
+        kwargs["break_hardlinks"] = True
     for name in ("shard_size", "workers", "staging", "delimiter", "wait", "executor"):
         value = getattr(args, name)
         if value is not None:

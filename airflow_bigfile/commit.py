@@ -20,6 +20,7 @@ from .checksum import crc32c
 from .crash import crashpoint
 from .exceptions import RecoveryError, ShardChecksumError, SourceChangedError, StagingError
 from .journal import write_journal
+from .metadata import check_hardlinks, keep_metadata
 from .oscompat import (
     data_runs,
     drop_written,
@@ -34,12 +35,14 @@ from .oscompat import (
     write_sparse,
 )
 from .patch import job_tag
+from .payload import Data, chunks
 from .plan import Manifest
 from .recover import rollback_journal
 from .resolve import Piece
 from .shardfile import HEADER_SIZE, ShardHeader, iter_records
 from .sidecars import Sidecars
 from .storage import Identity, Staging, local_identity
+from .trust import parse_staged
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +72,8 @@ def open_staged(staging: Staging, piece: Piece, manifest: Manifest
                 ) -> tuple[BinaryIO, ShardHeader]:
     """Open a staged shard and check its header against the manifest and the result."""
     assert piece.staged is not None and piece.result is not None
-    name, _, at = piece.staged.partition("#")
-    f = staging.reader(name)
-    base = int(at or 0)  # the handle is shared by the batch's shards: staging closes it
+    name, base = parse_staged(piece.staged)  # a batch file of this job's staging, nothing else
+    f = staging.reader(name)  # the handle is shared by the batch's shards: staging closes it
     f.seek(base)
     header = ShardHeader.unpack(f.read(HEADER_SIZE), piece.staged)
     shard, result = piece.shard, piece.result
@@ -286,9 +288,9 @@ def replace_file(src: str, dst: str, attempts: int = 10) -> None:
 
 
 def assemble(assembler: Assembler, staging: Staging, pieces: Iterable[Piece],
-             manifest: Manifest, tail: Sequence[bytes | int],
+             manifest: Manifest, tail: Sequence[Data | int],
              after_pieces: Callable[[], None] | None = None) -> int:
-    """Write every piece then the tail (bytes, or an int for that many zero bytes);
+    """Write every piece then the tail (data, or an int for that many zero bytes);
     ``after_pieces`` runs between the two (a trailing unchanged run is not copied yet)."""
     if manifest.direct:
         # Check every byte the workers wrote before overwriting any (a match straddling
@@ -316,22 +318,27 @@ def assemble(assembler: Assembler, staging: Staging, pieces: Iterable[Piece],
         if isinstance(item, int):
             assembler.zeros(item)
         else:
-            assembler.write(item)
+            for piece in chunks(item):
+                assembler.write(piece)
     return assembler.finish()
 
 
 def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Iterable[Piece],
-                   manifest: Manifest, tail: Sequence[bytes | int], expected_size: int | None,
-                   after_pieces: Callable[[], None] | None = None) -> int:
+                   manifest: Manifest, tail: Sequence[Data | int], expected_size: int | None,
+                   after_pieces: Callable[[], None] | None = None,
+                   break_hardlinks: bool = False) -> int:
     """Build the new file beside ``path`` and rename it over the target. Returns bytes written.
 
     ``expected_size`` None means the pieces are still being made (they stream in as workers
     finish): the size is then what they add up to. ``after_pieces`` (see :func:`assemble`)
-    may raise to abandon the new file before it is finished."""
+    may raise to abandon the new file before it is finished. The new file gets the target's
+    metadata (:mod:`.metadata`) before the rename; a target with other hard links is refused
+    before the new file exists, unless ``break_hardlinks``."""
     cars = Sidecars.of(path)
     name = cars.new_name(manifest.job_id)
     tmp = cars.at(name)
     st = os.fstat(source_fd)
+    check_hardlinks(st, manifest.target, break_hardlinks)
     # With direct writes the workers made the file; otherwise it must not exist yet.
     fd = cars.open(name, os.O_RDWR) if manifest.direct else cars.create(name, read=True)
     try:
@@ -347,9 +354,7 @@ def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Iterable
             elif written != expected_size:
                 raise StagingError(f"assembled {written} bytes, expected {expected_size}; "
                                    f"nothing was committed")
-            os.fchmod(fd, st.st_mode & 0o7777)
-            if hasattr(os, "fchown") and os.geteuid() == 0:
-                os.fchown(fd, st.st_uid, st.st_gid)
+            keep_metadata(source_fd, fd, st, manifest.target)
             fsync_file(fd)
             crashpoint("rewrite-synced")
         finally:
@@ -458,9 +463,24 @@ def staged_writes(staging: Staging, pieces: Sequence[Piece], manifest: Manifest,
                 yield start, pread(written_fd, min(8 << 20, at + length - start), start)
 
 
+def commit_truncate(path: str, url: str, identity: Identity, size: int) -> None:
+    """Cut (or extend) the target to ``size`` with one ftruncate and an fsync, as coreutils
+    ``truncate`` does: one syscall leaves the old file or the new one, so no journal is
+    needed, and a full disk cannot stop it."""
+    fd = os.open(Sidecars.of(path).path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    try:
+        st = os.fstat(fd)
+        check_identity(identity, Identity(size=st.st_size, mtime_ns=st.st_mtime_ns,
+                                          inode=st.st_ino), url)
+        os.ftruncate(fd, size)
+        fsync_file(fd)
+    finally:
+        os.close(fd)
+
+
 def commit_inplace(path: str, url: str, identity: Identity | None,
                    ranges: Sequence[tuple[int, int]], cut_at: int | None,
-                   tail: Sequence[bytes | int], expected_size: int,
+                   tail: Sequence[Data | int], expected_size: int,
                    writes: Iterable[tuple[int, bytes | memoryview]],
                    writer: str = "pwrite") -> int:
     """Journal the bytes about to change, write the new ones in place, drop the journal.
@@ -479,7 +499,7 @@ def commit_inplace(path: str, url: str, identity: Identity | None,
     try:
         st = os.fstat(fd)
         if identity is None:
-            expected_size = st.st_size + sum(len(t) for t in tail if isinstance(t, bytes))
+            expected_size = st.st_size + sum(len(t) for t in tail if not isinstance(t, int))
         else:
             check_identity(identity, Identity(size=st.st_size, mtime_ns=st.st_mtime_ns,
                                               inode=st.st_ino), url)
@@ -512,7 +532,7 @@ def commit_inplace(path: str, url: str, identity: Identity | None,
 
 
 def _write_inplace(fd: int, writes: Iterable[tuple[int, bytes | memoryview]], writer: str,
-                   size: int, cut_at: int | None, tail: Sequence[bytes | int],
+                   size: int, cut_at: int | None, tail: Sequence[Data | int],
                    expected_size: int) -> int:
     """The data writes of an in-place commit, up to and including the fsync."""
     out = MmapWriter(fd, size) if writer == "mmap" else PositionalWriter(fd)
@@ -533,9 +553,10 @@ def _write_inplace(fd: int, writes: Iterable[tuple[int, bytes | memoryview]], wr
             end += item
             os.ftruncate(fd, end)
         else:
-            tail_writer.write(end, item)
-            end += len(item)
-            written += len(item)
+            for piece in chunks(item):
+                tail_writer.write(end, piece)
+                end += len(piece)
+                written += len(piece)
     if end != expected_size:
         raise StagingError(f"in-place commit produced {end} bytes, expected {expected_size}")
     fsync_file(fd)

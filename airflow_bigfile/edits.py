@@ -11,9 +11,13 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .exceptions import EditConflictError, EditError, PatternError
+from .payload import DataFile, StagedPayload, is_ranged
+
+if TYPE_CHECKING:
+    from .storage import Staging
 
 DEFAULT_MAX_MATCH = 4096
 
@@ -24,6 +28,14 @@ def _as_bytes(value: Any, name: str) -> bytes:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     raise EditError(f"{name} must be bytes or text, not {type(value).__name__}")
+
+
+def _as_data(value: Any, name: str) -> Any:
+    """Edit data as given: ``bytes`` and file-backed payloads are kept (never copied),
+    text is encoded, a mutable buffer is copied once (it could change under us)."""
+    if isinstance(value, bytes) or is_ranged(value):
+        return value
+    return _as_bytes(value, name)
 
 
 def _as_count(value: Any, name: str, *, minimum: int = 0) -> int:
@@ -101,11 +113,11 @@ class Patch:
     """Overwrite ``len(data)`` bytes at ``offset``; the range must lie inside the file."""
 
     offset: int
-    data: bytes
+    data: bytes | DataFile
 
     def __post_init__(self) -> None:
         _as_count(self.offset, "patch: offset")
-        object.__setattr__(self, "data", _as_bytes(self.data, "patch: data"))
+        object.__setattr__(self, "data", _as_data(self.data, "patch: data"))
         if not self.data:
             raise EditError("patch: data must not be empty")
 
@@ -118,11 +130,11 @@ class Insert:
     """Insert ``data`` before the original byte at ``offset`` (``0 <= offset <= size``)."""
 
     offset: int
-    data: bytes
+    data: bytes | DataFile
 
     def __post_init__(self) -> None:
         _as_count(self.offset, "insert: offset")
-        object.__setattr__(self, "data", _as_bytes(self.data, "insert: data"))
+        object.__setattr__(self, "data", _as_data(self.data, "insert: data"))
 
     def describe(self) -> str:
         return f"insert(offset={self.offset}, {_bytes(len(self.data))})"
@@ -160,10 +172,10 @@ class Truncate:
 class Append:
     """Add ``data`` after the end of the file; several appends keep their order."""
 
-    data: bytes
+    data: bytes | DataFile
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "data", _as_bytes(self.data, "append: data"))
+        object.__setattr__(self, "data", _as_data(self.data, "append: data"))
 
     def describe(self) -> str:
         return f"append({_bytes(len(self.data))})"
@@ -191,8 +203,10 @@ def label(index: int, edit: Edit) -> str:
     return f"edit #{index + 1} {edit.describe()}"
 
 
-def edit_from_json(obj: Any, index: int = 0) -> Edit:
-    """Build one edit from its JSON form (``{"op": "patch", "offset": 3, "data": "x"}``)."""
+def edit_from_json(obj: Any, index: int = 0, staging: Staging | None = None) -> Edit:
+    """Build one edit from its JSON form (``{"op": "patch", "offset": 3, "data": "x"}``);
+    ``data`` may also come as ``data_hex``, or from a local file as ``data_file``. With
+    ``staging`` (a manifest being loaded), ``data_staged`` names a payload staged there."""
     where = f"edit #{index + 1}"
     if not isinstance(obj, dict):
         raise EditError(f"{where}: expected an object with an 'op' field, got {obj!r}")
@@ -201,15 +215,30 @@ def edit_from_json(obj: Any, index: int = 0) -> Edit:
         raise EditError(f"{where}: unknown op {op!r}; expected one of {', '.join(_FIELDS)}")
     required, optional = _FIELDS[op]
     allowed = set(required) | set(optional) | {f"{f}_hex" for f in _BYTE_FIELDS} | {"op"}
+    if "data" in required:
+        allowed |= {"data_file", "data_staged"} if staging is not None else {"data_file"}
     unknown = sorted(set(obj) - allowed)
     if unknown:
         raise EditError(f"{where} ({op}): unknown field(s) {', '.join(unknown)}")
     kwargs: dict[str, Any] = {}
     for name in required + optional:
         hex_name = f"{name}_hex"
-        if name in _BYTE_FIELDS and hex_name in obj:
-            if name in obj:
-                raise EditError(f"{where} ({op}): give {name} or {hex_name}, not both")
+        given = [f for f in (name, hex_name, f"{name}_file", f"{name}_staged") if f in obj]
+        if len(given) > 1:
+            both = "not both" if len(given) == 2 else "only one"
+            raise EditError(f"{where} ({op}): give {' or '.join(given)}, {both}")
+        if f"{name}_file" in obj:
+            if not isinstance(obj[f"{name}_file"], str):
+                raise EditError(f"{where} ({op}): {name}_file must be a path string")
+            kwargs[name] = DataFile(obj[f"{name}_file"])
+        elif f"{name}_staged" in obj:
+            assert staging is not None
+            try:
+                ref = obj[f"{name}_staged"]
+                kwargs[name] = StagedPayload(staging, ref["name"], ref["size"], ref["crc32c"])
+            except (KeyError, TypeError) as exc:
+                raise EditError(f"{where} ({op}): {name}_staged is malformed") from exc
+        elif name in _BYTE_FIELDS and hex_name in obj:
             try:
                 kwargs[name] = bytes.fromhex(obj[hex_name])
             except (TypeError, ValueError) as exc:
@@ -226,8 +255,9 @@ def edit_from_json(obj: Any, index: int = 0) -> Edit:
         raise type(exc)(f"{where}: {exc}") from None
 
 
-def edits_from_json(data: Any) -> list[Edit]:
-    """Build an edit list from parsed JSON (a list of objects) or a JSON string."""
+def edits_from_json(data: Any, staging: Staging | None = None) -> list[Edit]:
+    """Build an edit list from parsed JSON (a list of objects) or a JSON string
+    (``staging``: see :func:`edit_from_json`)."""
     if isinstance(data, (str, bytes)):
         try:
             data = json.loads(data)
@@ -237,7 +267,7 @@ def edits_from_json(data: Any) -> list[Edit]:
         data = data["edits"]
     if not isinstance(data, list):
         raise EditError("edits must be a JSON list of objects, each with an 'op' field")
-    return [edit_from_json(obj, i) for i, obj in enumerate(data)]
+    return [edit_from_json(obj, i, staging) for i, obj in enumerate(data)]
 
 
 def edit_to_json(edit: Edit) -> dict[str, Any]:
@@ -247,7 +277,11 @@ def edit_to_json(edit: Edit) -> dict[str, Any]:
     out: dict[str, Any] = {"op": op}
     for name in required + optional:
         value = getattr(edit, name)
-        if isinstance(value, bytes):
+        if isinstance(value, DataFile):
+            out[f"{name}_file"] = value.path
+        elif isinstance(value, StagedPayload):
+            out[f"{name}_staged"] = value.to_json()
+        elif isinstance(value, bytes):
             try:
                 out[name] = value.decode("utf-8")
             except UnicodeDecodeError:

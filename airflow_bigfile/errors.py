@@ -12,6 +12,7 @@ from .exceptions import (
     StorageError,
     TargetNotFoundError,
     TargetPermissionError,
+    TransientStorageError,
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -23,13 +24,15 @@ def translate(exc: BaseException) -> BigFileError | None:
     """The BigFileError for a backend exception, or None if it is not an I/O failure."""
     if isinstance(exc, BigFileError):
         return exc
+    from .retry import is_transient
+
+    if is_transient(exc):
+        return TransientStorageError(f"{_what(exc)}; nothing was changed, and the "
+                                     f"engine's retries are spent: run the job again later")
     if isinstance(exc, FileNotFoundError):
         return TargetNotFoundError(f"{exc.filename or exc}: no such file or object")
     if isinstance(exc, OSError):
-        where = f"{exc.filename}: " if exc.filename else ""
-        name = errno.errorcode.get(exc.errno or 0, "")
-        what = exc.strerror or str(exc) or type(exc).__name__
-        message = f"{where}{what}" + (f" ({name})" if name else "")
+        message = _what(exc)
         if exc.errno in _PERMISSION or isinstance(exc, PermissionError):
             return TargetPermissionError(message + "; nothing was changed")
         error = StorageError(message + "; nothing was changed")
@@ -39,6 +42,16 @@ def translate(exc: BaseException) -> BigFileError | None:
                               "ParamValidationError"}:
         return StorageError(f"the object store refused: {exc}; nothing was changed")
     return None
+
+
+def _what(exc: BaseException) -> str:
+    """An I/O error in one line: where, what and its errno name."""
+    if not isinstance(exc, OSError):
+        return f"{type(exc).__name__}: {exc}"
+    where = f"{exc.filename}: " if exc.filename else ""
+    name = errno.errorcode.get(exc.errno or 0, "")
+    what = exc.strerror or str(exc) or type(exc).__name__
+    return f"{where}{what}" + (f" ({name})" if name else "")
 
 
 def translated(fn: F) -> F:

@@ -6,16 +6,20 @@ built-in fits, the leaf is also that built-in, so ``except ValueError`` keeps wo
     BigFileError
     ├── EditError (ValueError)                 an edit is malformed or out of range
     │   ├── EditConflictError                  two edits touch the same bytes
-    │   └── PatternError                       a bad regex, a zero-length or too-long match
+    │   ├── PatternError                       a bad regex, a zero-length or too-long match
+    │   └── PayloadError                       a data file is missing, unreadable or changed
     ├── TargetError                            the target cannot be edited
     │   ├── TargetNotFoundError (FileNotFoundError)
     │   ├── TargetIsDirectoryError (IsADirectoryError)
     │   ├── TargetPermissionError (PermissionError)
-    │   └── TargetLockedError                  another job holds the target's lock
+    │   ├── TargetLockedError                  another job holds the target's lock
+    │   └── HardLinkError                      a rewrite would cut the file's other hard links
     ├── SourceChangedError                     the target changed between plan and commit
     ├── StagingError                           staged shards or manifest missing or unusable
     │   └── ShardChecksumError (ValueError)    a staged shard or source range fails its CRC
     ├── StorageError (OSError)                 a permanent I/O failure (EIO, ENOSPC, ...)
+    │   └── TransientStorageError              a lost connection or timeout that outlived
+    │                                          the engine's retries: retry the job later
     └── RecoveryError                          a journal that cannot be rolled back safely
 """
 
@@ -38,6 +42,10 @@ class PatternError(EditError):
     """A search pattern is invalid, matches zero bytes, or a match exceeds ``max_match``."""
 
 
+class PayloadError(EditError):
+    """Edit data given as a file is missing, unreadable, or changed while the edit ran."""
+
+
 class TargetError(BigFileError):
     """The target cannot be edited."""
 
@@ -58,6 +66,11 @@ class TargetLockedError(TargetError):
     """Another job holds the target's lock."""
 
 
+class HardLinkError(TargetError):
+    """The file has other hard links that a rewrite would cut off (they would keep the old
+    bytes); pass ``break_hardlinks=True`` to rewrite it anyway."""
+
+
 class SourceChangedError(BigFileError):
     """The target changed between planning and commit; nothing was committed."""
 
@@ -72,6 +85,12 @@ class ShardChecksumError(StagingError, ValueError):
 
 class StorageError(BigFileError, OSError):
     """A permanent I/O failure (EIO, ENOSPC, EACCES, ...) that retrying will not cure."""
+
+
+class TransientStorageError(StorageError):
+    """A transient failure (a lost connection, a timeout, throttling) that outlived the
+    engine's own retries; nothing was changed and running the job again later may succeed
+    (the Airflow operators let Airflow retry it)."""
 
 
 class RecoveryError(BigFileError):

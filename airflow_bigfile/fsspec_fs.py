@@ -5,7 +5,10 @@ filesystem. Reads pass straight through; writes never leave a half-written targe
 
 - ``rb``: the inner filesystem's own file object.
 - ``wb``/``xb``: spooled to a temporary file and committed on close (locally a rename over
-  the target, elsewhere one upload); an exception inside ``with`` keeps the old file.
+  the target, elsewhere one upload); an exception inside ``with`` keeps the old file. Locally
+  the new file keeps the target's owner, group, mode bits, extended attributes and ACLs, or
+  the write is refused (:mod:`~airflow_bigfile.metadata`); a target with other hard links is
+  refused unless ``break_hardlinks=True``.
 - ``ab``: spooled to a temporary file, then committed by the engine as one
   :class:`~airflow_bigfile.edits.Append` (on S3 a server-side multipart copy, no download).
 - ``r+b``: a seekable file over the inner one whose writes and truncates are collected as
@@ -29,7 +32,6 @@ import contextlib
 import io
 import logging
 import os
-import stat
 import sys
 import tempfile
 from typing import TYPE_CHECKING, Any
@@ -41,7 +43,10 @@ from fsspec.utils import stringify_path
 
 from .edits import Append, Patch, Truncate
 from .exceptions import SourceChangedError, TargetNotFoundError
+from .metadata import check_hardlinks, keep_metadata
 from .oscompat import fsync_dir, fsync_file
+from .payload import DataFile
+from .sidecars import real_path
 
 if TYPE_CHECKING:
     from .edits import Edit
@@ -71,6 +76,9 @@ class BigFileFileSystem(ChainedFileSystem):
     fo : the inner path of a chained URL (fsspec passes it; unused).
     edit_options : extra keyword arguments for :func:`~airflow_bigfile.edit_file`
         (``shard_size``, ``workers``, ``executor``, ...).
+    break_hardlinks : let ``wb`` and ``r+b`` replace a local file that has other hard links
+        (they keep the old bytes); without it that is refused with ``HardLinkError``
+        (``r+b`` edits that keep every byte's place are committed in place, links kept).
     **kwargs : options of the inner filesystem, merged into ``target_options`` (so
         ``pd.read_csv("bigfile::s3://...", storage_options={"anon": True})`` works).
 
@@ -86,7 +94,8 @@ class BigFileFileSystem(ChainedFileSystem):
     def __init__(self, target_protocol: str | None = None,
                  target_options: dict[str, Any] | None = None,
                  fs: fsspec.AbstractFileSystem | None = None, fo: str | None = None,
-                 edit_options: dict[str, Any] | None = None, **kwargs: Any) -> None:
+                 edit_options: dict[str, Any] | None = None, break_hardlinks: bool = False,
+                 **kwargs: Any) -> None:
         own = {k: v for k, v in kwargs.items() if k in _OWN_OPTIONS}
         super().__init__(**own)
         if fs is None:
@@ -95,6 +104,7 @@ class BigFileFileSystem(ChainedFileSystem):
             fs = fsspec.filesystem(target_protocol or "file", **options)
         self.fs = fs
         self.edit_options = dict(edit_options or {})
+        self.break_hardlinks = break_hardlinks
 
     # -- paths --------------------------------------------------------------------------
 
@@ -129,8 +139,9 @@ class BigFileFileSystem(ChainedFileSystem):
     def _edit(self, path: str, edits: list[Edit]) -> Any:
         from .api import edit_file
 
+        options = {"break_hardlinks": self.break_hardlinks, **self.edit_options}
         return edit_file(self.inner_url(path), edits, storage_options=self.inner_options,
-                         **self.edit_options)
+                         **options)
 
     # -- files ---------------------------------------------------------------------------
 
@@ -300,8 +311,11 @@ class SpoolFile(_Deferred):
         if kind == "x" and fs.fs.exists(path):
             raise FileExistsError(path)
         beside = fs.local            # same filesystem, so the commit is a rename
-        folder = os.path.dirname(path) if beside else None
-        prefix = f".{os.path.basename(path)}." if beside else "bigfile-"
+        # A link is followed (the file it names is replaced, the link stays a link), except
+        # by exclusive creation, which never creates through a link.
+        self._real = real_path(path) if beside and kind == "w" else path
+        folder = os.path.dirname(self._real) if beside else None
+        prefix = f".{os.path.basename(self._real)}." if beside else "bigfile-"
         fd, self._temp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".bigfile-tmp")
         super().__init__(autocommit)
         self._file = os.fdopen(fd, "w+b")
@@ -356,20 +370,30 @@ class SpoolFile(_Deferred):
         if not self.fs.fs.exists(self.path):
             return False
         if os.path.getsize(self._temp):
-            with open(self._temp, "rb") as f:
-                data = f.read()
+            data = DataFile(self._temp)  # read in chunks, not whole
             try:
                 self.fs._edit(self.path, [Append(data)])
             except TargetNotFoundError:
                 return False
+            finally:
+                data.close()
         return True
 
     def _replace_local(self) -> None:
         try:
-            mode = stat.S_IMODE(os.stat(self.path).st_mode)
+            st = None if self.kind == "x" else os.stat(self._real)
         except FileNotFoundError:
-            mode = 0o666 & ~get_umask()
-        os.chmod(self._temp, mode)
+            st = None
+        if st is None:
+            os.chmod(self._temp, 0o666 & ~get_umask())
+        else:
+            check_hardlinks(st, self.path, self.fs.break_hardlinks)
+            fd = os.open(self._temp, os.O_RDONLY)
+            try:
+                keep_metadata(self._real, fd, st, self.path)
+                fsync_file(fd)
+            finally:
+                os.close(fd)
         if self.kind == "x":
             try:
                 os.link(self._temp, self.path)      # fails if the target appeared meanwhile
@@ -378,10 +402,10 @@ class SpoolFile(_Deferred):
             except OSError:                         # no hard links here
                 if os.path.exists(self.path):
                     raise FileExistsError(self.path) from None
-                os.replace(self._temp, self.path)
+                os.replace(self._temp, self._real)
         else:
-            os.replace(self._temp, self.path)
-        fsync_dir(os.path.dirname(self.path) or ".")
+            os.replace(self._temp, self._real)
+        fsync_dir(os.path.dirname(self._real) or ".")
 
     def _cleanup(self) -> None:
         if not self._file.closed:

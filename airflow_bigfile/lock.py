@@ -144,7 +144,14 @@ class TargetLock:
         info = {"pid": os.getpid(), "host": _host(),
                 "job": self.job, "since": time.strftime("%Y-%m-%dT%H:%M:%S")}
         os.ftruncate(fd, 0)
-        write_all(fd, json.dumps(info).encode(), 0)
+        try:
+            write_all(fd, json.dumps(info).encode(), 0)
+        except OSError as exc:
+            # A full disk must not stop a lone truncate, which frees space: the lock holds
+            # without its note (the holder then shows as unknown).
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                os.close(fd)
+                raise
         self._fd = fd
         return True
 

@@ -21,12 +21,14 @@ from typing import Any, BinaryIO
 
 from .checksum import crc32c
 from .edits import Layout
-from .exceptions import BigFileError, EditConflictError, ShardChecksumError
+from .exceptions import BigFileError, EditConflictError, ShardChecksumError, StagingError
 from .oscompat import find_all, has_holes
+from .payload import CHUNK, Data, chunks, is_ranged
 from .plan import Manifest, Shard
 from .scan import Matcher, Window, replace_all
 from .shardfile import Placement, RecordWriter, ShardHeader
 from .storage import Source, Staging
+from .trust import parse_staged
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +64,29 @@ class ShardResult:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> ShardResult:
-        return cls(**obj)
+    def from_json(cls, obj: Any) -> ShardResult:
+        """A result read back from staging: every field of its type, and a staged name that
+        can only point at a batch file of the job's own staging folder."""
+        try:
+            result = cls(**obj)
+        except TypeError as exc:
+            raise StagingError(f"a worker's result is malformed: {exc}") from None
+        ints = [result.index, result.output_start, result.output_length, result.new_bytes,
+                result.staged_bytes, result.payload_crc, *result.resume_in,
+                *result.resume_out, *result.matches]
+        optional = [result.first_event, result.source_crc]
+        if not (isinstance(result.resume_in, list) and isinstance(result.resume_out, list)
+                and isinstance(result.matches, list)
+                and all(type(n) is int for n in ints)
+                and all(n is None or type(n) is int for n in optional)
+                and isinstance(result.changed, bool)
+                and all(v is None or isinstance(v, str)
+                        for v in (result.error, result.error_type))):
+            raise StagingError(f"a worker's result for shard {result.index!r:.20} has fields "
+                               f"of the wrong type")
+        if result.staged is not None:
+            parse_staged(result.staged)
+        return result
 
 
 def job_tag(job_id: str) -> int:
@@ -111,7 +134,7 @@ class Patcher:
     """Applies one manifest's edits to its shards (one per worker process or thread)."""
 
     def __init__(self, manifest: Manifest, source: Source, staging: Staging,
-                 *, dry_run: bool = False) -> None:
+                 *, dry_run: bool = False, direct: str | None = None) -> None:
         self.manifest = manifest
         self.layout: Layout = manifest.layout
         self.source = source
@@ -134,8 +157,10 @@ class Patcher:
         self._index = 0
         self._batch_end = 0
         self._slice: _Slice | None = None
-        self._direct = (os.open(manifest.direct, os.O_WRONLY | getattr(os, "O_BINARY", 0))
-                        if manifest.direct and not dry_run else None)
+        # ``direct``: the new file beside the target that the planner made for this job
+        self._direct = (os.open(direct, os.O_WRONLY | getattr(os, "O_BINARY", 0)
+                                | getattr(os, "O_NOFOLLOW", 0))
+                        if direct is not None and not dry_run else None)
         # sized rather than preallocated: the source is sparse and the new file keeps holes
         self._direct_holes = self._direct is not None and has_holes(os.fstat(self._direct))
 
@@ -346,7 +371,7 @@ class Patcher:
             if ev_start > cur:
                 writer.original(cur, ev_start - cur, win.view(cur, ev_start))
             cur = max(cur, ev_start)
-            writer.new(new)
+            _new(writer, new)
             if kind == _RANGE:
                 cur = ev_end
                 reach_end, reach_owner = ev_end, idx
@@ -369,6 +394,15 @@ class Patcher:
         a, b = sorted((a, b))
         raise EditConflictError(f"{self.layout.owner(a)} conflicts with {self.layout.owner(b)}:"
                                 f" both change the bytes at offset {start}")
+
+
+def _new(writer: RecordWriter, data: Data) -> None:
+    """Output new bytes; a long insert (or a file-backed one) a chunk at a time."""
+    if not is_ranged(data) and len(data) <= CHUNK:
+        writer.new(data)  # type: ignore[arg-type]
+        return
+    for piece in chunks(data):
+        writer.new(piece)
 
 
 def patch_batch(patcher: Patcher, shards: Sequence[Shard],

@@ -8,16 +8,19 @@ so records stay whole. Each shard that the edits touch records the CRC32C of its
 from __future__ import annotations
 
 import bisect
+import json
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .checksum import crc32c
 from .edits import Edit, Layout, check_offsets, edit_to_json, edits_from_json
 from .exceptions import StagingError
+from .payload import INLINE_MAX, StagedPayload, stage_payload
 from .storage import Identity, Source, Staging
+from .trust import check_digest, check_job_id, manifest_digest
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -54,7 +57,9 @@ class Manifest:
     block_size: int = BLOCK
     staging: str = ""
     created: float = field(default_factory=time.time)
-    direct: str | None = None  # the new file workers write into, when offsets are known
+    # Workers write into the new file beside the target (offsets are known); its path is
+    # derived from the target and the job id (commit.new_file_path), never stored here.
+    direct: bool = False
 
     @property
     def layout(self) -> Layout:
@@ -72,28 +77,50 @@ class Manifest:
         }
 
     @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> Manifest:
-        if obj.get("version") != MANIFEST_VERSION:
-            raise StagingError(f"manifest version {obj.get('version')!r} is not supported")
+    def from_json(cls, obj: dict[str, Any], staging: Staging | None = None) -> Manifest:
+        if not isinstance(obj, dict) or obj.get("version") != MANIFEST_VERSION:
+            version = obj.get("version") if isinstance(obj, dict) else None
+            raise StagingError(f"manifest version {version!r} is not supported")
+        if not isinstance(obj.get("direct", False), bool):
+            raise StagingError(f"the manifest's direct flag {obj['direct']!r:.80} is not "
+                               f"true or false")
         try:
             return cls(
-                job_id=obj["job_id"], target=obj["target"], identity=Identity(**obj["identity"]),
-                edits=edits_from_json(obj["edits"]),
+                job_id=check_job_id(obj["job_id"], "the manifest"), target=obj["target"],
+                identity=Identity(**obj["identity"]),
+                edits=edits_from_json(obj["edits"], staging),
                 shards=[Shard(i, off, n, bool(p), crc)
                         for i, (off, n, p, crc) in enumerate(obj["shards"])],
                 align=obj["align"],
                 delimiter=bytes.fromhex(obj["delimiter"]) if obj["delimiter"] else None,
                 block_size=obj["block_size"], staging=obj["staging"], created=obj["created"],
-                direct=obj.get("direct"))
+                direct=obj.get("direct", False))
         except (KeyError, TypeError, ValueError) as exc:
             raise StagingError(f"the manifest is malformed: {exc}") from exc
 
-    def save(self, staging: Staging) -> None:
-        staging.write_json(MANIFEST, self.to_json())
+    def save(self, staging: Staging) -> str:
+        """Write the manifest and return its SHA-256, which every batch carries; edit data
+        larger than :data:`INLINE_MAX` is first staged as its own file and the edits then
+        read it from there (workers get a reference, checked by CRC32C per chunk)."""
+        self.edits = [_staged(edit, i, staging) for i, edit in enumerate(self.edits)]
+        data = json.dumps(self.to_json(), separators=(",", ":")).encode()
+        staging.write_bytes(MANIFEST, data)
+        return manifest_digest(data)
 
     @classmethod
-    def load(cls, staging: Staging) -> Manifest:
-        return cls.from_json(staging.read_json(MANIFEST))
+    def load(cls, staging: Staging, sha256: str) -> Manifest:
+        """The manifest in ``staging``, refused unless its bytes have the SHA-256 the plan
+        returned (the staging may be writable by others)."""
+        data = staging.read_bytes(MANIFEST)
+        check_digest(data, sha256, staging.path(MANIFEST))
+        return cls.from_json(staging.parse_json(MANIFEST, data), staging)
+
+
+def _staged(edit: Edit, index: int, staging: Staging) -> Edit:
+    data = getattr(edit, "data", None)
+    if data is None or isinstance(data, StagedPayload) or len(data) <= INLINE_MAX:
+        return edit
+    return replace(edit, data=stage_payload(data, staging, f"payload-{index}.bin"))
 
 
 def boundaries(size: int, shard_size: int, align: int, source: Source | None = None,

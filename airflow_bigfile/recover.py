@@ -44,10 +44,12 @@ class RecoveryResult:
     target: str
     rolled_back: bool = False
     removed: list[str] = field(default_factory=list)
+    # left alone: not provably bigfile's (e.g. a marker naming another object's upload)
+    kept: list[str] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
-        return not self.rolled_back and not self.removed
+        return not self.rolled_back and not self.removed and not self.kept
 
     @property
     def message(self) -> str:
@@ -58,6 +60,9 @@ class RecoveryResult:
             done.append("rolled back an unfinished in-place commit (the old file is back)")
         if self.removed:
             done.append(f"removed {len(self.removed)} stale file(s) or folder(s)")
+        if self.kept:
+            done.append(f"left alone {len(self.kept)} entry(ies) bigfile did not make: "
+                        + ", ".join(self.kept))
         return f"{self.target}: " + "; ".join(done)
 
     def to_dict(self) -> dict[str, object]:

@@ -32,10 +32,12 @@ from .exceptions import (
     TargetIsDirectoryError,
     TargetNotFoundError,
 )
+from .payload import Data, chunks
 from .plan import Manifest
 from .recover import DISTRIBUTED_TTL, RecoveryResult
 from .resolve import Piece
 from .retry import retried
+from .sidecars import JOB_ID
 from .storage import Identity, Source, Staging
 from .targets import CommitOutcome, tail_items
 
@@ -121,16 +123,56 @@ class RemoteTarget:
         for job in jobs:
             job = job.rstrip("/")
             if posixpath.basename(job) == UPLOADS:
-                for marker in retried(self.fs.ls, job, detail=False, refresh=True):
-                    self._abort(posixpath.basename(marker))
-                    retried(self.fs.rm_file, marker)
-                    result.removed.append(self.full_url(marker))
+                self._abort_ours(job, result)
                 continue
             if job == keep_path or self._live(job):
                 continue
+            if not JOB_ID.fullmatch(posixpath.basename(job)):
+                result.kept.append(self.full_url(job))
+                continue
             retried(self.fs.rm, job, recursive=True)
             result.removed.append(self.full_url(job))
+        if result.kept:
+            log.warning("%s", result.message)
         return result
+
+    def _abort_ours(self, folder: str, result: RecoveryResult) -> None:
+        """Abort the uploads a killed commit left, and only those: a marker (named after
+        the upload id, holding a bigfile job id) is acted on only if the store lists that
+        upload as in progress on this target's own key (abort it), or lists it nowhere (a
+        stale marker of a completed upload: removed). A marker naming another key's upload,
+        or holding anything but a job id, is left alone and reported."""
+        uploads = self._uploads()
+        key = self.fs.split_path(self.path)[1] if is_s3(self.fs) else ""
+        for marker in retried(self.fs.ls, folder, detail=False, refresh=True):
+            upload_id = posixpath.basename(marker.rstrip("/"))
+            try:
+                job = retried(self.fs.cat_file, marker).decode("ascii")
+            except (OSError, UnicodeDecodeError):
+                job = ""
+            on = uploads.get(upload_id)
+            if not JOB_ID.fullmatch(job) or on not in (None, key):
+                result.kept.append(self.full_url(marker))
+                continue
+            if on is not None:
+                self._abort(upload_id)
+            retried(self.fs.rm_file, marker)
+            result.removed.append(self.full_url(marker))
+
+    def _uploads(self) -> dict[str, str]:
+        """The multipart uploads in progress in the target's bucket: upload id -> key."""
+        if not is_s3(self.fs):
+            return {}
+        bucket, _, _ = self.fs.split_path(self.path)
+        found: dict[str, str] = {}
+        page: dict[str, str] = {}
+        while True:
+            out = retried(self.fs.call_s3, "list_multipart_uploads", Bucket=bucket, **page)
+            found.update((u["UploadId"], u["Key"]) for u in out.get("Uploads", []))
+            if not out.get("IsTruncated"):
+                return found
+            page = {"KeyMarker": out["NextKeyMarker"],
+                    "UploadIdMarker": out["NextUploadIdMarker"]}
 
     def _live(self, job: str) -> bool:
         try:
@@ -334,7 +376,7 @@ class _Parts:
 
 
 def _segments(stage: Staging, pieces: Sequence[Piece], manifest: Manifest,
-              tail: Sequence[bytes | int]) -> Iterator[tuple[str, Any, int]]:
+              tail: Sequence[Data | int]) -> Iterator[tuple[str, Any, int]]:
     """The new content as ``("C", source_offset, length)`` and ``("D", bytes, length)``."""
     for piece in pieces:
         if piece.staged is None:
@@ -349,7 +391,8 @@ def _segments(stage: Staging, pieces: Sequence[Piece], manifest: Manifest,
                 n = min(READ_CHUNK, item - off)
                 yield "D", bytes(n), n
         else:
-            yield "D", item, len(item)
+            for piece in chunks(item):
+                yield "D", piece, len(piece)
 
 
 def _estimate_sent(pieces: Sequence[Piece], layout: Layout, kind: str, size_after: int

@@ -187,7 +187,10 @@ class Staging:
         self._readers.clear()
 
     def write_json(self, name: str, obj: Any) -> None:
-        data = json.dumps(obj, separators=(",", ":")).encode()
+        self.write_bytes(name, json.dumps(obj, separators=(",", ":")).encode())
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        """Write a small file whole (locally through a renamed temporary file)."""
         if self.local:
             tmp = self.path(name + ".tmp")
             os.makedirs(os.path.dirname(tmp), exist_ok=True)
@@ -198,10 +201,16 @@ class Staging:
             self.fs.pipe_file(self.path(name), data)
 
     def read_json(self, name: str) -> Any:
+        return self.parse_json(name, self.read_bytes(name))
+
+    def read_bytes(self, name: str) -> bytes:
         try:
-            data = self.fs.cat_file(self.path(name))
+            return self.fs.cat_file(self.path(name))
         except FileNotFoundError as exc:
             raise StagingError(f"staged file {self.path(name)} is missing") from exc
+
+    def parse_json(self, name: str, data: bytes) -> Any:
+        """``data`` (the bytes of the staged file ``name``) as JSON."""
         try:
             return json.loads(data)
         except ValueError as exc:

@@ -15,7 +15,13 @@ from typing import Any
 
 import fsspec
 
-from .commit import commit_inplace, commit_rewrite, inplace_ranges, staged_writes
+from .commit import (
+    commit_inplace,
+    commit_rewrite,
+    commit_truncate,
+    inplace_ranges,
+    staged_writes,
+)
 from .edits import Layout
 from .exceptions import (
     EditError,
@@ -25,6 +31,8 @@ from .exceptions import (
     TargetPermissionError,
 )
 from .lock import TargetLock
+from .metadata import check_hardlinks
+from .payload import Data, placed_chunks
 from .plan import Manifest
 from .recover import RecoveryResult, check_no_journal, recover_local
 from .resolve import Piece
@@ -42,9 +50,9 @@ class CommitOutcome:
     size_after: int
 
 
-def tail_items(layout: Layout) -> list[bytes | int]:
-    """What follows the last original byte: bytes, or an int for that many zero bytes."""
-    fill: list[bytes | int] = [layout.zero_fill] if layout.zero_fill else []
+def tail_items(layout: Layout) -> list[Data | int]:
+    """What follows the last original byte: data, or an int for that many zero bytes."""
+    fill: list[Data | int] = [layout.zero_fill] if layout.zero_fill else []
     return [*layout.tail_inserts, *fill, *layout.appends]
 
 
@@ -133,9 +141,16 @@ class LocalTarget:
         """Commit an edit list that only overwrites bytes, truncates and appends straight
         from the validated edits: journal the old bytes, write the new ones. There is
         nothing to scan or stage, so no shard is read. None when the edits need the full
-        pipeline (a replace, an insert, a delete) or ``auto`` finds a rewrite cheaper."""
+        pipeline (a replace, an insert, a delete) or ``auto`` finds a rewrite cheaper.
+        A lone truncate needs no journal: one ftruncate leaves the old file or the new."""
         if layout.replaces or layout.inserts or mode == "rewrite":
             return None
+        if len(layout.edits) == 1 and layout.truncate_at is not None:
+            if layout.truncate_at == identity.size:
+                return CommitOutcome("none", 0, identity.size)
+            if not dry_run:
+                commit_truncate(self.path, self.url, identity, layout.truncate_at)
+            return CommitOutcome("inplace", 0, layout.truncate_at)
         cut = layout.truncate_index
         patches = [(start, data) for start, end, data, index in layout.ranges if index != cut]
         if any(len(data) == 0 for _, data in patches):
@@ -153,34 +168,40 @@ class LocalTarget:
         tail = tail_items(layout)
         if not patches and not tail and cut_at is None:
             return CommitOutcome("none", 0, size)
-        written = new + sum(len(t) for t in tail if isinstance(t, bytes))
+        written = new + sum(len(t) for t in tail if not isinstance(t, int))
         if not dry_run:
             # Appends go to the end as it is at commit time: another writer's are kept.
             written = commit_inplace(
                 self.path, self.url, None if appends_only else identity,
-                [(o, len(d)) for o, d in patches], cut_at, tail, size_after, patches, writer)
+                [(o, len(d)) for o, d in patches], cut_at, tail, size_after,
+                placed_chunks(patches), writer)
             size_after = os.stat(self.path).st_size if appends_only else size_after
         return CommitOutcome("inplace", written, size_after)
 
     def commit(self, stage: Staging, pieces: Sequence[Piece], manifest: Manifest,
                layout: Layout, mode: str, size_after: int, *, dry_run: bool,
                options: dict[str, Any]) -> CommitOutcome:
-        """Verify and commit in ``mode`` (auto picks by the bytes each would write)."""
+        """Verify and commit in ``mode`` (auto picks by the bytes each would write; a file
+        with other hard links is committed in place where the edits allow, since a rewrite
+        would cut its links)."""
         size = manifest.identity.size
+        break_links = bool(options.get("break_hardlinks"))
+        linked = not break_links and os.stat(self.path).st_nlink > 1
         cut_at = layout.truncate_at if (layout.truncate_at is not None
                                         and layout.truncate_at < size) else None
         tail = tail_items(layout)
         keeps = cut_at if cut_at is not None else size
         kept = [p for p in pieces if p.start < keeps]
         staged = sum(p.result.staged_bytes for p in pieces if p.result is not None)
-        tail_bytes = sum(len(t) for t in tail if isinstance(t, bytes))
+        tail_bytes = sum(len(t) for t in tail if not isinstance(t, int))
         cheap = 2 * staged + (size - keeps) <= INPLACE_SHARE * max(size_after, 1)
         if manifest.direct:
             staged += sum(p.result.new_bytes for p in pieces if p.result is not None)
             cheap = 2 * staged + (size - keeps) <= INPLACE_SHARE * max(size_after, 1)
         ranges = None
-        with _opened(manifest.direct) as written_fd:
-            if mode == "inplace" or (mode == "auto" and cheap):
+        with _opened(self.cars.new_file(manifest.job_id) if manifest.direct
+                     else None) as written_fd:
+            if mode == "inplace" or (mode == "auto" and (cheap or linked)):
                 if _lines_up(pieces, keeps):
                     if dry_run:
                         return CommitOutcome("inplace", staged + tail_bytes, size_after)
@@ -196,20 +217,22 @@ class LocalTarget:
                     options.get("writer", "pwrite"))
                 return CommitOutcome("inplace", written, size_after)
         if dry_run:
+            check_hardlinks(os.stat(self.path), self.url, break_links)
             return CommitOutcome("rewrite", size_after, size_after)
         with self.source() as source:
             assert source.fileno is not None
             written = commit_rewrite(self.path, source.fileno, stage, pieces, manifest, tail,
-                                     size_after)
+                                     size_after, break_hardlinks=break_links)
         return CommitOutcome("rewrite", written, size_after)
 
     def stream_rewrite(self, stage: Staging, pieces: Iterator[Piece], manifest: Manifest,
-                       layout: Layout, after_pieces: Callable[[], None]) -> CommitOutcome:
+                       layout: Layout, after_pieces: Callable[[], None],
+                       break_hardlinks: bool = False) -> CommitOutcome:
         """Rewrite from pieces that are still being made (see ``commit_rewrite``)."""
         with self.source() as source:
             assert source.fileno is not None
             written = commit_rewrite(self.path, source.fileno, stage, pieces, manifest,
-                                     tail_items(layout), None, after_pieces)
+                                     tail_items(layout), None, after_pieces, break_hardlinks)
         return CommitOutcome("rewrite", written, written)
 
 

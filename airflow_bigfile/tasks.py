@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .commit import new_file_path
 from .patch import Patcher, ShardResult, patch_batch
 from .plan import Manifest, source_crc
 from .storage import Source, Staging, resolve
@@ -48,14 +49,15 @@ def checksum_ranges(spec: JobSpec, ranges: Sequence[tuple[int, int, int]]
         return [(index, source_crc(source, offset, length)) for index, offset, length in ranges]
 
 
-def patch_shards(spec: JobSpec, indices: Sequence[int], resume: Sequence[int] | None = None,
-                 manifest: Manifest | None = None) -> list[ShardResult]:
-    """Patch the contiguous shards ``indices`` of the job's manifest and stage their output."""
+def patch_shards(spec: JobSpec, indices: Sequence[int], resume: Sequence[int] | None,
+                 manifest: Manifest) -> list[ShardResult]:
+    """Patch the contiguous shards ``indices`` of the job's manifest and stage their output
+    (workers writing into the new file find it beside the target, by the job id)."""
     staging = spec.open_staging()
-    if manifest is None:
-        manifest = Manifest.load(staging)
     with spec.source() as source:
-        patcher = Patcher(manifest, source, staging, dry_run=spec.dry_run)
+        direct = (new_file_path(source.path, manifest.job_id)
+                  if manifest.direct and source.fileno is not None else None)
+        patcher = Patcher(manifest, source, staging, dry_run=spec.dry_run, direct=direct)
         try:
             return patch_batch(patcher, [manifest.shards[i] for i in indices], resume)
         finally:

@@ -6,10 +6,12 @@ retries) into engine calls: :func:`~airflow_bigfile.api.edit_file` for the one-t
 :func:`~airflow_bigfile.api.plan_edit`, :func:`~airflow_bigfile.api.patch_batch` and
 :func:`~airflow_bigfile.api.commit_edit` for the fleet.
 
-Permanent engine errors (every :class:`~airflow_bigfile.BigFileError` but a held lock) fail
-the task without retries (``AirflowFailException``); anything else (a lost connection, a
-timeout) propagates and Airflow retries the task, which is safe: planning starts a new job,
-patching a batch overwrites its own staged shards, and a commit either happened or did not.
+Permanent engine errors (every :class:`~airflow_bigfile.BigFileError` but a held lock and a
+:class:`~airflow_bigfile.TransientStorageError`) fail the task without retries
+(``AirflowFailException``); those two (another job holds the target; a lost connection or a
+timeout that outlived the engine's own retries) propagate and Airflow retries the task,
+which is safe: planning starts a new job, patching a batch overwrites its own staged shards,
+and a commit either happened or did not.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_bigfile.hooks.bigfile import BigFileHook
 from airflow_bigfile.operators.assets import lineage, record_edit, with_edited_files
 
-from airflow_bigfile.exceptions import BigFileError, TargetLockedError
+from airflow_bigfile.exceptions import BigFileError, TargetLockedError, TransientStorageError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -44,8 +46,8 @@ def _engine_errors(what: str) -> Iterator[None]:
     """Turn permanent engine errors into ``AirflowFailException`` (no retry)."""
     try:
         yield
-    except TargetLockedError:
-        raise  # another job holds the target: a retry later may succeed
+    except (TargetLockedError, TransientStorageError):
+        raise  # another job holds the target, or the store was unreachable: retry later
     except BigFileError as exc:
         raise AirflowFailException(f"{what} failed: {exc}") from exc
 
@@ -189,6 +191,8 @@ class BigFileEditOperator(_BigFileOperator):
     :param delimiter: align shard boundaries to records ending with this.
     :param dry_run: compute the figures, change nothing.
     :param wait: seconds to wait for another job's lock on the target.
+    :param break_hardlinks: allow a rewrite of a file with other hard links (they keep the
+        old bytes); without it such a file is edited in place or the task fails.
 
     The edited file is reported as an Asset (through the outlet alias
     :data:`~airflow_bigfile.operators.assets.EDITED_FILES`) and, with the OpenLineage
@@ -202,7 +206,7 @@ class BigFileEditOperator(_BigFileOperator):
                  conn_id: str | None = None, shard_size: int | str | None = None,
                  workers: int | None = None, mode: str = "auto",
                  delimiter: str | bytes | None = None, dry_run: bool = False,
-                 wait: float = 0.0, **kwargs: Any) -> None:
+                 wait: float = 0.0, break_hardlinks: bool = False, **kwargs: Any) -> None:
         kwargs["outlets"] = with_edited_files(kwargs.get("outlets"))
         super().__init__(conn_id=conn_id, **kwargs)
         self.path = path
@@ -214,6 +218,7 @@ class BigFileEditOperator(_BigFileOperator):
         self.delimiter = delimiter
         self.dry_run = dry_run
         self.wait = wait
+        self.break_hardlinks = break_hardlinks
 
     @cached_property
     def _kill_switch(self) -> Any:
@@ -231,7 +236,8 @@ class BigFileEditOperator(_BigFileOperator):
                                shard_size=self.shard_size, workers=self.workers,
                                mode=self.mode, staging=self.staging or None,
                                delimiter=self.delimiter, dry_run=self.dry_run,
-                               wait=self.wait, progress=self._kill_switch)
+                               wait=self.wait, progress=self._kill_switch,
+                               break_hardlinks=self.break_hardlinks)
         figures = result.to_dict()
         self.log.info("Edited %s: %s", url, figures)
         self._edited = url
@@ -367,6 +373,7 @@ class BigFilePatchShardsOperator(_BigFileOperator):
         if last < first:
             self.log.info("Nothing to patch in job %s (no shard changes)", batch.get("job_id"))
             return {"staging": batch["staging"], "job_id": batch.get("job_id"),
+                    "manifest_sha256": batch.get("manifest_sha256"),
                     "first": first, "last": last, "matches": 0, "changed": 0, "errors": []}
         with _engine_errors(f"patching shards {first}-{last}"):
             summary = patch_batch(batch, storage_options=self._options(None),
@@ -387,24 +394,31 @@ class BigFileCommitOperator(_BigFileOperator):
     leaves the target untouched. Returns the same figures as ``BigFileEditOperator``.
 
     :param results: the mapped patch task's output (``patch.output``): one summary per batch,
-        each naming the staging.
+        each naming the staging and carrying the manifest's SHA-256.
+    :param path: the file the plan must be for (a plan of another file is refused).
+        (templated)
     :param conn_id: Airflow connection for the file's store.
     :param mode: ``auto``, ``inplace`` or ``rewrite``.
     :param wait: seconds to wait for another job's lock on the target.
+    :param break_hardlinks: allow a rewrite of a file with other hard links (see
+        ``BigFileEditOperator``).
 
     The committed file is reported as an Asset and an OpenLineage dataset, as
     ``BigFileEditOperator`` does.
     """
 
-    template_fields: Sequence[str] = ("results",)
+    template_fields: Sequence[str] = ("results", "path")
 
-    def __init__(self, *, results: Any, conn_id: str | None = None, mode: str = "auto",
-                 wait: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, *, results: Any, path: str | None = None, conn_id: str | None = None,
+                 mode: str = "auto", wait: float = 0.0, break_hardlinks: bool = False,
+                 **kwargs: Any) -> None:
         kwargs["outlets"] = with_edited_files(kwargs.get("outlets"))
         super().__init__(conn_id=conn_id, **kwargs)
         self.results = results
+        self.path = path
         self.mode = mode
         self.wait = wait
+        self.break_hardlinks = break_hardlinks
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_bigfile.api import commit_edit
@@ -423,12 +437,13 @@ class BigFileCommitOperator(_BigFileOperator):
             raise AirflowFailException(f"the patch results name {len(stagings)} stagings; "
                                        f"one commit takes the results of one plan")
         staging = stagings.pop()
-        batches = [s for s in summaries if int(s["last"]) >= int(s["first"])]
-        self.log.info("Verifying and committing %d batches from %s", len(batches), staging)
+        target = self.hook.resolve_url(self.path) if self.path else None
+        self.log.info("Verifying and committing %d batches from %s", len(summaries), staging)
         with _engine_errors(f"committing {staging}"):
-            result = commit_edit(staging, storage_options=self._options(None),
-                                 mode=self.mode, wait=self.wait, batches=batches,
-                                 staging_options=self._options(staging))
+            result = commit_edit(staging, target=target, storage_options=self._options(None),
+                                 mode=self.mode, wait=self.wait, batches=summaries,
+                                 staging_options=self._options(staging),
+                                 break_hardlinks=self.break_hardlinks)
         figures = result.to_dict()
         self.log.info("Committed %s: %s", figures.get("target"), figures)
         self._edited = figures.get("target")
@@ -447,7 +462,7 @@ def bigfile_edit_group(group_id: str, *, path: str, edits: Any, staging: str | N
                        mode: str = "auto",
                        delimiter: str | bytes | None = None, align: int | None = None,
                        shared_staging: bool = False, patch_kwargs: dict[str, Any] | None = None,
-                       **group_kwargs: Any) -> TaskGroup:
+                       break_hardlinks: bool = False, **group_kwargs: Any) -> TaskGroup:
     """Build plan -> mapped patch -> commit as one ``TaskGroup`` named ``group_id``.
 
     ``patch_kwargs`` go to the mapped patch task's ``partial()`` (``retries``, ``pool``,
@@ -463,6 +478,6 @@ def bigfile_edit_group(group_id: str, *, path: str, edits: Any, staging: str | N
                                    shared_staging=shared_staging)
         patch = BigFilePatchShardsOperator.partial(
             task_id="patch", conn_id=conn_id, **(patch_kwargs or {})).expand(batch=plan.output)
-        BigFileCommitOperator(task_id="commit", results=patch.output, conn_id=conn_id,
-                              mode=mode)
+        BigFileCommitOperator(task_id="commit", results=patch.output, path=path,
+                              conn_id=conn_id, mode=mode, break_hardlinks=break_hardlinks)
     return group

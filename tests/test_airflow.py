@@ -42,6 +42,7 @@ from airflow_bigfile.exceptions import (  # noqa: E402
     ShardChecksumError,
     SourceChangedError,
     TargetLockedError,
+    TransientStorageError,
 )
 from tests.model import apply_model  # noqa: E402
 
@@ -156,6 +157,8 @@ def test_bad_edits_fail_without_retry_and_touch_nothing(tmp_path, edits):
     pytest.param(ShardChecksumError("crc"), AirflowFailException, id="checksum"),
     pytest.param(TargetLockedError("locked"), TargetLockedError, id="locked-retried"),
     pytest.param(ConnectionError("net"), ConnectionError, id="network-retried"),
+    pytest.param(TransientStorageError("lost"), TransientStorageError,
+                 id="transient-after-engine-retries"),
 ])
 def test_error_mapping(error, expected):
     from airflow_bigfile.operators.bigfile import _engine_errors

@@ -380,6 +380,18 @@ class TestLocal(BigFileSuite):
             f.write(b"new")
         assert os.stat(path).st_mode & 0o777 == 0o751
 
+    @pytest.mark.parametrize("mode", ["wb", "r+b", "ab"])
+    def test_a_link_stays_a_link(self, backend: Backend, mode: str) -> None:
+        path = backend.put("real.csv", b"old,data\n")
+        link = os.path.join(os.path.dirname(path), "alias.csv")
+        os.symlink("real.csv", link)
+        with backend.fs.open(link, mode) as f:
+            f.write(b"new")
+        assert os.path.islink(link) and os.readlink(link) == "real.csv"
+        expected = {"wb": b"new", "r+b": b"new,data\n", "ab": b"old,data\nnew"}[mode]
+        assert backend.get("real.csv") == expected
+        assert sorted(os.listdir(os.path.dirname(path))) == ["alias.csv", "real.csv"]
+
     def test_wb_readers_keep_old_file(self, backend: Backend) -> None:
         path = backend.put("a.bin", b"old")
         with open(path, "rb") as reader:

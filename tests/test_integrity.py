@@ -78,6 +78,7 @@ class Staged:
     staging: Path
     backup: Path
     shards: list[Path]
+    manifest_sha256: str
 
     def restore(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -95,7 +96,7 @@ def stage(tmp_path: Path, edits: list, path: Path | None = None) -> Staged:
     assert shards, "nothing was staged"
     backup = tmp_path / f"backup-{planned.job_id}"
     shutil.copytree(staging, backup)
-    return Staged(path, staging, backup, shards)
+    return Staged(path, staging, backup, shards, planned.manifest_sha256)
 
 
 def _refused(staged: Staged, mode: str, label: str = "", *, clean: bool = True
@@ -103,7 +104,7 @@ def _refused(staged: Staged, mode: str, label: str = "", *, clean: bool = True
     """Commit, expecting a refusal; the target must be untouched and, when ``clean``, the
     staging removed and nothing else left beside the target."""
     with pytest.raises(BigFileError) as info:
-        commit_edit(str(staged.staging), mode=mode)
+        commit_edit(str(staged.staging), mode=mode, manifest_sha256=staged.manifest_sha256)
     _unchanged(staged.path)
     if clean:
         assert _leftovers(staged.path) == [], f"{label}: {info.value}"
@@ -129,7 +130,7 @@ def test_three_steps_round_trip(tmp_path: Path, edits: list, mode: str) -> None:
     planned = plan_edit(str(path), edits, shard_size=SHARD, max_batches=3)
     summaries = [patch_batch(batch) for batch in planned.batches]
     assert not [e for s in summaries for e in s["errors"]]
-    result = commit_edit(planned.staging, mode=mode)
+    result = commit_edit(planned.staging, mode=mode, batches=summaries)
     assert path.read_bytes() == apply_model(ORIGINAL, edits)
     assert result.size_after == len(apply_model(ORIGINAL, edits))
     assert stat.S_IMODE(path.stat().st_mode) == FILE_MODE
@@ -159,7 +160,7 @@ def test_flipped_bit_is_refused(tmp_path: Path, edits: list, mode: str) -> None:
                      ("header" if bit < HEADER_SIZE * 8 else
                       f"payload byte {bit // 8 - HEADER_SIZE}") + ")")
             try:
-                commit_edit(str(staged.staging), mode=mode)
+                commit_edit(str(staged.staging), mode=mode, manifest_sha256=staged.manifest_sha256)
             except (ShardChecksumError, StagingError) as exc:
                 kinds[type(exc).__name__] += 1
                 if shard.name not in str(exc):
@@ -179,7 +180,7 @@ def test_flipped_bit_is_refused(tmp_path: Path, edits: list, mode: str) -> None:
     assert not problems, "\n".join(f"{what} <- {len(where)} flips, e.g. {where[:3]}"
                                     for what, where in problems.items())
     staged.restore()  # untouched staging still commits
-    commit_edit(str(staged.staging), mode=mode)
+    commit_edit(str(staged.staging), mode=mode, manifest_sha256=staged.manifest_sha256)
     assert staged.path.read_bytes() == apply_model(ORIGINAL, edits)
     assert _leftovers(staged.path) == []
 
@@ -224,7 +225,8 @@ def test_missing_or_truncated_staging_is_refused(tmp_path: Path, edits: list,
     with pytest.raises(StagingError):
         commit_edit(str(staged.staging), mode=mode,
                     batches=[{"staging": str(staged.staging), "first": first,
-                              "last": first}])
+                              "last": first, "job_id": staged.staging.name,
+                              "manifest_sha256": staged.manifest_sha256}])
     _unchanged(staged.path)
 
 
@@ -238,7 +240,7 @@ def test_shard_from_another_job_is_refused(tmp_path: Path) -> None:
     for shard_a, shard_b in zip(a.shards, b.shards, strict=True):
         shutil.copy(a.backup / shard_a.name, shard_b)
     with pytest.raises(BigFileError):
-        commit_edit(str(b.staging))
+        commit_edit(str(b.staging), manifest_sha256=b.manifest_sha256)
     _unchanged(path)
 
 
@@ -292,7 +294,7 @@ def test_source_changed_before_commit(tmp_path: Path, edits: list, mode: str,
     theirs = staged.path.read_bytes()
     assert theirs != ORIGINAL
     with pytest.raises((SourceChangedError, ShardChecksumError)):
-        commit_edit(str(staged.staging), mode=mode)
+        commit_edit(str(staged.staging), mode=mode, manifest_sha256=staged.manifest_sha256)
     assert staged.path.read_bytes() == theirs, "the other writer's file was changed"
     assert stat.S_IMODE(staged.path.stat().st_mode) == FILE_MODE
     assert [n for n in _leftovers(staged.path) if "journal" in n or n.endswith(".new")] == []
@@ -307,7 +309,7 @@ def test_source_changed_before_patch(tmp_path: Path, other_writer) -> None:
     theirs = path.read_bytes()
     errors = [e for batch in planned.batches for e in patch_batch(batch)["errors"]]
     with pytest.raises((SourceChangedError, ShardChecksumError)):
-        commit_edit(planned.staging)
+        commit_edit(planned.staging, batches=planned.batches)
     assert path.read_bytes() == theirs
     if other_writer is not _append_byte:  # an append leaves the planned ranges as they were
         assert errors, "the workers read a changed source without noticing"

@@ -12,6 +12,7 @@ in well under a minute) and ``thorough``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import os
 import re
@@ -25,6 +26,7 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
+from airflow_bigfile import DataFile
 from airflow_bigfile.edits import Append, Delete, Insert, Patch, Replace, Truncate
 from airflow_bigfile.exceptions import BigFileError, EditConflictError, EditError, PatternError
 from tests.model import apply_model, match_count
@@ -33,6 +35,8 @@ if importlib.util.find_spec("airflow_bigfile.api") is None:   # the engine is no
     pytest.skip("airflow_bigfile.api is not available", allow_module_level=True)
 from airflow_bigfile import edit_file  # noqa: E402
 from airflow_bigfile import patch as patch_module  # noqa: E402
+from airflow_bigfile import payload as payload_module  # noqa: E402
+from airflow_bigfile import plan as plan_module  # noqa: E402
 
 # -- settings -------------------------------------------------------------------------------
 
@@ -143,9 +147,11 @@ def _run(path: str, edits: list, **kw):
         return None, exc
 
 
-def check(workdir: Path, data: bytes, edits: list, *, dry_first: bool = False, **kw):
-    """Run the engine on a fresh file holding ``data`` and compare with the model.
-    Returns the result (None when the edit list was refused)."""
+def check(workdir: Path, data: bytes, edits: list, *, dry_first: bool = False,
+          engine_edits: list | None = None, **kw):
+    """Run the engine on a fresh file holding ``data`` and compare with the model (which
+    applies ``edits``; the engine applies ``engine_edits``, the same edits in another form,
+    when given). Returns the result (None when the edit list was refused)."""
     try:
         expected, model_error = apply_model(data, edits), None
     except EditError as exc:
@@ -158,10 +164,11 @@ def check(workdir: Path, data: bytes, edits: list, *, dry_first: bool = False, *
     os.chmod(path, 0o640)
     context = f"data={data!r} edits={edits!r} kw={kw!r}"
     try:
+        ours = edits if engine_edits is None else engine_edits
         if dry_first:
-            dry, dry_error = _run(path, edits, dry_run=True, **kw)
+            dry, dry_error = _run(path, ours, dry_run=True, **kw)
             assert Path(path).read_bytes() == data, f"dry_run changed the file: {context}"
-        result, error = _run(path, edits, **kw)
+        result, error = _run(path, ours, **kw)
         after = Path(path).read_bytes()
         if model_error is not None:
             assert isinstance(error, EditError), (
@@ -207,14 +214,42 @@ def sparse_gap(gap: int | None):
         patch_module.SPARSE_GAP = saved
 
 
+@contextlib.contextmanager
+def payloads_as(kind: str, edits: list, workdir: Path):
+    """``edits`` with their data as given (``bytes``), or as :class:`DataFile` payloads:
+    referenced from the manifest (``file``) or staged in 3-byte checked chunks (``staged``)."""
+    if kind == "bytes":
+        yield edits
+        return
+    folder = tempfile.mkdtemp(dir=workdir)
+    out = []
+    for i, edit in enumerate(edits):
+        if isinstance(edit, (Patch, Insert, Append)):
+            name = os.path.join(folder, f"data-{i}")
+            with open(name, "wb") as f:
+                f.write(edit.data)
+            edit = dataclasses.replace(edit, data=DataFile(name))
+        out.append(edit)
+    saved = plan_module.INLINE_MAX, payload_module.CHUNK
+    if kind == "staged":
+        plan_module.INLINE_MAX, payload_module.CHUNK = 0, 3
+    try:
+        yield out
+    finally:
+        plan_module.INLINE_MAX, payload_module.CHUNK = saved
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @scaled(1.0)
 @given(case=cases(), geo=geometry(), dry_first=st.booleans(),
        mode=st.sampled_from(["auto", "auto", "rewrite"]),
-       gap=st.sampled_from([None, 1, 2, 7]))
-def test_engine_matches_model(workdir, case, geo, dry_first, mode, gap):
+       gap=st.sampled_from([None, 1, 2, 7]),
+       payload=st.sampled_from(["bytes", "bytes", "file", "staged"]))
+def test_engine_matches_model(workdir, case, geo, dry_first, mode, gap, payload):
     data, edits = case
-    with sparse_gap(gap):
-        check(workdir, data, edits, dry_first=dry_first, mode=mode, **geo)
+    with sparse_gap(gap), payloads_as(payload, edits, workdir) as ours:
+        check(workdir, data, edits, dry_first=dry_first, mode=mode, engine_edits=ours,
+              **geo)
 
 
 @scaled(0.5)

@@ -104,7 +104,7 @@ def test_source_change_is_refused(s3, tmp_path) -> None:
     other = data[:100] + b"another writer" + data[114:]
     s3.fs.pipe(key, other)
     with pytest.raises(SourceChangedError):
-        commit_edit(plan.staging, storage_options=s3.storage_options)
+        commit_edit(plan.staging, storage_options=s3.storage_options, batches=plan.batches)
     s3.fs.invalidate_cache()
     assert s3.fs.cat(key) == other
     assert _uploads(s3) == []
