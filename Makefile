@@ -1,15 +1,16 @@
 # make test   build .venv from nothing (if needed) and run the whole test suite
 # make demo   mask e-mails in a few-hundred-MB CSV with the mapped Airflow example DAG
 # make bench  run the benchmarks
+# make system-test  the mapped example on CeleryExecutor + Redis, two workers, S3 staging
 PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed-stamp
-EXTRAS := test,s3,dask,airflow
+EXTRAS := test,s3,dask,airflow,lineage
 # Known-good versions of every dependency: a fresh install resolves at once instead of
 # backtracking through moto[server]'s and Airflow's trees (regenerate with `pip freeze`).
 CONSTRAINTS := constraints.txt
 
-.PHONY: all venv test demo bench clean distclean
+.PHONY: all venv test demo bench system-test clean distclean
 
 all: test
 
@@ -30,6 +31,12 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[$(EXTRAS),bench]'
 	$(VENV)/bin/python bench/run.py
+
+# Celery and Redis only for this target (as bench adds its extra); redis-server from Debian.
+system-test: $(STAMP)
+	@command -v redis-server >/dev/null || { apt-get update -q && apt-get install -y -q redis-server; }
+	$(VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[$(EXTRAS),celery]'
+	$(VENV)/bin/python scripts/system_test.py
 
 clean:
 	rm -rf demo-data

@@ -9,6 +9,7 @@ and :func:`commit_edit` (verify + atomic commit).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -19,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
+from .batching import MAX_BATCHES, batch_count, check_batching
 from .commit import check_identity
 from .edits import Edit, Layout, check_offsets, coerce_edits
 from .errors import translated
@@ -174,15 +176,18 @@ def _chunks(items: list[Shard], count: int) -> list[list[Shard]]:
 
 def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSpec, job_id: str,
           settings: tuple[int, int, int, bytes | None], exe: Executor,
-          batch_count: int, direct: bool = False, checksum: bool = True
-          ) -> tuple[Manifest, Layout, list[list[Shard]], str | None]:
+          batch_count: int | Callable[[int, int], int], direct: bool = False,
+          checksum: bool = True) -> tuple[Manifest, Layout, list[list[Shard]], str | None]:
     """Check the edits against the file, shard it, checksum what will be read, write the
     manifest. Runs under the target's lock.
 
     ``checksum`` False (a local job planned, patched and committed in one call) leaves the
     source CRCs to the workers, who take them as they read: the commit checks the file
     against those, so a change after a worker read its bytes is still refused, and the
-    source is read twice instead of three times (for a file larger than memory, from disk)."""
+    source is read twice instead of three times (for a file larger than memory, from disk).
+
+    ``batch_count`` is a number, or a function of the bytes and the number of the shards to
+    patch that gives it."""
     shard_bytes, align, block, delimiter = settings
     identity = target.identity()
     layout = check_offsets(edit_list, identity.size, target.url)
@@ -195,7 +200,10 @@ def _plan(target: LocalTarget | RemoteTarget, edit_list: list[Edit], spec: JobSp
     hit = touched(layout, starts)
     shards = [Shard(i, s, e - s, i in hit)
               for i, (s, e) in enumerate(zip(starts, ends, strict=True))]
-    batches = _chunks([s for s in shards if s.patch], batch_count)
+    patched = [s for s in shards if s.patch]
+    if callable(batch_count):
+        batch_count = batch_count(sum(s.length for s in patched), len(patched))
+    batches = _chunks(patched, batch_count)
     crcs: dict[int, int] = {}
     if checksum:
         for part in exe.run(checksum_ranges, [
@@ -561,18 +569,23 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
               staging_options: dict[str, Any] | None = None,
               shard_size: int | str | None = None, align: int | None = None,
               delimiter: bytes | str | None = None, block_size: int | str | None = None,
-              max_batches: int = 1024, workers: int | None = None, wait: float = 0.0
+              max_batches: int | None = None, batch_bytes: int | str | None = None,
+              batch_limit: int = MAX_BATCHES, workers: int | None = None, wait: float = 0.0
               ) -> PlannedEdit:
-    """Plan an edit for workers elsewhere: write the manifest to ``staging`` and return at
-    most ``max_batches`` batches of contiguous shards (small dicts, one per mapped task).
+    """Plan an edit for workers elsewhere: write the manifest to ``staging`` and return the
+    batches of contiguous shards (small dicts, one per mapped task).
+
+    How many: enough that each gets about ``batch_bytes`` to patch (default
+    :data:`~airflow_bigfile.batching.DEFAULT_BATCH_BYTES`, which outweighs a mapped task's
+    start-up), at most ``max_batches`` (given alone: that many), never more than
+    ``batch_limit`` and at least one; see :mod:`airflow_bigfile.batching`.
 
     The target is recovered and locked while planning, not between the steps; the commit
     refuses if the target changed in between.
     """
     edit_list = coerce_edits(edits)
     _settings(shard_size, align, block_size, delimiter)
-    if isinstance(max_batches, bool) or not isinstance(max_batches, int) or max_batches < 1:
-        raise EditError(f"max_batches must be a positive integer, not {max_batches!r}")
+    check_batching(max_batches, batch_bytes, batch_limit)
     target = open_target(url, storage_options)
     settings = _settings(shard_size, align, block_size, delimiter, local=target.local)
     target.check(write=True)
@@ -584,8 +597,10 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
         exe = make_executor("thread", workers)
         _make_job(spec, target, job_id, distributed=True)
         try:
-            manifest, _, batches, digest = _plan(target, edit_list, spec, job_id, settings,
-                                                 exe, max_batches)
+            manifest, _, batches, digest = _plan(
+                target, edit_list, spec, job_id, settings, exe,
+                functools.partial(batch_count, max_batches=max_batches,
+                                  batch_bytes=batch_bytes, ceiling=batch_limit))
         except BaseException:
             _clean_job(target, spec, job_id, True)
             raise

@@ -5,6 +5,10 @@ The header ``id,emial,amount`` becomes ``id,email,amount`` (a same-length patch 
 and 24 hourly rows for ``params.day`` are appended; on S3 the commit is one multipart upload
 that copies the unchanged ranges server-side.
 
+Runs as it is: the first task writes a sample object at ``params.url`` if none is there (and
+the bucket, if missing). Where no S3 store can be reached through the connection (no
+connection, no credentials, no network), that task skips the run's tasks and says why.
+
 Settings (DAG params, defaulting to environment variables):
 
 * ``BIGFILE_S3_CONN_ID`` (default ``aws_default``): an ``aws`` connection; its extra may carry
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import os
 
-from airflow.sdk import DAG, Param
+from airflow.sdk import DAG, Param, task
 from airflow_bigfile.operators import bigfile_edit_group
 
 CONN_ID = os.environ.get("BIGFILE_S3_CONN_ID", "aws_default")
@@ -44,7 +48,32 @@ with DAG(
     },
     doc_md=__doc__,
 ) as dag:
-    bigfile_edit_group(
+
+    @task
+    def make_sample(url: str) -> None:
+        """Write a sample events object at ``url`` unless one is there; skip the run (and
+        say why) when no S3 store answers."""
+        from airflow.sdk.exceptions import AirflowSkipException
+        from airflow_bigfile.hooks import BigFileHook
+
+        try:
+            hook = BigFileHook(CONN_ID)
+            fs, path = hook.get_fs(url)
+            bucket = path.split("/", 1)[0]
+            if not fs.exists(bucket):
+                fs.mkdir(bucket)
+            if fs.exists(path):
+                return
+        except Exception as exc:  # noqa: BLE001 - any reason the store is out of reach
+            raise AirflowSkipException(
+                f"no S3 store reachable for {url} through connection {CONN_ID!r} "
+                f"({type(exc).__name__}: {exc}); define that connection (its extra may name "
+                f"an endpoint_url such as MinIO's) to run this example") from exc
+        fs.pipe_file(path, b"id,emial,amount\n" + b"".join(
+            b"2023-12-31T%02d:00:00,user%d@example.com,%d\n" % (i % 24, i, i)
+            for i in range(20000)))
+
+    make_sample("{{ params.url }}") >> bigfile_edit_group(
         "append_and_fix",
         path="{{ params.url }}",
         edits=[HEADER_FIX, DAY_ROWS],

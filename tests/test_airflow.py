@@ -190,11 +190,82 @@ def test_operators_only_store_arguments():
     assert op.conn_id == "missing"
 
 
+def test_edit_reports_the_real_file_as_asset_and_lineage(tmp_path):
+    """Through a symlink, the Asset event and the OpenLineage datasets name the real file."""
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+    from airflow_bigfile.operators.assets import EDITED_FILES
+
+    real = tmp_path / "real.csv"
+    real.write_bytes(b"a;b\n" * 100)
+    (tmp_path / "link.csv").symlink_to(real)
+    op = BigFileEditOperator(task_id="e", path=str(tmp_path / "link.csv"),
+                             edits=[{"op": "replace", "find": ";", "replace": ","}])
+    assert op.outlets == [EDITED_FILES]
+    events = OutletEventAccessors()
+    figures = op.execute({"outlet_events": events})
+    [event] = events[EDITED_FILES].asset_alias_events
+    assert event.dest_asset_key.uri == f"file://{real}"
+    assert event.extra == {"commit_mode": figures["commit_mode"], "size_after": 400}
+    facets = op.get_openlineage_facets_on_complete(None)
+    assert [(d.namespace, d.name) for d in facets.inputs + facets.outputs] == [
+        ("file", str(real)), ("file", str(real))]
+
+
+def test_no_asset_event_when_nothing_changed(tmp_path):
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+    from airflow_bigfile.operators.assets import EDITED_FILES
+
+    target = tmp_path / "d.csv"
+    target.write_bytes(b"a;b\n")
+    events = OutletEventAccessors()
+    BigFileEditOperator(task_id="e", path=str(target), dry_run=True,
+                        edits=[{"op": "replace", "find": ";", "replace": ","}]
+                        ).execute({"outlet_events": events})
+    assert events[EDITED_FILES].asset_alias_events == []
+    assert target.read_bytes() == b"a;b\n"
+
+
+def test_commit_reports_its_target_and_keeps_user_outlets(tmp_path):
+    from airflow.sdk import Asset
+    from airflow.sdk.execution_time.context import OutletEventAccessors
+    from airflow_bigfile.operators.assets import EDITED_FILES, asset_uri, lineage
+
+    target = tmp_path / "big.csv"
+    target.write_bytes(sample_csv(3000))
+    edits = [{"op": "replace", "find": "@old.com", "replace": "@new.com"}]
+    _, summaries = run_fleet(target, tmp_path / "st", edits, shard_size=4096, max_batches=3)
+    mine = Asset("s3://warehouse/report.parquet")
+    commit = BigFileCommitOperator(task_id="c", results=summaries, outlets=[mine])
+    assert commit.outlets == [mine, EDITED_FILES]
+    events = OutletEventAccessors()
+    commit.execute({"outlet_events": events})
+    assert [e.dest_asset_key.uri for e in events[EDITED_FILES].asset_alias_events] == [
+        f"file://{target}"]
+    assert asset_uri("bigfile::s3://b/dir/k.csv") == "s3://b/dir/k.csv"
+    s3 = lineage("s3://b/dir/k.csv")
+    assert [(d.namespace, d.name) for d in s3.outputs] == [("s3://b", "dir/k.csv")]
+    assert lineage(None).inputs == []
+
+
+def test_plan_operator_batch_bytes(tmp_path):
+    """The operator passes batch_bytes and core.max_map_length to the plan."""
+    target = tmp_path / "d.csv"
+    target.write_bytes(sample_csv(30000))  # ~1 MB
+    edits = [{"op": "replace", "find": "user", "replace": "USER"}]
+    default, _ = run_fleet(target, tmp_path / "a", edits, shard_size=4096)
+    sized, summaries = run_fleet(target, tmp_path / "b", edits, shard_size=4096,
+                                 batch_bytes="256KiB")
+    assert len(default) == 1
+    assert len(sized) == -(-target.stat().st_size // (256 * 1024))
+    BigFileCommitOperator(task_id="c", results=summaries).execute({})
+    assert b"user" not in target.read_bytes()
+
+
 def run_fleet(target: Path, staging: Path, edits, *, shard_size, max_batches=None,
-              retry: bool = False):
+              batch_bytes=None, retry: bool = False):
     plan = render(BigFilePlanOperator(task_id="plan", path="{{ params.path }}", edits=edits,
                                       staging="{{ params.staging }}", shard_size=shard_size,
-                                      max_batches=max_batches),
+                                      max_batches=max_batches, batch_bytes=batch_bytes),
                   path=str(target), staging=str(staging))
     batches = plan.execute({})
     json.dumps(batches)
@@ -443,17 +514,21 @@ class Airflow:
         })
 
     def run(self, *args: str, env: dict[str, str] | None = None, timeout: float = 240,
-            check: bool = True) -> subprocess.CompletedProcess[str]:
+            check: bool = True, prepared: bool = True) -> subprocess.CompletedProcess[str]:
+        """``airflow ARGS``; ``prepared=False`` leaves out the examples' BIGFILE_* settings."""
+        base = self.env if prepared else {k: v for k, v in self.env.items()
+                                          if not k.startswith("BIGFILE_")}
         proc = subprocess.run([sys.executable, "-m", "airflow", *args],
-                              env={**self.env, **(env or {})}, capture_output=True, text=True,
+                              env={**base, **(env or {})}, capture_output=True, text=True,
                               timeout=timeout, cwd=self.root)
         if check and proc.returncode != 0:
             raise AssertionError(f"airflow {' '.join(args)} exited {proc.returncode}:\n"
                                  f"{proc.stdout[-4000:]}\n{proc.stderr[-8000:]}")
         return proc
 
-    def dag_test(self, dag_id: str, env: dict[str, str] | None = None) -> str:
-        proc = self.run("dags", "test", dag_id, env=env)
+    def dag_test(self, dag_id: str, env: dict[str, str] | None = None,
+                 prepared: bool = True) -> str:
+        proc = self.run("dags", "test", dag_id, env=env, prepared=prepared)
         out = proc.stdout + proc.stderr
         assert "DagRun Finished" in out and "state=success" in out, out[-6000:]
         return out
@@ -494,6 +569,26 @@ def test_example_dags_import_cleanly(airflow):
     assert "No data found" in out or json_output(out) == [], proc.stdout + proc.stderr
 
 
+def test_examples_run_with_nothing_prepared(airflow, tmp_path):
+    """Each example succeeds under ``dags test`` as it is: it makes its own sample data (in
+    the temporary folder), and the S3 one, with no store to reach, skips and says why."""
+    env = {"TMPDIR": str(tmp_path)}
+    airflow.dag_test("bigfile_one_task", env=env, prepared=False)
+    airflow.dag_test("bigfile_mask_emails", env=env, prepared=False)
+    log = airflow.dag_test("bigfile_s3_append_fix_header", env=env, prepared=False)
+    examples = tmp_path / "bigfile-examples"
+    assert sorted(p.name for p in examples.iterdir()) == ["emails.csv", "one.csv", "staging"]
+    assert (examples / "one.csv").read_bytes() == b"".join(
+        b"%d,user%d@old.com,%d\n" % (i, i, i * 7) for i in range(5000))
+    masked = (examples / "emails.csv").read_bytes()
+    assert len(masked) > 8 * 10**6 and not re.search(MASK_RE.replace(b"@", b"@(?!masked)"),
+                                                     masked)
+    assert masked.count(b"@masked.invalid") == masked.count(b"\n") - 1
+    assert list((examples / "staging").iterdir()) == []
+    assert "no S3 store reachable for s3://bigfile-demo/events.csv" in log
+    assert "state=skipped" in log or "new_state=skipped" in log
+
+
 def test_mask_emails_dag(airflow):
     data = sample_csv(60000)  # ~2 MB of 64 KiB shards in 16 mapped batches
     path = airflow.data / "emails.csv"
@@ -506,14 +601,6 @@ def test_mask_emails_dag(airflow):
     assert figures["size_after"] == len(expected)
     assert 8 <= log.count("end task task_id=patch") <= 16
     assert not any((airflow.data / "staging").glob("*/shards-*"))
-
-
-def test_one_task_dag(airflow):
-    data = sample_csv(20000)
-    path = airflow.data / "one.csv"
-    path.write_bytes(data)
-    airflow.dag_test("bigfile_one_task")
-    assert path.read_bytes() == data.replace(b";", b",")
 
 
 def test_readme_dag_over_thousands_of_shards(airflow):
