@@ -65,18 +65,23 @@ class PoolExecutor:
                 for future in done:
                     yield future.result()
         finally:
-            for future in futures:
-                future.cancel()
+            if not self._processes:
+                for future in futures:
+                    future.cancel()
 
     def close(self) -> None:
         unfinished = any(not f.done() for f in self._futures)
         if unfinished:
             self.stop.set()
-            if self._processes:
-                # concurrent.futures has no public way to end running workers (3.14 adds
-                # terminate_workers); the pool then reports itself broken and shuts down.
-                for process in list(getattr(self._pool, "_processes", {}).values()):
-                    process.kill()
+        if unfinished and self._processes:
+            # concurrent.futures has no public way to end running workers (3.14 adds
+            # terminate_workers); the pool then reports itself broken and fails every
+            # pending future itself. None of them is cancelled first: on Python 3.11 the
+            # pool's manager thread dies with a traceback setting an error on a cancelled one.
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.kill()
+            self._pool.shutdown(wait=True, cancel_futures=False)
+            return
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
