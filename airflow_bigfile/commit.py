@@ -110,11 +110,6 @@ def _check_payload(f: BinaryIO, header: ShardHeader, name: str, base: int) -> No
     f.seek(base + HEADER_SIZE)
 
 
-def new_file_path(path: str, job_id: str) -> str:
-    """The new file a rewrite builds beside the target (recovery removes leftovers)."""
-    return Sidecars.of(path).new_file(job_id)
-
-
 def check_written(fd: int, offset: int, length: int, crc: int, name: str) -> None:
     """Check bytes a worker wrote straight into the new file against their CRC32C."""
     found, done = 0, 0

@@ -37,10 +37,6 @@ _ENTRY = struct.Struct("<QQ")
 READ_CHUNK = 8 << 20
 
 
-def journal_path(path: str) -> str:
-    return Sidecars.of(path).journal
-
-
 @dataclass(frozen=True)
 class Journal:
     """A sealed journal: whose it is, the sizes before and after, and the saved ranges

@@ -59,7 +59,7 @@ class Manifest:
     staging: str = ""
     created: float = field(default_factory=time.time)
     # Workers write into the new file beside the target (offsets are known); its path is
-    # derived from the target and the job id (commit.new_file_path), never stored here.
+    # derived from the target and the job id (Sidecars.new_file), never stored here.
     direct: bool = False
 
     @property

@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from .exceptions import RecoveryError
-from .journal import iter_saved, read_journal
+from .journal import Journal, iter_saved, read_journal
 from .oscompat import fsync_dir, fsync_file, write_all
 from .sidecars import (
     JOB_ID,
@@ -67,11 +67,6 @@ class RecoveryResult:
 
     def to_dict(self) -> dict[str, object]:
         return {**asdict(self), "clean": self.clean, "message": self.message}
-
-
-def staging_root(path: str) -> str:
-    """The default local staging folder of a target."""
-    return Sidecars.of(path).staging_root
 
 
 def _open_journal(cars: Sidecars) -> int | None:
@@ -124,7 +119,7 @@ def rollback_journal(cars: Sidecars) -> bool:
     return journal is not None
 
 
-def _replay(cars: Sidecars, jfd: int, journal) -> None:
+def _replay(cars: Sidecars, jfd: int, journal: Journal) -> None:
     fd = os.open(cars.path, os.O_RDWR | getattr(os, "O_BINARY", 0))
     try:
         st = os.fstat(fd)

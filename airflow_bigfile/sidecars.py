@@ -20,7 +20,6 @@ the target's owner.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import re
@@ -267,14 +266,9 @@ def remove_tree(path: str) -> None:
         st = os.lstat(path)
     except FileNotFoundError:
         return
-    if stat.S_ISLNK(st.st_mode) or not stat.S_ISDIR(st.st_mode):
+    if not stat.S_ISDIR(st.st_mode):  # lstat: a link is not a folder
         raise StagingError(f"{path} is not a folder bigfile made; left as it is")
     if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - Linux has it
         raise StagingError(f"cannot safely remove {path} on this platform; remove it by hand")
-    try:
+    with contextlib.suppress(FileNotFoundError):
         shutil.rmtree(path)
-    except FileNotFoundError:
-        pass
-    except OSError as exc:
-        if exc.errno != errno.ENOENT:
-            raise

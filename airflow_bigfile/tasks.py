@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .commit import new_file_path
 from .patch import Patcher, ShardResult, patch_batch
 from .plan import Manifest, source_crc
+from .sidecars import Sidecars
 from .storage import Source, Staging, resolve
 
 
@@ -55,7 +55,7 @@ def patch_shards(spec: JobSpec, indices: Sequence[int], resume: Sequence[int] | 
     (workers writing into the new file find it beside the target, by the job id)."""
     staging = spec.open_staging()
     with spec.source() as source:
-        direct = (new_file_path(source.path, manifest.job_id)
+        direct = (Sidecars.of(source.path).new_file(manifest.job_id)
                   if manifest.direct and source.fileno is not None else None)
         patcher = Patcher(manifest, source, staging, dry_run=spec.dry_run, direct=direct)
         try:
