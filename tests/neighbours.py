@@ -106,9 +106,9 @@ def forked_as_nobody(fn: Callable[[], object]) -> object:
 
 def cli_as_nobody(*args: object) -> tuple[int, str, str]:
     """``bigfile ARGS`` run as uid 65534 in a forked child: (status, stdout, stderr)."""
-    def run() -> list[object]:
-        from airflow_bigfile.cli import main
+    from airflow_bigfile.cli import main  # imported here: the child may not read the tree
 
+    def run() -> list[object]:
         out, err = io.StringIO(), io.StringIO()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             status = main([str(a) for a in args])

@@ -10,23 +10,19 @@ tools are not needed), so nothing here depends on optional packages.
 
 from __future__ import annotations
 
-import functools
 import os
-import shutil
 import stat
 import struct
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import fsspec
 import pytest
 
-import airflow_bigfile
 from airflow_bigfile import Delete, HardLinkError, Insert, Replace, edit_file
 from airflow_bigfile.lock import TargetLock
+from tests.neighbours import cli_as_nobody, forked_as_nobody, shared_folder
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT or not hasattr(os, "setxattr"),
@@ -132,90 +128,42 @@ def test_an_acl_inherited_from_the_folder_is_not_added(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- another user
 
 
-@functools.cache
-def _nobody_python() -> list[str] | None:
-    """A command prefix running Python as nobody with this package importable, or None.
-
-    ``sys.executable`` may live where nobody cannot enter (a pyenv under /root): then the
-    system's interpreter of the same version runs with this environment's packages."""
-    if shutil.which("runuser"):
-        prefix = ["runuser", "-u", "nobody", "--"]
-    elif shutil.which("setpriv"):
-        prefix = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    else:
-        return None
-    root = os.path.dirname(os.path.dirname(airflow_bigfile.__file__))
-    path = os.pathsep.join([root, *(p for p in sys.path if p.endswith("site-packages"))])
-    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    for python in (sys.executable, shutil.which(version, path="/usr/local/bin:/usr/bin")):
-        if python is None:
-            continue
-        cmd = [*prefix, "env", f"PYTHONPATH={path}", python]
-        probe = subprocess.run([*cmd, "-c", "import airflow_bigfile.cli"], cwd="/",
-                               capture_output=True, check=False, timeout=60)
-        if probe.returncode == 0:
-            return cmd
-    return None
-
-
-@pytest.fixture
-def as_nobody() -> list[str]:
-    if not IS_ROOT:
-        pytest.skip("switching to nobody needs root")
-    cmd = _nobody_python()
-    if cmd is None:
-        pytest.skip("neither runuser nor setpriv (or no Python nobody may run) here")
-    return cmd
-
-
-@pytest.fixture
-def shared_folder() -> Iterator[Path]:
-    """A folder nobody may write: under the system temp folder, since pytest's tmp_path
-    sits below a folder only root may enter."""
-    folder = Path(tempfile.mkdtemp(prefix="bigfile-meta-"))
-    folder.chmod(0o777)
-    try:
-        yield folder
-    finally:
-        shutil.rmtree(folder)
-
-
 @pytest.mark.parametrize(("uid", "gid", "mode", "named"), [
     pytest.param(0, 0, 0o666, "the owner uid 0", id="root-owned"),
     pytest.param(NOBODY, 5678, 0o2666, "the group gid 5678", id="foreign-group-setgid"),
 ])
-def test_nobody_cannot_rewrite_what_it_cannot_keep(as_nobody: list[str], shared_folder: Path,
-                                                   uid: int, gid: int, mode: int,
+@needs_root
+def test_nobody_cannot_rewrite_what_it_cannot_keep(uid: int, gid: int, mode: int,
                                                    named: str) -> None:
-    path = shared_folder / "data.csv"
-    path.write_bytes(DATA)
-    os.chown(path, uid, gid)
-    os.chmod(path, mode)
-    before = snapshot(path)
+    import airflow_bigfile.fsspec_fs  # noqa: F401 - imported before the child drops root
 
-    done = subprocess.run([*as_nobody, "-m", "airflow_bigfile.cli", "insert", str(path),
-                           "--offset", "9", "--data", "x"], capture_output=True, text=True,
-                          timeout=120, check=False, cwd="/")
-    assert done.returncode == 1, done.stderr
-    assert done.stderr == (f"bigfile: error: cannot keep {named} of {path} (not permitted); "
-                           f"nothing was changed. Run the edit as the file's owner or as "
-                           f"root\n")
-    assert snapshot(path) == before
-    assert os.listdir(shared_folder) == ["data.csv"]
+    for folder in shared_folder():
+        path = folder / "data.csv"
+        path.write_bytes(DATA)
+        os.chown(path, uid, gid)
+        os.chmod(path, mode)
+        before = snapshot(path)
 
-    script = ("import fsspec, sys\n"
-              "try:\n"
-              f"    with fsspec.open('bigfile::{path}', 'wb') as f:\n"
-              "        f.write(b'replaced')\n"
-              "except Exception as exc:\n"
-              "    print(type(exc).__name__, exc)\n"
-              "    sys.exit(3)\n")
-    done = subprocess.run([*as_nobody, "-c", script], capture_output=True, text=True,
-                          timeout=120, check=False, cwd="/")
-    assert done.returncode == 3, done.stderr
-    assert done.stdout.startswith(f"TargetPermissionError cannot keep {named} of {path}")
-    assert snapshot(path) == before
-    assert os.listdir(shared_folder) == ["data.csv"]
+        status, _, err = cli_as_nobody("insert", path, "--offset", "9", "--data", "x")
+        assert status == 1, err
+        assert err == (f"bigfile: error: cannot keep {named} of {path} (not permitted); "
+                       f"nothing was changed. Run the edit as the file's owner or as "
+                       f"root\n")
+        assert snapshot(path) == before
+        assert os.listdir(folder) == ["data.csv"]
+
+        def write(path: Path = path) -> str:
+            try:
+                with fsspec.open(f"bigfile::{path}", "wb") as f:
+                    f.write(b"replaced")
+            except Exception as exc:
+                return f"{type(exc).__name__} {exc}"
+            return "written"
+
+        assert forked_as_nobody(write).startswith(  # type: ignore[union-attr]
+            f"TargetPermissionError cannot keep {named} of {path}")
+        assert snapshot(path) == before
+        assert os.listdir(folder) == ["data.csv"]
 
 
 # ---------------------------------------------------------------- hard links
