@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .exceptions import EditError
+from airflow_bigfile.exceptions import EditError
 
 _UNITS = {
     "": 1, "b": 1,

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .edits import Edit
+    from airflow_bigfile.edits import Edit
 
 PROG = "bigfile"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -64,7 +64,7 @@ def _seconds(text: str) -> float:
 
 
 def _size(text: str) -> int:
-    from .sizes import parse_size
+    from airflow_bigfile.sizes import parse_size
 
     try:
         value = parse_size(text, name="--shard-size")
@@ -217,8 +217,8 @@ def _data(args: argparse.Namespace) -> Any:
             return bytes.fromhex(args.hex)
         except ValueError as exc:
             raise InputError(f"--hex is not valid hex: {exc}") from None
-    from .exceptions import PayloadError
-    from .payload import DataFile
+    from airflow_bigfile.exceptions import PayloadError
+    from airflow_bigfile.payload import DataFile
 
     try:
         if stat.S_ISFIFO(os.stat(args.data_file).st_mode):
@@ -245,7 +245,7 @@ def _spool(path: str) -> str:
 
 
 def _read_edits(path: str) -> list[Edit]:
-    from .edits import edits_from_json
+    from airflow_bigfile.edits import edits_from_json
 
     try:
         if path == "-":
@@ -262,7 +262,7 @@ def _read_edits(path: str) -> list[Edit]:
 
 
 def _edits(args: argparse.Namespace) -> list[Edit]:
-    from .edits import Append, Delete, Insert, Patch, Replace, Truncate
+    from airflow_bigfile.edits import Append, Delete, Insert, Patch, Replace, Truncate
 
     cmd = args.command
     if cmd == "replace":
@@ -289,7 +289,7 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
 def summarize(command: str, args: argparse.Namespace, result: dict[str, Any],
               edits: Sequence[Edit]) -> str:
     """One human line describing an edit's result."""
-    from .progress import format_bytes
+    from airflow_bigfile.cli.progress import format_bytes
 
     dry = bool(result.get("dry_run"))
     matches = int(result.get("matches") or 0)
@@ -354,7 +354,7 @@ def run(args: argparse.Namespace) -> int:
     """Run a parsed command; errors propagate to :func:`main`."""
     storage_options = dict(args.storage_options) or None
     if args.command == "recover":
-        from . import recover_target
+        from airflow_bigfile import recover_target
 
         extra = {} if args.wait is None else {"wait": args.wait}
         recovery = recover_target(args.url, storage_options=storage_options, **extra)
@@ -362,12 +362,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
 
     edits = _edits(args)
-    from . import edit_file
+    from airflow_bigfile import edit_file
 
     kwargs = _engine_kwargs(args)
     bar = None
     if _want_progress(args):
-        from .progress import ProgressBar
+        from airflow_bigfile.cli.progress import ProgressBar
 
         bar = ProgressBar(sys.stderr, label=args.command)
         kwargs["progress"] = bar
@@ -387,7 +387,7 @@ def run(args: argparse.Namespace) -> int:
 def _describe(exc: BaseException) -> str:
     """``exc`` as one line; built-in OSErrors without a strerror get their kind named."""
     text = " ".join(str(exc).split())
-    from .exceptions import BigFileError
+    from airflow_bigfile.exceptions import BigFileError
 
     if isinstance(exc, OSError) and not isinstance(exc, BigFileError) and not exc.strerror:
         kind = {FileNotFoundError: "no such file", IsADirectoryError: "is a directory",
@@ -432,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             and args.executor not in (None, "dask")):
         parser.print_usage(sys.stderr)
         return _fail(f"--scheduler needs --executor dask, not {args.executor}", EXIT_USAGE)
-    from .cancel import Cancelled, cancel_on_signals, late_signal, signal_name
+    from airflow_bigfile.run.cancel import Cancelled, cancel_on_signals, late_signal, signal_name
 
     try:
         with cancel_on_signals():
@@ -451,7 +451,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (InputError, OSError, ValueError) as exc:  # BigFileError leaves are among these
         return _fail(_describe(exc))
     except Exception as exc:
-        from .exceptions import BigFileError
+        from airflow_bigfile.exceptions import BigFileError
 
         if isinstance(exc, BigFileError):
             return _fail(_describe(exc))
@@ -460,6 +460,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"unexpected {type(exc).__name__}: {_describe(exc)} "
                      "(set BIGFILE_DEBUG=1 for a traceback)")
 
-
-if __name__ == "__main__":
-    sys.exit(main())
