@@ -628,11 +628,11 @@ def test_readme_dag_over_thousands_of_shards(airflow):
 
 
 def _s3_engine_ready(url: str, options: dict) -> str | None:
-    from airflow_bigfile import api
     from airflow_bigfile.exceptions import BigFileError
+    from airflow_bigfile.targets.registry import open_target
 
     try:
-        api.open_target(url, options)
+        open_target(url, options)
     except BigFileError as exc:
         if "only local" in str(exc):
             return str(exc)

@@ -368,7 +368,7 @@ def test_locked_target(target: Path) -> None:
     """A second job fails with one line while the lock is held, or waits with --wait."""
     import threading
 
-    from airflow_bigfile.targets.lock import TargetLock
+    from airflow_bigfile.io.lock import TargetLock
 
     with TargetLock(str(target), job="other"):
         line = assert_one_error_line(run("append", target, "--data", "x"))

@@ -33,7 +33,7 @@ from airflow_bigfile import (
     recover_target,
 )
 from airflow_bigfile.edits import edit_to_json
-from airflow_bigfile.targets.lock import lock_path
+from airflow_bigfile.io.lock import lock_path
 from tests.model import apply_model
 
 ROOT = str(Path(__file__).resolve().parent.parent)

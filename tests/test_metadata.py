@@ -21,7 +21,7 @@ import fsspec
 import pytest
 
 from airflow_bigfile import Delete, HardLinkError, Insert, Replace, edit_file
-from airflow_bigfile.targets.lock import TargetLock
+from airflow_bigfile.io.lock import TargetLock
 from tests.neighbours import cli_as_nobody, forked_as_nobody, shared_folder
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0

@@ -27,7 +27,7 @@ from airflow_bigfile import (
     patch_batch,
     plan_edit,
 )
-from airflow_bigfile.commit import local as commit_module
+from airflow_bigfile.commit import inplace as commit_module
 from airflow_bigfile.io.storage import local_identity
 from airflow_bigfile.plan.manifest import Manifest
 from airflow_bigfile.run.tasks import JobSpec

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from fsspec.callbacks import Callback
 
-import airflow_bigfile.targets.lock as lock_module
+import airflow_bigfile.io.lock as lock_module
 from airflow_bigfile import (
     Append,
     BigFileError,
@@ -30,7 +30,7 @@ from airflow_bigfile import (
     edit_file,
     recover_target,
 )
-from airflow_bigfile.targets.lock import lock_path
+from airflow_bigfile.io.lock import lock_path
 from tests.model import apply_model
 
 ORIGINAL = b"".join(b"%05d;user%d@old.com;%s\n" % (i, i % 50, b"z" * (i % 17))
@@ -87,7 +87,7 @@ def test_no_pwrite_recovery(tmp_path: Path, monkeypatch) -> None:
     path = _target(tmp_path)
     from airflow_bigfile.commit.journal import write_journal
     from airflow_bigfile.io.oscompat import fsync_file
-    from airflow_bigfile.targets.sidecars import Sidecars
+    from airflow_bigfile.io.sidecars import Sidecars
 
     fd = os.open(path, os.O_RDWR)
     try:

@@ -28,9 +28,9 @@ from airflow_bigfile import (
     recover_target,
 )
 from airflow_bigfile.commit.journal import write_journal
+from airflow_bigfile.io.lock import TargetLock
 from airflow_bigfile.io.oscompat import fsync_file
-from airflow_bigfile.targets.lock import TargetLock
-from airflow_bigfile.targets.sidecars import Sidecars
+from airflow_bigfile.io.sidecars import Sidecars
 from tests.model import apply_model
 from tests.neighbours import NOBODY, cli_as_nobody, needs_second_user, shared_folder
 

@@ -25,7 +25,7 @@ from airflow_bigfile import (
     recover_target,
 )
 from airflow_bigfile.io.checksum import crc32c
-from airflow_bigfile.targets.sidecars import Sidecars
+from airflow_bigfile.io.sidecars import Sidecars
 from tests.model import apply_model
 from tests.neighbours import (
     SYSTEM_PYTHON,
@@ -102,7 +102,7 @@ def test_a_lock_held_open_by_another_user_does_not_block(shared: Path) -> None:
 
 def test_the_lock_is_private_while_held(shared: Path) -> None:
     target, cars = _victim(shared)
-    from airflow_bigfile.targets.lock import TargetLock
+    from airflow_bigfile.io.lock import TargetLock
 
     with TargetLock(str(target), job="x"):
         st = os.stat(cars.lock)

@@ -26,7 +26,7 @@ from airflow_bigfile.commit.crash import crashpoint
 from airflow_bigfile.exceptions import RecoveryError
 from airflow_bigfile.io.checksum import crc32c
 from airflow_bigfile.io.oscompat import pread
-from airflow_bigfile.targets.sidecars import Sidecars
+from airflow_bigfile.io.sidecars import Sidecars
 
 log = logging.getLogger(__name__)
 

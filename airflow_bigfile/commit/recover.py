@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from airflow_bigfile.commit.journal import Journal, iter_saved, read_journal
 from airflow_bigfile.exceptions import RecoveryError
 from airflow_bigfile.io.oscompat import fsync_dir, fsync_file, write_all
-from airflow_bigfile.targets.sidecars import (
+from airflow_bigfile.io.sidecars import (
     JOB_ID,
     MARKER,
     Sidecars,

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_bigfile.exceptions import StagingError
+from airflow_bigfile.io import sidecars
 from airflow_bigfile.io.storage import is_local, resolve
-from airflow_bigfile.targets import sidecars
 
 #: what the patcher names a staged shard: its batch file and the shard's offset in it
 STAGED = re.compile(r"(shards-[0-9]{7}-[0-9a-f]{8}\.bin)#([0-9]{1,19})")

@@ -45,8 +45,8 @@ from airflow_bigfile.commit.metadata import check_hardlinks, keep_metadata
 from airflow_bigfile.edits import Append, Patch, Truncate
 from airflow_bigfile.exceptions import SourceChangedError, TargetNotFoundError
 from airflow_bigfile.io.oscompat import fsync_dir, fsync_file
+from airflow_bigfile.io.sidecars import real_path
 from airflow_bigfile.payload import DataFile
-from airflow_bigfile.targets.sidecars import real_path
 
 if TYPE_CHECKING:
     from airflow_bigfile.edits import Edit

@@ -1,2 +1,2 @@
 """Byte I/O under the engine: positional reads and writes, fsspec storage, checksums, the
-error policy and retries."""
+files kept beside a local target and its lock, the error policy and retries."""

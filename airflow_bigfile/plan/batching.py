@@ -22,9 +22,13 @@ always at least one, never more than ``ceiling`` nor than there are shards.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 from airflow_bigfile.exceptions import EditError
 from airflow_bigfile.sizes import parse_size
+
+if TYPE_CHECKING:
+    from airflow_bigfile.plan.manifest import Shard
 
 #: bytes of shards one mapped task gets at least, unless told otherwise (see module doc)
 DEFAULT_BATCH_BYTES = 256 * 2**20
@@ -79,3 +83,19 @@ def batch_count(patch_bytes: int, shards: int, *, max_batches: int | None = None
     if max_batches is not None:
         count = min(count, max_batches)
     return max(1, min(count, ceiling, max(shards, 1)))
+
+
+def contiguous_runs(items: list[Shard], count: int) -> list[list[Shard]]:
+    """Split ``items`` into at most ``count`` contiguous runs of similar byte size."""
+    if not items:
+        return []
+    total = sum(s.length for s in items) or 1
+    per = total / max(1, count)
+    out: list[list[Shard]] = [[]]
+    acc = 0
+    for shard in items:
+        if out[-1] and acc >= per * len(out) and len(out) < count:
+            out.append([])
+        out[-1].append(shard)
+        acc += shard.length
+    return out

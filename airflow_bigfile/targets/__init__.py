@@ -1,2 +1,2 @@
 """The file being edited: a local file, an S3 object or any other fsspec file, each with
-the commits its storage allows."""
+the commits its storage allows (see :class:`~airflow_bigfile.targets.base.Target`)."""

@@ -1,7 +1,5 @@
-"""The file being edited, and the commit modes its storage allows.
-
-A target knows how to check it can be edited, lock it, recover it, say what it is now
-(:class:`Identity`) and commit verified pieces to it.
+"""A local file (or one on a locally mounted filesystem) as a :class:`~airflow_bigfile.
+targets.base.Target`: locked, journalled, committed in place or by rename.
 """
 
 from __future__ import annotations
@@ -10,21 +8,21 @@ import contextlib
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import fsspec
 
 from airflow_bigfile.commit.assembly import Piece
-from airflow_bigfile.commit.local import (
+from airflow_bigfile.commit.inplace import (
     commit_inplace,
-    commit_rewrite,
     commit_truncate,
     inplace_ranges,
     staged_writes,
 )
-from airflow_bigfile.commit.metadata import check_hardlinks
+from airflow_bigfile.commit.metadata import check_hardlinks, refuse_linked_rewrite
 from airflow_bigfile.commit.recover import RecoveryResult, check_no_journal, recover_local
+from airflow_bigfile.commit.rewrite import commit_rewrite
+from airflow_bigfile.commit.verify import check_sources
 from airflow_bigfile.edits import Layout
 from airflow_bigfile.exceptions import (
     EditError,
@@ -33,27 +31,18 @@ from airflow_bigfile.exceptions import (
     TargetNotFoundError,
     TargetPermissionError,
 )
+from airflow_bigfile.io.lock import TargetLock
+from airflow_bigfile.io.oscompat import has_holes, preallocate
+from airflow_bigfile.io.sidecars import Sidecars, check_staging_parent
 from airflow_bigfile.io.storage import Identity, Source, Staging, local_identity
-from airflow_bigfile.payload import Data, placed_chunks
+from airflow_bigfile.payload import placed_chunks
 from airflow_bigfile.plan.manifest import Manifest
-from airflow_bigfile.targets.lock import TargetLock
-from airflow_bigfile.targets.sidecars import Sidecars, check_staging_parent
+from airflow_bigfile.run.executors import Executor
+from airflow_bigfile.run.tasks import JobSpec
+from airflow_bigfile.targets.base import CommitOutcome, tail_items
 
 # auto picks in place when journal + new bytes stay under this share of a rewrite
 INPLACE_SHARE = 0.25
-
-
-@dataclass
-class CommitOutcome:
-    mode: str
-    bytes_written: int
-    size_after: int
-
-
-def tail_items(layout: Layout) -> list[Data | int]:
-    """What follows the last original byte: data, or an int for that many zero bytes."""
-    fill: list[Data | int] = [layout.zero_fill] if layout.zero_fill else []
-    return [*layout.tail_inserts, *fill, *layout.appends]
 
 
 def appends_only_layout(layout: Layout) -> bool:
@@ -72,13 +61,16 @@ class LocalTarget:
     named, for messages."""
 
     local = True
+    default_shard_size = 64 << 20
 
     def __init__(self, fs: fsspec.AbstractFileSystem, path: str, url: str) -> None:
         self.cars = Sidecars.of(path)
         self.fs, self.path, self.url = fs, self.cars.path, url
 
-    def check(self, *, write: bool) -> None:
-        """Stat the target, turning the usual mistakes into clear errors."""
+    def check(self, *, write: bool, mode: str = "auto", break_hardlinks: bool = False
+              ) -> None:
+        """Stat the target, turning the usual mistakes into clear errors; a forced rewrite
+        of a file with other hard links is refused before any I/O."""
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -100,6 +92,8 @@ class LocalTarget:
                 raise TargetPermissionError(
                     f"the folder {folder} is read-only; bigfile writes its lock, journal "
                     f"and new file beside the target")
+        if mode == "rewrite":
+            refuse_linked_rewrite(self.path, self.url, break_hardlinks)
 
     @contextlib.contextmanager
     def session(self, *, wait: float, job: str, dry_run: bool = False,
@@ -112,9 +106,12 @@ class LocalTarget:
             check_no_journal(self.cars)
             yield
             return
-        with TargetLock(self.path, wait=wait, job=job):
+        with self.locked(wait=wait, job=job):
             self.recover(keep)
             yield
+
+    def locked(self, *, wait: float, job: str) -> TargetLock:
+        return TargetLock(self.path, wait=wait, job=job)
 
     def recover(self, keep: str | None = None) -> RecoveryResult:
         return recover_local(self.cars, keep=keep)
@@ -125,18 +122,35 @@ class LocalTarget:
     def source(self) -> Source:
         return Source(self.fs, self.path)
 
-    def staging_parent(self, staging: str | None) -> str:
-        """Where this target's job folders go: ``staging`` (a parent folder, checked before
-        any I/O) or the default folder beside the real file."""
-        if staging is None:
-            return self.cars.staging_root
+    def default_staging(self, *, local_workers: bool) -> str:
+        """The hidden folder beside the real file."""
+        return self.cars.staging_root
+
+    def check_staging(self, staging: str) -> str:
         return check_staging_parent(staging, self.path)
 
-    def cleanup_staging_root(self) -> None:
+    def discard(self, job_id: str) -> None:
         with contextlib.suppress(OSError):
             os.rmdir(self.cars.staging_root)
+        self.cars.remove(self.cars.new_name(job_id))
 
-    def patch_in_place(self, layout: Layout, identity: Identity, mode: str, *,
+    def prepare_direct(self, job_id: str, identity: Identity) -> bool:
+        """Create the new file beside the target, as large as the target: workers write
+        same-length output straight into it, so those bytes move once."""
+        fd = self.cars.create(self.cars.new_name(job_id))
+        try:
+            preallocate(fd, identity.size, holes=has_holes(os.stat(self.path)))
+        finally:
+            os.close(fd)
+        return True
+
+    def check_unchanged(self, manifest: Manifest, spec: JobSpec, exe: Executor,
+                        source_crcs: dict[int, int | None]) -> None:
+        """Read every shard a worker read again and check its CRC: a writer that kept the
+        size, mtime and inode is caught here."""
+        check_sources(self.url, manifest, spec, exe, source_crcs)
+
+    def commit_offsets(self, layout: Layout, identity: Identity, mode: str, *,
                        dry_run: bool, writer: str) -> CommitOutcome | None:
         """Commit an edit list that only overwrites bytes, truncates and appends straight
         from the validated edits: journal the old bytes, write the new ones. There is

@@ -19,7 +19,7 @@ from types import TracebackType
 
 from airflow_bigfile.exceptions import TargetLockedError, TargetPermissionError
 from airflow_bigfile.io.oscompat import write_all
-from airflow_bigfile.targets.sidecars import Sidecars, UntrustedSidecarError
+from airflow_bigfile.io.sidecars import Sidecars, UntrustedSidecarError
 
 try:
     import fcntl

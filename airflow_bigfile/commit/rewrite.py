@@ -1,0 +1,249 @@
+"""The ``rewrite`` commit: assemble a new file beside the target (unchanged ranges copied by
+the kernel, changed shards from staging, every staged byte checked against its CRC32C on
+the way), fsync it, rename it over the target, fsync the folder. Readers holding the old
+file keep a consistent old file; a crash before the rename leaves the old file untouched.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from airflow_bigfile.commit.assembly import Piece
+from airflow_bigfile.commit.crash import crashpoint
+from airflow_bigfile.commit.metadata import check_hardlinks, keep_metadata
+from airflow_bigfile.commit.verify import check_all_written, check_identity, staged_records
+from airflow_bigfile.exceptions import (
+    StagingError,
+)
+from airflow_bigfile.io.oscompat import (
+    data_runs,
+    drop_written,
+    fsync_dir,
+    fsync_file,
+    has_holes,
+    pread,
+    preallocate,
+    start_writeback,
+    write_all,
+    write_sparse,
+)
+from airflow_bigfile.io.sidecars import Sidecars
+from airflow_bigfile.io.storage import Staging, local_identity
+from airflow_bigfile.payload import Data, chunks
+from airflow_bigfile.plan.manifest import Manifest
+from airflow_bigfile.run.cancel import commit_point
+
+log = logging.getLogger(__name__)
+
+COPY_CHUNK = 64 << 20  # kernel copies this much at a time, starting writeback after each
+WRITEBACK_EVERY = 32 << 20
+# From this size on, the new file's pages leave the page cache once on disk, a window behind
+# the writer, so the cache never fills (the kernel would throttle the writer) and other
+# programs keep their cached data. Smaller files stay cached for whoever reads them next.
+DROP_BEHIND_FROM = 256 << 20
+_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTSUP,
+                   errno.EBADF, errno.EPERM}
+
+
+class Assembler:
+    """Writes the new file sequentially: kernel copies from the source where it can,
+    merging adjacent copies, and plain writes for new bytes. The holes of a sparse source
+    stay holes (``copy_file_range`` would write them out as zeros): the new file must be
+    sized, not preallocated, for them to."""
+
+    def __init__(self, src_fd: int, dst_fd: int) -> None:
+        self.src, self.dst = src_fd, dst_fd
+        st = os.fstat(src_fd)
+        self.holes = has_holes(st)
+        self.drop_behind = st.st_size >= DROP_BEHIND_FROM
+        self.pos = 0
+        self._synced = 0  # writeback has been started for the bytes before this
+        self._dropped = 0  # the bytes before this are on disk and out of the page cache
+        self._copy: list[int] | None = None
+        self.kernel = hasattr(os, "copy_file_range")
+
+    def copy(self, offset: int, length: int) -> None:
+        if length <= 0:
+            return
+        if self._copy and self._copy[0] + self._copy[1] == offset:
+            self._copy[1] += length
+        else:
+            self._flush()
+            self._copy = [offset, length]
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._flush()
+        (write_sparse if self.holes else write_all)(self.dst, data, self.pos)
+        self.pos += len(data)
+        self._writeback()
+
+    def _writeback(self) -> None:
+        if self.pos - self._synced >= WRITEBACK_EVERY:
+            if self.drop_behind and self._synced > self._dropped:
+                drop_written(self.dst, self._dropped, self._synced - self._dropped)
+                self._dropped = self._synced
+            start_writeback(self.dst, self._synced, self.pos - self._synced)
+            self._synced = self.pos
+
+    @property
+    def at(self) -> int:
+        """Where the next byte of the new file goes."""
+        return self.pos + (self._copy[1] if self._copy else 0)
+
+    def skip(self, length: int) -> None:
+        """Move past ``length`` bytes that are already in place."""
+        self._flush()
+        self.pos += length
+
+    def zeros(self, length: int) -> None:
+        """Extend with ``length`` zero bytes, as a hole where the filesystem allows."""
+        self._flush()
+        if length:
+            self.pos += length
+            os.ftruncate(self.dst, self.pos)
+
+    def _flush(self) -> None:
+        if not self._copy:
+            return
+        offset, length = self._copy
+        self._copy = None
+        if not self.holes:
+            self._copy_run(offset, length)
+            return
+        base = self.pos - offset
+        for start, size in data_runs(self.src, offset, length):
+            self.pos = base + start
+            self._copy_run(start, size)
+        self.pos = base + offset + length
+        if os.fstat(self.src).st_size < offset + length:
+            raise StagingError(f"the source ended early while copying at offset {offset}")
+
+    def _copy_run(self, offset: int, length: int) -> None:
+        while length > 0:
+            n = self._kernel_copy(offset, min(length, COPY_CHUNK))
+            if n == 0:
+                raise StagingError(f"the source ended early while copying at offset {offset}")
+            offset += n
+            length -= n
+            self.pos += n
+            self._writeback()
+
+    def _kernel_copy(self, offset: int, length: int) -> int:
+        if self.kernel:
+            try:
+                return os.copy_file_range(self.src, self.dst, length, offset, self.pos)
+            except OSError as exc:
+                if exc.errno not in _NO_KERNEL_COPY:
+                    raise
+                log.debug("copy_file_range refused (%s); copying through user space", exc)
+                self.kernel = False
+        data = pread(self.src, min(length, 8 << 20), offset)
+        if data:
+            write_all(self.dst, data, self.pos)
+        return len(data)
+
+    def finish(self) -> int:
+        self._flush()
+        return self.pos
+
+
+def replace_file(src: str, dst: str, attempts: int = 10) -> None:
+    """``os.replace`` retried while it is refused with EACCES/EPERM: on Windows a target
+    held open by a reader cannot be replaced until it is closed."""
+    for attempt in range(attempts):
+        try:
+            os.replace(src, dst)
+            return
+        except PermissionError:
+            if attempt == attempts - 1:
+                raise
+            log.warning("%s is held open; retrying the rename (%d/%d)", dst, attempt + 1,
+                        attempts)
+            time.sleep(min(0.05 * 2 ** attempt, 1.0))
+
+
+def assemble(assembler: Assembler, staging: Staging, pieces: Iterable[Piece],
+             manifest: Manifest, tail: Sequence[Data | int],
+             after_pieces: Callable[[], None] | None = None) -> int:
+    """Write every piece then the tail (data, or an int for that many zero bytes);
+    ``after_pieces`` runs between the two (a trailing unchanged run is not copied yet)."""
+    if manifest.direct:
+        # Check every byte the workers wrote before overwriting any (a match straddling
+        # into the next shard's range is written over that shard's bytes).
+        pieces = list(pieces)
+        check_all_written(staging, pieces, manifest, assembler.dst)
+    for piece in pieces:
+        if piece.staged is None:
+            assembler.copy(piece.start, piece.end - piece.start)
+            continue
+        for kind, length, value in staged_records(staging, piece, manifest):
+            if kind == "C":
+                assembler.copy(value, length)  # type: ignore[arg-type]
+            elif kind == "W":
+                if value != assembler.at:
+                    raise StagingError(f"staged shard {piece.staged} wrote its bytes at "
+                                       f"{value}, not where they belong")
+                assembler.skip(length)
+            else:
+                assembler.write(value)  # type: ignore[arg-type]
+        crashpoint("rewrite-write")
+    if after_pieces is not None:
+        after_pieces()
+    for item in tail:
+        if isinstance(item, int):
+            assembler.zeros(item)
+        else:
+            for piece in chunks(item):
+                assembler.write(piece)
+    return assembler.finish()
+
+
+def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Iterable[Piece],
+                   manifest: Manifest, tail: Sequence[Data | int], expected_size: int | None,
+                   after_pieces: Callable[[], None] | None = None,
+                   break_hardlinks: bool = False) -> int:
+    """Build the new file beside ``path`` and rename it over the target. Returns bytes written.
+
+    ``expected_size`` None means the pieces are still being made (they stream in as workers
+    finish): the size is then what they add up to. ``after_pieces`` (see :func:`assemble`)
+    may raise to abandon the new file before it is finished. The new file gets the target's
+    metadata (:mod:`.metadata`) before the rename; a target with other hard links is refused
+    before the new file exists, unless ``break_hardlinks``."""
+    cars = Sidecars.of(path)
+    name = cars.new_name(manifest.job_id)
+    tmp = cars.at(name)
+    st = os.fstat(source_fd)
+    check_hardlinks(st, manifest.target, break_hardlinks)
+    # With direct writes the workers made the file; otherwise it must not exist yet.
+    fd = cars.open(name, os.O_RDWR) if manifest.direct else cars.create(name, read=True)
+    try:
+        try:
+            if not manifest.direct:
+                preallocate(fd, st.st_size if expected_size is None else expected_size - sum(
+                    item if isinstance(item, int) else len(item) for item in tail),
+                    holes=has_holes(st))
+            written = assemble(Assembler(source_fd, fd), staging, pieces, manifest, tail,
+                               after_pieces)
+            if expected_size is None:
+                os.ftruncate(fd, written)  # cut what the estimate reserved beyond the end
+            elif written != expected_size:
+                raise StagingError(f"assembled {written} bytes, expected {expected_size}; "
+                                   f"nothing was committed")
+            keep_metadata(source_fd, fd, st, manifest.target)
+            fsync_file(fd)
+            crashpoint("rewrite-synced")
+        finally:
+            os.close(fd)
+        check_identity(manifest.identity, local_identity(path), manifest.target)
+        with commit_point():
+            replace_file(tmp, path)
+            crashpoint("renamed")
+            fsync_dir(cars.folder)
+    except BaseException:
+        cars.remove(name)
+        raise
+    return written

@@ -1,0 +1,43 @@
+"""What the entry points return."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass
+class EditResult:
+    """The figures of one edit (or of what a dry run would do)."""
+
+    target: str
+    size_before: int
+    size_after: int
+    matches: int
+    shards: int
+    shards_changed: int
+    bytes_written: int
+    commit_mode: str
+    dry_run: bool
+    job_id: str
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class PlannedEdit:
+    """What :func:`~airflow_bigfile.api.plan_edit` returns: where the manifest is and the
+    shard batches to patch. Each batch is a small JSON-able dict naming its staging, so a
+    worker needs nothing else."""
+
+    target: str
+    staging: str
+    job_id: str
+    shards: int
+    batches: list[dict[str, Any]]
+    manifest_sha256: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,77 @@
+"""How a job shards, reads and commits: every knob the entry points take, checked once
+before any I/O and carried as one value."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from airflow_bigfile.exceptions import EditError
+from airflow_bigfile.plan.manifest import BLOCK
+from airflow_bigfile.sizes import parse_size
+
+DEFAULT_ALIGN = 4096
+MIN_SPREAD_SHARD = 1 << 20
+MODES = ("auto", "inplace", "rewrite")
+WRITERS = ("pwrite", "mmap")
+
+
+def default_align(shard_size: int) -> int:
+    """4 KiB, or the largest power of two dividing ``shard_size`` when that is smaller, so
+    an explicit shard size is honoured exactly."""
+    return min(DEFAULT_ALIGN, shard_size & -shard_size)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A job's settings. ``shard_size`` None means the target's default (and, for
+    :meth:`spread`, that the caller left it to us)."""
+
+    shard_size: int | None = None
+    align: int | None = None
+    block_size: int = BLOCK
+    delimiter: bytes | None = None
+    mode: str = "auto"
+    writer: str = "pwrite"
+    wait: float = 0.0
+    break_hardlinks: bool = False
+
+    @classmethod
+    def parse(cls, *, shard_size: int | str | None = None, align: int | None = None,
+              block_size: int | str | None = None, delimiter: bytes | str | None = None,
+              mode: str = "auto", writer: str = "pwrite", wait: float = 0.0,
+              break_hardlinks: bool = False) -> Settings:
+        """Check and normalise the entry points' arguments; raise :class:`EditError` naming
+        the first bad one."""
+        shard = None if shard_size is None else parse_size(shard_size, name="shard_size")
+        if shard is not None and shard < 1:
+            raise EditError(f"shard_size must be at least 1 byte, not {shard}")
+        block = parse_size(BLOCK if block_size is None else block_size, name="block_size")
+        if block < 1:
+            raise EditError(f"block_size must be at least 1 byte, not {block}")
+        if align is not None and (isinstance(align, bool) or not isinstance(align, int)
+                                  or align < 1):
+            raise EditError(f"align must be a positive integer, not {align!r}")
+        if isinstance(delimiter, str):
+            delimiter = delimiter.encode("utf-8")
+        if delimiter is not None and not delimiter:
+            raise EditError("delimiter must not be empty")
+        if mode not in MODES:
+            raise EditError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if writer not in WRITERS:
+            raise EditError(f"writer must be {' or '.join(WRITERS)}, not {writer!r}")
+        return cls(shard, align, block, delimiter, mode, writer, wait, break_hardlinks)
+
+    def for_target(self, default_shard_size: int, *, size: int | None = None,
+                   workers: int | None = None) -> Settings:
+        """Shard size and alignment filled in with the target's defaults. Given the file's
+        ``size`` and the ``workers``, a default shard is small enough that every worker gets
+        a few (a 16 MiB file on two workers is eight 2 MiB shards, not one), but not below
+        1 MiB; a shard size the caller chose is kept."""
+        shard = self.shard_size
+        if shard is None:
+            shard = default_shard_size
+            if size is not None and workers:
+                per = -(-size // (4 * workers))
+                per = max(MIN_SPREAD_SHARD, -(-per // MIN_SPREAD_SHARD) * MIN_SPREAD_SHARD)
+                shard = min(shard, per)
+        return replace(self, shard_size=shard, align=self.align or default_align(shard))
