@@ -23,10 +23,10 @@ from airflow_bigfile.commit.results import (
     load_manifest,
     read_results,
 )
-from airflow_bigfile.commit.trust import check_batch, check_same_target
 from airflow_bigfile.commit.verify import check_identity
 from airflow_bigfile.edits import check_offsets, coerce_edits
 from airflow_bigfile.io.errors import translated
+from airflow_bigfile.io.trust import check_batch, check_same_target
 from airflow_bigfile.pipeline import (
     Job,
     job_url,

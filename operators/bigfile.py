@@ -28,8 +28,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_bigfile.hooks.bigfile import BigFileHook
 from airflow_bigfile.operators.assets import lineage, record_edit, with_edited_files
 
+from airflow_bigfile.cancel import Cancelled
 from airflow_bigfile.exceptions import BigFileError, TargetLockedError, TransientStorageError
-from airflow_bigfile.run.cancel import Cancelled
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

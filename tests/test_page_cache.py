@@ -11,9 +11,9 @@ import random
 import sys
 from pathlib import Path
 
-import airflow_bigfile.commit.local as commit
 import pytest
 
+import airflow_bigfile.commit.rewrite as commit
 from airflow_bigfile import Insert, Replace, edit_file
 from airflow_bigfile.io.oscompat import drop_written, start_writeback
 

@@ -432,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             and args.executor not in (None, "dask")):
         parser.print_usage(sys.stderr)
         return _fail(f"--scheduler needs --executor dask, not {args.executor}", EXIT_USAGE)
-    from airflow_bigfile.run.cancel import Cancelled, cancel_on_signals, late_signal, signal_name
+    from airflow_bigfile.cancel import Cancelled, cancel_on_signals, late_signal, signal_name
 
     try:
         with cancel_on_signals():

@@ -9,6 +9,7 @@ import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
 
+from airflow_bigfile.cancel import commit_point, hold_signals
 from airflow_bigfile.commit.assembly import Piece
 from airflow_bigfile.commit.crash import crashpoint
 from airflow_bigfile.commit.journal import write_journal
@@ -28,7 +29,6 @@ from airflow_bigfile.io.sidecars import Sidecars
 from airflow_bigfile.io.storage import Identity, Staging
 from airflow_bigfile.payload import Data, chunks
 from airflow_bigfile.plan.manifest import Manifest
-from airflow_bigfile.run.cancel import commit_point, hold_signals
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The workers' results in staging: one JSON file per batch, written by
 :func:`~airflow_bigfile.api.patch_batch` and read back by the commit, which believes only
-what the plan's batches vouch for (see :mod:`airflow_bigfile.commit.trust`)."""
+what the plan's batches vouch for (see :mod:`airflow_bigfile.io.trust`)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
-from airflow_bigfile.commit.trust import Batch, check_batch, job_folder
-from airflow_bigfile.commit.trust import check_job_id as checked_job_id
 from airflow_bigfile.exceptions import StagingError
 from airflow_bigfile.io.storage import Staging
+from airflow_bigfile.io.trust import Batch, check_batch, job_folder
+from airflow_bigfile.io.trust import check_job_id as checked_job_id
 from airflow_bigfile.patch.patcher import ShardResult
 from airflow_bigfile.plan.manifest import MANIFEST, Manifest
 

@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 
+from airflow_bigfile.cancel import commit_point
 from airflow_bigfile.commit.assembly import Piece
 from airflow_bigfile.commit.crash import crashpoint
 from airflow_bigfile.commit.metadata import check_hardlinks, keep_metadata
@@ -35,7 +36,6 @@ from airflow_bigfile.io.sidecars import Sidecars
 from airflow_bigfile.io.storage import Staging, local_identity
 from airflow_bigfile.payload import Data, chunks
 from airflow_bigfile.plan.manifest import Manifest
-from airflow_bigfile.run.cancel import commit_point
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 from airflow_bigfile.commit.assembly import Piece
-from airflow_bigfile.commit.trust import parse_staged
 from airflow_bigfile.exceptions import ShardChecksumError, SourceChangedError, StagingError
 from airflow_bigfile.io.checksum import crc32c
 from airflow_bigfile.io.oscompat import pread
 from airflow_bigfile.io.storage import Identity, Staging
+from airflow_bigfile.io.trust import parse_staged
 from airflow_bigfile.patch.patcher import job_tag
 from airflow_bigfile.patch.shardfile import HEADER_SIZE, ShardHeader, iter_records
 from airflow_bigfile.plan.batching import contiguous_runs

@@ -1,1 +1,2 @@
-"""Where shard work runs: executors (threads, processes, Dask), worker start-up, cancelling."""
+"""Where shard work runs: the units of work (checksum ranges, patch a batch), executors
+(threads, processes, Dask) and the start of a worker process."""

@@ -13,8 +13,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolE
 from concurrent.futures import Executor as _PoolExecutor
 from typing import Any, Protocol, TypeVar
 
+from airflow_bigfile.cancel import check_stop, run_with_stop
 from airflow_bigfile.exceptions import BigFileError
-from airflow_bigfile.run.cancel import check_stop, run_with_stop
 from airflow_bigfile.run.workers import start_worker
 
 T = TypeVar("T")
