@@ -213,7 +213,7 @@ def test_delete(capsys, target: Path, shard_size: str, offset: int, length: int)
     out = ok(capsys, "delete", target, "--offset", offset, "--length", length,
              "--shard-size", shard_size)
     assert target.read_bytes() == original[:offset] + original[offset + length:]
-    assert out.startswith(f"deleted {length} byte")
+    assert out.startswith(f"deleted {length:,} byte")
 
 
 @pytest.mark.parametrize("shard_size", SHARD_SIZES)
@@ -606,7 +606,7 @@ def test_engine_defaults_left_to_engine(capsys, fake_engine) -> None:
     out = ok(capsys, "append", "f", "--data", "xy")
     (_, kwargs), = fake_engine
     assert kwargs == {"storage_options": None, "mode": "auto", "dry_run": False}
-    assert out == "appended 2 bytes in 1 of 2 shards; 10 B -> 12 B; 12 B written; " \
+    assert out == "appended 2 bytes in 1 of 2 shards; 10 B -> 12 B (+2 B); 12 B written; " \
                   "commit: rewrite\n"
 
 
