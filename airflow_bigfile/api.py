@@ -82,6 +82,7 @@ class EditResult:
     dry_run: bool
     job_id: str
     seconds: float
+    commit_reason: str = ""  # why commit_mode was chosen (``auto`` weighs the bytes written)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -265,7 +266,7 @@ def _commit(target: LocalTarget | RemoteTarget, manifest: Manifest, spec: JobSpe
     stage = spec.open_staging()
     if not any(p.changed for p in pieces) and size_after == manifest.identity.size:
         # Nothing matched and nothing is added or cut: leave the target alone.
-        outcome = CommitOutcome("none", 0, size_after)
+        outcome = CommitOutcome("none", 0, size_after, "nothing matched, nothing is added or cut")
     else:
         if not dry_run:
             _verify_sources(target, manifest, spec, exe, results)
@@ -294,7 +295,8 @@ def _figures(manifest: Manifest, pieces: Sequence[Piece], outcome: CommitOutcome
         matches=sum(sum(p.result.matches) for p in pieces if p.result is not None),
         shards=len(manifest.shards), shards_changed=sum(1 for p in pieces if p.changed),
         bytes_written=outcome.bytes_written, commit_mode=outcome.mode, dry_run=dry_run,
-        job_id=manifest.job_id, seconds=round(time.monotonic() - started, 6))
+        job_id=manifest.job_id, seconds=round(time.monotonic() - started, 6),
+        commit_reason=outcome.reason)
 
 
 class _Incoming:
@@ -472,7 +474,7 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
                     matches=0, shards=0, shards_changed=0,
                     bytes_written=outcome.bytes_written, commit_mode=outcome.mode,
                     dry_run=dry_run, job_id=job_id,
-                    seconds=round(time.monotonic() - started, 6))
+                    seconds=round(time.monotonic() - started, 6), commit_reason=outcome.reason)
         spec = JobSpec(target=url, staging=_job_url(parent, job_id),
                        storage_options=storage_options or {}, dry_run=dry_run)
         exe = make_executor(executor, workers, stop, **dask)
@@ -511,7 +513,8 @@ def _unchanged(target: LocalTarget | RemoteTarget, job_id: str, dry_run: bool,
     return EditResult(target=target.url, size_before=size, size_after=size, matches=0,
                       shards=0, shards_changed=0, bytes_written=0, commit_mode="none",
                       dry_run=dry_run, job_id=job_id,
-                      seconds=round(time.monotonic() - started, 6))
+                      seconds=round(time.monotonic() - started, 6),
+                      commit_reason="the edit list is empty")
 
 
 def _staging_parent(target: LocalTarget | RemoteTarget, staging: str | None,

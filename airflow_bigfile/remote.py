@@ -200,9 +200,13 @@ class RemoteTarget:
             raise TargetError(f"{self.url}: an object store cannot be changed in place; "
                               "use mode auto or rewrite")
         kind = "multipart" if is_s3(self.fs) else "stream"
+        reason = ("S3: one multipart upload, unchanged ranges copied by the store"
+                  if kind == "multipart" else
+                  "an object store without server-side part copies: the new object is "
+                  "written whole")
         if dry_run:
             return CommitOutcome(kind, _estimate_sent(pieces, layout, kind, size_after),
-                                  size_after)
+                                  size_after, reason)
         check_identity(manifest.identity, self.identity(), manifest.target)
         segments = _segments(stage, pieces, manifest, tail_items(layout))
         if kind == "multipart" and size_after > 0:
@@ -212,7 +216,7 @@ class RemoteTarget:
             # failure anywhere in it is retried whole.
             sent = retried(lambda: self._stream(
                 _segments(stage, pieces, manifest, tail_items(layout)), manifest))
-        return CommitOutcome(kind, sent, size_after)
+        return CommitOutcome(kind, sent, size_after, reason)
 
     def _read(self, source: Source, offset: int, length: int) -> bytes:
         buf = bytearray(length)
