@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .edits import Append, Delete, Insert, Patch, Replace, Truncate
-from .exceptions import (
+from airflow_bigfile.edits import Append, Delete, Insert, Patch, Replace, Truncate
+from airflow_bigfile.exceptions import (
     BigFileError,
     EditConflictError,
     EditError,
@@ -28,10 +28,10 @@ from .exceptions import (
     TargetPermissionError,
     TransientStorageError,
 )
-from .payload import DataFile
+from airflow_bigfile.payload import DataFile
 
 if TYPE_CHECKING:
-    from .api import (
+    from airflow_bigfile.api import (
         EditResult,
         PlannedEdit,
         commit_edit,
@@ -61,7 +61,7 @@ def __getattr__(name: str) -> Any:
     # The engine pulls in pyarrow and fsspec; import it on first use so `bigfile --help`
     # and plain imports stay fast.
     if name in _LAZY:
-        from . import api
+        from airflow_bigfile import api
 
         return getattr(api, name)
     raise AttributeError(f"module 'airflow_bigfile' has no attribute {name!r}")

@@ -1,7 +1,5 @@
 """``python -m airflow_bigfile``: the ``bigfile`` command."""
 
-from __future__ import annotations
-
 import sys
 
 from airflow_bigfile.cli import main

@@ -20,17 +20,21 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from .batching import MAX_BATCHES, batch_count, check_batching
-from .commit import check_identity
-from .edits import Edit, Layout, check_offsets, coerce_edits
-from .errors import translated
-from .exceptions import EditError, SourceChangedError, StagingError, TargetError
-from .executors import Executor, check_executor, make_executor
-from .lock import TargetLock
-from .metadata import refuse_linked_rewrite
-from .oscompat import has_holes, preallocate
-from .patch import ShardResult
-from .plan import (
+from airflow_bigfile.commit.assembly import Piece, iter_pieces, resolve_pieces
+from airflow_bigfile.commit.local import check_identity
+from airflow_bigfile.commit.metadata import refuse_linked_rewrite
+from airflow_bigfile.commit.recover import RecoveryResult
+from airflow_bigfile.commit.trust import Batch, check_batch, check_same_target, job_folder
+from airflow_bigfile.commit.trust import check_job_id as checked_job_id
+from airflow_bigfile.edits import Edit, Layout, check_offsets, coerce_edits
+from airflow_bigfile.exceptions import EditError, SourceChangedError, StagingError, TargetError
+from airflow_bigfile.io.errors import translated
+from airflow_bigfile.io.oscompat import has_holes, preallocate
+from airflow_bigfile.io.storage import Staging, is_local, resolve
+from airflow_bigfile.patch.patcher import ShardResult
+from airflow_bigfile.patch.scan import Matcher
+from airflow_bigfile.plan.batching import MAX_BATCHES, batch_count, check_batching
+from airflow_bigfile.plan.manifest import (
     BLOCK,
     MANIFEST,
     Manifest,
@@ -40,17 +44,17 @@ from .plan import (
     new_job_id,
     touched,
 )
-from .recover import RecoveryResult
-from .remote import RemoteTarget
-from .resolve import Piece, iter_pieces, resolve_pieces
-from .scan import Matcher
-from .sidecars import check_job_id, check_staging_parent, make_job_folder
-from .sizes import parse_size
-from .storage import Staging, is_local, resolve
-from .targets import CommitOutcome, LocalTarget
-from .tasks import JobSpec, checksum_ranges, patch_shards
-from .trust import Batch, check_batch, check_same_target, job_folder
-from .trust import check_job_id as checked_job_id
+from airflow_bigfile.run.executors import Executor, check_executor, make_executor
+from airflow_bigfile.run.tasks import JobSpec, checksum_ranges, patch_shards
+from airflow_bigfile.sizes import parse_size
+from airflow_bigfile.targets.local import CommitOutcome, LocalTarget
+from airflow_bigfile.targets.lock import TargetLock
+from airflow_bigfile.targets.remote import RemoteTarget
+from airflow_bigfile.targets.sidecars import (
+    check_job_id,
+    check_staging_parent,
+    make_job_folder,
+)
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
@@ -579,9 +583,9 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
     batches of contiguous shards (small dicts, one per mapped task).
 
     How many: enough that each gets about ``batch_bytes`` to patch (default
-    :data:`~airflow_bigfile.batching.DEFAULT_BATCH_BYTES`, which outweighs a mapped task's
+    :data:`~airflow_bigfile.plan.batching.DEFAULT_BATCH_BYTES`, which outweighs a mapped task's
     start-up), at most ``max_batches`` (given alone: that many), never more than
-    ``batch_limit`` and at least one; see :mod:`airflow_bigfile.batching`.
+    ``batch_limit`` and at least one; see :mod:`airflow_bigfile.plan.batching`.
 
     The target is recovered and locked while planning, not between the steps; the commit
     refuses if the target changed in between.

@@ -13,11 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import EditConflictError, EditError, PatternError
-from .payload import DataFile, StagedPayload, is_ranged
+from airflow_bigfile.exceptions import EditConflictError, EditError, PatternError
+from airflow_bigfile.payload import DataFile, StagedPayload, is_ranged
 
 if TYPE_CHECKING:
-    from .storage import Staging
+    from airflow_bigfile.io.storage import Staging
 
 DEFAULT_MAX_MATCH = 4096
 

@@ -16,10 +16,10 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import PayloadError, ShardChecksumError, StagingError
+from airflow_bigfile.exceptions import PayloadError, ShardChecksumError, StagingError
 
 if TYPE_CHECKING:
-    from .storage import Staging
+    from airflow_bigfile.io.storage import Staging
 
 CHUNK = 4 << 20  # bytes read, written or checked at a time
 INLINE_MAX = 64 << 10  # larger payloads leave the manifest's JSON for a staged file
@@ -172,7 +172,7 @@ class StagedPayload(_Ranged):
         return {"name": self.name, "size": self.size, "crc32c": self.crcs}
 
     def _chunk(self, index: int) -> bytes:
-        from .checksum import crc32c
+        from airflow_bigfile.io.checksum import crc32c
 
         with self._lock:
             if self._cached[0] == index:
@@ -231,7 +231,9 @@ def placed_chunks(writes: Iterable[tuple[int, Data]]
 def stage_payload(data: Data, staging: Staging, name: str) -> StagedPayload:
     """Copy ``data`` into ``staging`` as ``name`` a chunk at a time, with a CRC32C per
     chunk, and return the reference workers read it through."""
-    from .checksum import crc32c  # not at import: the edit classes stay light for the CLI
+    from airflow_bigfile.io.checksum import (
+        crc32c,  # not at import: the edit classes stay light for the CLI
+    )
 
     crcs = []
     f = staging.open_write(name)

@@ -12,7 +12,7 @@ from typing import Any
 def get_provider_info() -> dict[str, Any]:
     """What ``airflow providers list`` shows and where Airflow finds our hooks, operators,
     connection type and ``ObjectStoragePath`` filesystem."""
-    from . import __version__
+    from airflow_bigfile import __version__
 
     return {
         "package-name": "airflow-bigfile",
@@ -35,5 +35,5 @@ def get_provider_info() -> dict[str, Any]:
             "hook-class-name": "airflow_bigfile.hooks.bigfile.BigFileHook",
             "hook-name": "BigFile (fsspec storage options)",
         }],
-        "filesystems": ["airflow_bigfile.filesystems"],
+        "filesystems": ["airflow_bigfile.hooks.filesystems"],
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
-from .exceptions import EditError
+from airflow_bigfile.exceptions import EditError
 
 _UNITS = {
     "": 1, "b": 1,

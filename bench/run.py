@@ -124,7 +124,7 @@ def bigfile_cmd() -> list[str]:
     script = Path(sys.executable).parent / "bigfile"
     if script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from airflow_bigfile.cli import main; "
+    return [sys.executable, "-c", "import sys; from airflow_bigfile.cli.command import main; "
             "sys.exit(main())"]
 
 

@@ -28,8 +28,8 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow_bigfile.hooks.bigfile import BigFileHook
 from airflow_bigfile.operators.assets import lineage, record_edit, with_edited_files
 
-from airflow_bigfile.cancel import Cancelled
 from airflow_bigfile.exceptions import BigFileError, TargetLockedError, TransientStorageError
+from airflow_bigfile.run.cancel import Cancelled
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -121,7 +121,7 @@ def _kill_switch(log: Any, interval: float) -> Any:
     """An fsspec progress callback that logs progress every ``interval`` seconds, and whose
     ``killed`` event, also the engine's ``stop``, is set by ``on_kill``: workers stop, the
     next progress report raises, the engine removes its staging."""
-    from airflow_bigfile.progress import ProgressLog
+    from airflow_bigfile.cli.progress import ProgressLog
 
     class KillSwitch(ProgressLog):
         def __init__(self) -> None:
@@ -277,7 +277,7 @@ class BigFilePlanOperator(_BigFileOperator):
     :param max_batches: at most this many batches (mapped tasks); given alone, exactly that
         many (fewer only if there are fewer shards to patch).
     :param batch_bytes: bytes of shards each batch gets at least, int or ``"256MiB"``
-        (default :data:`~airflow_bigfile.batching.DEFAULT_BATCH_BYTES`, 256 MiB).
+        (default :data:`~airflow_bigfile.plan.batching.DEFAULT_BATCH_BYTES`, 256 MiB).
     :param delimiter: align shard boundaries to records ending with this.
     :param align: shard boundaries are multiples of this.
 

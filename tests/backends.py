@@ -17,7 +17,7 @@ import pytest
 
 from airflow_bigfile.edits import Append
 from airflow_bigfile.exceptions import BigFileError
-from airflow_bigfile.fsspec_fs import BigFileFileSystem
+from airflow_bigfile.fs.filesystem import BigFileFileSystem
 
 
 @dataclass

@@ -106,7 +106,7 @@ def forked_as_nobody(fn: Callable[[], object]) -> object:
 
 def cli_as_nobody(*args: object) -> tuple[int, str, str]:
     """``bigfile ARGS`` run as uid 65534 in a forked child: (status, stdout, stderr)."""
-    from airflow_bigfile.cli import main  # imported here: the child may not read the tree
+    from airflow_bigfile.cli.command import main  # imported here: the child may not read the tree
 
     def run() -> list[object]:
         out, err = io.StringIO(), io.StringIO()

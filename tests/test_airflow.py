@@ -446,12 +446,13 @@ def test_secrets_never_logged(monkeypatch, tmp_path, caplog):
 
 
 def test_provider_info_and_filesystems_module():
-    from airflow_bigfile import filesystems
+    from airflow_bigfile.hooks import filesystems
+
     from airflow_bigfile.provider import get_provider_info
 
     info = get_provider_info()
     assert info["package-name"] == "airflow-bigfile"
-    assert info["filesystems"] == ["airflow_bigfile.filesystems"]
+    assert info["filesystems"] == ["airflow_bigfile.hooks.filesystems"]
     assert filesystems.schemes == ["bigfile"]
     assert callable(filesystems.get_fs)
 

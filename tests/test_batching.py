@@ -1,4 +1,4 @@
-"""How many batches a plan makes: the rule of :mod:`airflow_bigfile.batching`, and
+"""How many batches a plan makes: the rule of :mod:`airflow_bigfile.plan.batching`, and
 :func:`plan_edit` following it on real files."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from airflow_bigfile import Replace, plan_edit
-from airflow_bigfile.batching import DEFAULT_BATCH_BYTES, batch_count
 from airflow_bigfile.exceptions import EditError
+from airflow_bigfile.plan.batching import DEFAULT_BATCH_BYTES, batch_count
 
 MiB = 2**20
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from airflow_bigfile import cli
-from airflow_bigfile.progress import ProgressBar, format_bytes, format_duration
+from airflow_bigfile.cli import command as cli
+from airflow_bigfile.cli.progress import ProgressBar, format_bytes, format_duration
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 SHARD_SIZES = ["1", "7", "64", "4KiB"]
@@ -48,7 +48,7 @@ def target(tmp_path: Path) -> Path:
 def run(*args: str, stdin: bytes | None = None,
         cmd: list[str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run the command in a fresh interpreter, as a user would."""
-    cmd = cmd or [sys.executable, "-m", "airflow_bigfile.cli"]
+    cmd = cmd or [sys.executable, "-m", "airflow_bigfile"]
     return subprocess.run([*cmd, *map(str, args)], input=stdin, capture_output=True,
                           timeout=120, check=False)
 
@@ -87,7 +87,7 @@ def perl(path: Path, script: str) -> bytes:
 def test_help_is_light() -> None:
     """``bigfile --help`` answers without importing the engine's heavy dependencies."""
     code = ("import sys\n"
-            "from airflow_bigfile.cli import main\n"
+            "from airflow_bigfile.cli.command import main\n"
             "status = main(['--help'])\n"
             "heavy = sorted(m for m in ('pyarrow', 'fsspec', 'crc32c', 'tenacity', 'dask')"
             " if m in sys.modules)\n"
@@ -156,7 +156,7 @@ def test_regex_matches_perl(capsys, target: Path, shard_size: str, pattern: str,
 
 def test_replace_raw_bytes_arguments(target: Path) -> None:
     """Arguments that are not UTF-8 (as a shell passes them) are used byte for byte."""
-    proc = subprocess.run([sys.executable, "-m", "airflow_bigfile.cli", "replace",
+    proc = subprocess.run([sys.executable, "-m", "airflow_bigfile", "replace",
                            bytes(target), "--find", b"\xa9t", "--replace", b"\xff"],
                           capture_output=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
@@ -368,7 +368,7 @@ def test_locked_target(target: Path) -> None:
     """A second job fails with one line while the lock is held, or waits with --wait."""
     import threading
 
-    from airflow_bigfile.lock import TargetLock
+    from airflow_bigfile.targets.lock import TargetLock
 
     with TargetLock(str(target), job="other"):
         line = assert_one_error_line(run("append", target, "--data", "x"))
@@ -645,7 +645,7 @@ def test_engine_warnings_are_one_line_each(capsys, monkeypatch: pytest.MonkeyPat
     import airflow_bigfile
 
     def edit_file(*args: object, **kwargs: object) -> FakeResult:
-        logging.getLogger("airflow_bigfile.recover").warning("rolled back %s", "f")
+        logging.getLogger("airflow_bigfile.commit.recover").warning("rolled back %s", "f")
         return FakeResult()
 
     monkeypatch.setattr(airflow_bigfile, "edit_file", edit_file, raising=False)

@@ -72,7 +72,7 @@ EXPECT = {"journal-write": "old", "journal-synced": "old", "data-write": "old",
 ZYGOTE = textwrap.dedent(r"""
     import json, os, signal, sys, time
     import airflow_bigfile.api as api
-    import airflow_bigfile.crash as crash
+    import airflow_bigfile.commit.crash as crash
 
     def child(cmd, w):
         if cmd.get("crash"):

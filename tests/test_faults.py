@@ -17,7 +17,7 @@ from airflow_bigfile import (
     TransientStorageError,
     edit_file,
 )
-from airflow_bigfile import retry as retry_module
+from airflow_bigfile.io import retry as retry_module
 from tests.faulty import TRANSIENT, FaultyFileSystem
 
 fsspec.register_implementation("faulty", FaultyFileSystem, clobber=True)
@@ -121,7 +121,7 @@ def test_retries_are_bounded_then_the_error_is_transient(target: str, kind: str)
 def test_the_error_mapping_is_complete() -> None:
     """Every fault the wrapper can raise maps to exactly one class of the tree: the
     transient ones to TransientStorageError, the others to a permanent StorageError."""
-    from airflow_bigfile.errors import translate
+    from airflow_bigfile.io.errors import translate
     from tests.faulty import FAULTS
 
     for kind, make in FAULTS.items():

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import airflow_bigfile.oscompat as oscompat
-from airflow_bigfile.oscompat import find_all
+import airflow_bigfile.io.oscompat as oscompat
+from airflow_bigfile.io.oscompat import find_all
 
 
 def expected(buf: bytes, sub: bytes, start: int, end: int, limit: int) -> list[int] | None:

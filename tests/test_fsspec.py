@@ -35,7 +35,7 @@ from hypothesis.stateful import (
 
 from airflow_bigfile.edits import Append, Patch, Truncate
 from airflow_bigfile.exceptions import SourceChangedError
-from airflow_bigfile.fsspec_fs import BigFileFileSystem, EditFile, SpoolFile
+from airflow_bigfile.fs.filesystem import BigFileFileSystem, EditFile, SpoolFile
 from tests.backends import Backend, require_engine
 
 EXAMPLES = {"quick": 0.2, "default": 1.0, "thorough": 10.0}[
@@ -541,7 +541,7 @@ def test_fresh_interpreter_finds_the_protocol(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=120, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "airflow_bigfile.fsspec_fs"
+    assert out.stdout.strip() == "airflow_bigfile.fs.filesystem"
     assert path.read_bytes() == b"a,b\n9,2\n3,4\n"
 
 

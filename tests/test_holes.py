@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from airflow_bigfile import Delete, Insert, Patch, Replace, edit_file
-from airflow_bigfile.oscompat import data_runs, has_holes, write_sparse
+from airflow_bigfile.io.oscompat import data_runs, has_holes, write_sparse
 
 MiB = 1 << 20
 SIZE = 64 * MiB

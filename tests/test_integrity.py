@@ -34,7 +34,7 @@ from airflow_bigfile import (
     patch_batch,
     plan_edit,
 )
-from airflow_bigfile.shardfile import HEADER_SIZE
+from airflow_bigfile.patch.shardfile import HEADER_SIZE
 from tests.model import apply_model
 
 SHARD = "8KiB"

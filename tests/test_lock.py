@@ -33,7 +33,7 @@ from airflow_bigfile import (
     recover_target,
 )
 from airflow_bigfile.edits import edit_to_json
-from airflow_bigfile.lock import lock_path
+from airflow_bigfile.targets.lock import lock_path
 from tests.model import apply_model
 
 ROOT = str(Path(__file__).resolve().parent.parent)
@@ -272,7 +272,7 @@ def test_two_processes(tmp_path: Path) -> None:
         assert a.stdout is not None and a.stdout.readline().strip() == "LOCKED"
         b = _child(EDIT_CHILD, path, EDIT_B, wait=0)
         c = _child(EDIT_CHILD, path, EDIT_B, wait=60)
-        cli = subprocess.run([sys.executable, "-m", "airflow_bigfile.cli", "append", str(path),
+        cli = subprocess.run([sys.executable, "-m", "airflow_bigfile", "append", str(path),
                               "--data", "cli"], capture_output=True, text=True, cwd=ROOT,
                              timeout=60)
         _, b_err = b.communicate(timeout=60)

@@ -21,13 +21,13 @@ import fsspec
 import pytest
 
 from airflow_bigfile import Delete, HardLinkError, Insert, Replace, edit_file
-from airflow_bigfile.lock import TargetLock
+from airflow_bigfile.targets.lock import TargetLock
 from tests.neighbours import cli_as_nobody, forked_as_nobody, shared_folder
 
 IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 needs_root = pytest.mark.skipif(not IS_ROOT or not hasattr(os, "setxattr"),
                                 reason="chown to other users and trusted.* need root on Linux")
-CLI = [sys.executable, "-m", "airflow_bigfile.cli"]
+CLI = [sys.executable, "-m", "airflow_bigfile"]
 NOBODY = 65534
 DATA = b"id,email\n" + b"".join(b"%04d,abc@old.com\n" % i for i in range(400))
 
@@ -135,7 +135,7 @@ def test_an_acl_inherited_from_the_folder_is_not_added(tmp_path: Path) -> None:
 @needs_root
 def test_nobody_cannot_rewrite_what_it_cannot_keep(uid: int, gid: int, mode: int,
                                                    named: str) -> None:
-    import airflow_bigfile.fsspec_fs  # noqa: F401 - imported before the child drops root
+    import airflow_bigfile.fs.filesystem  # noqa: F401 - imported before the child drops root
 
     for folder in shared_folder():
         path = folder / "data.csv"

@@ -76,7 +76,7 @@ def test_conflicts_and_changed_source_leave_the_file(tmp_path: Path) -> None:
 
 def test_source_changed_between_identity_and_commit(tmp_path: Path, monkeypatch) -> None:
     """Another writer (ignoring the lock) changes the file after it was checked: refused."""
-    from airflow_bigfile import targets
+    from airflow_bigfile.targets import local as targets
 
     path, data = _file(tmp_path)
     real = targets.commit_inplace

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-import airflow_bigfile.commit as commit
+import airflow_bigfile.commit.local as commit
 from airflow_bigfile import Insert, Replace, edit_file
-from airflow_bigfile.oscompat import drop_written, start_writeback
+from airflow_bigfile.io.oscompat import drop_written, start_writeback
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="sync_file_range and mincore are Linux calls")
@@ -86,7 +86,7 @@ def test_a_writeback_error_fails_the_commit_and_keeps_the_file(tmp_path: Path,
                                                                 drop_behind: None) -> None:
     """Waiting for writeback consumes a write error the final fsync would have reported, so
     an error there fails the commit: a clear error, the target as it was, no new file."""
-    import airflow_bigfile.oscompat as oscompat
+    import airflow_bigfile.io.oscompat as oscompat
     from airflow_bigfile.exceptions import BigFileError
 
     def failing(fd: int, offset: int, length: int, flags: int) -> int:

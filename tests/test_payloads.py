@@ -27,10 +27,10 @@ from airflow_bigfile import (
     patch_batch,
     plan_edit,
 )
-from airflow_bigfile import commit as commit_module
-from airflow_bigfile.plan import Manifest
-from airflow_bigfile.storage import local_identity
-from airflow_bigfile.tasks import JobSpec
+from airflow_bigfile.commit import local as commit_module
+from airflow_bigfile.io.storage import local_identity
+from airflow_bigfile.plan.manifest import Manifest
+from airflow_bigfile.run.tasks import JobSpec
 
 MiB = 1 << 20
 PATTERN = bytes(range(256)) * 4096  # 1 MiB of every byte value
@@ -72,7 +72,7 @@ def model_sha(parts: list[tuple[Path, int, int]]) -> str:
 
 def run_measured(*args: str, cwd: Path) -> tuple[int, int, str]:
     """Run the CLI with ``args``: its exit code, peak RSS in bytes and stderr."""
-    cmd = [sys.executable, "-m", "airflow_bigfile.cli", *args, "--no-progress"]
+    cmd = [sys.executable, "-m", "airflow_bigfile", *args, "--no-progress"]
     proc = subprocess.run([sys.executable, "-c", LAUNCHER, *cmd], cwd=cwd,
                           capture_output=True, text=True, timeout=240)
     code, rss_kib = proc.stdout.split()[-2:]
@@ -182,7 +182,7 @@ def test_json_data_file_form(tmp_path: Path) -> None:
     edits = tmp_path / "edits.json"
     edits.write_text(json.dumps([{"op": "patch", "offset": 10, "data_file": str(data)},
                                  {"op": "insert", "offset": 500, "data_file": str(data)}]))
-    proc = subprocess.run([sys.executable, "-m", "airflow_bigfile.cli", "apply", str(target),
+    proc = subprocess.run([sys.executable, "-m", "airflow_bigfile", "apply", str(target),
                            "--edits", str(edits)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert target.read_bytes() == (content[:10] + b"\x00\xffNEW" + content[15:500]
@@ -231,7 +231,7 @@ def test_damaged_staged_payload_is_refused(tmp_path: Path) -> None:
 
 def test_cli_missing_data_file_is_one_error_line(tmp_path: Path) -> None:
     target, content = small_target(tmp_path, 100)
-    proc = subprocess.run([sys.executable, "-m", "airflow_bigfile.cli", "append", str(target),
+    proc = subprocess.run([sys.executable, "-m", "airflow_bigfile", "append", str(target),
                            "--data-file", str(tmp_path / "nope")], capture_output=True,
                           text=True)
     assert proc.returncode == 1
@@ -290,7 +290,7 @@ def test_lone_truncate_on_a_full_disk(full_tmpfs: Path) -> None:
                 os.write(fd, b"\xff" * 4096)
     finally:
         os.close(fd)
-    proc = subprocess.run([sys.executable, "-m", "airflow_bigfile.cli", "truncate",
+    proc = subprocess.run([sys.executable, "-m", "airflow_bigfile", "truncate",
                            str(target), "--size", "1000", "--json"], capture_output=True,
                           text=True)
     assert proc.returncode == 0, proc.stderr

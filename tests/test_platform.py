@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from fsspec.callbacks import Callback
 
-import airflow_bigfile.lock as lock_module
+import airflow_bigfile.targets.lock as lock_module
 from airflow_bigfile import (
     Append,
     BigFileError,
@@ -30,7 +30,7 @@ from airflow_bigfile import (
     edit_file,
     recover_target,
 )
-from airflow_bigfile.lock import lock_path
+from airflow_bigfile.targets.lock import lock_path
 from tests.model import apply_model
 
 ORIGINAL = b"".join(b"%05d;user%d@old.com;%s\n" % (i, i % 50, b"z" * (i % 17))
@@ -85,9 +85,9 @@ def test_no_pwrite_rewrite(tmp_path: Path, monkeypatch) -> None:
 def test_no_pwrite_recovery(tmp_path: Path, monkeypatch) -> None:
     """A journal left by a killed in-place commit rolls back without pwrite too."""
     path = _target(tmp_path)
-    from airflow_bigfile.journal import write_journal
-    from airflow_bigfile.oscompat import fsync_file
-    from airflow_bigfile.sidecars import Sidecars
+    from airflow_bigfile.commit.journal import write_journal
+    from airflow_bigfile.io.oscompat import fsync_file
+    from airflow_bigfile.targets.sidecars import Sidecars
 
     fd = os.open(path, os.O_RDWR)
     try:
@@ -295,7 +295,7 @@ def test_writeback_hint_where_there_is_one_and_where_not(tmp_path: Path, monkeyp
                                                          platform: str) -> None:
     """``sync_file_range`` starts writeback early on Linux; elsewhere the hint is skipped and
     the commit's fsync alone makes the file durable."""
-    import airflow_bigfile.oscompat as oscompat
+    import airflow_bigfile.io.oscompat as oscompat
 
     monkeypatch.setattr(oscompat, "_sync_file_range", None)
     monkeypatch.setattr(sys, "platform", platform)

@@ -34,9 +34,9 @@ from tests.model import apply_model, match_count
 if importlib.util.find_spec("airflow_bigfile.api") is None:   # the engine is not there yet
     pytest.skip("airflow_bigfile.api is not available", allow_module_level=True)
 from airflow_bigfile import edit_file  # noqa: E402
-from airflow_bigfile import patch as patch_module  # noqa: E402
 from airflow_bigfile import payload as payload_module  # noqa: E402
-from airflow_bigfile import plan as plan_module  # noqa: E402
+from airflow_bigfile.patch import patcher as patch_module  # noqa: E402
+from airflow_bigfile.plan import manifest as plan_module  # noqa: E402
 
 # -- settings -------------------------------------------------------------------------------
 

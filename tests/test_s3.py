@@ -144,7 +144,7 @@ def test_cli_on_s3_urls(s3, tmp_path) -> None:
     options = []
     for name, value in s3.storage_options.items():
         options += ["--storage-option", f"{name}={value}"]
-    run = subprocess.run([sys.executable, "-m", "airflow_bigfile.cli", "replace",
+    run = subprocess.run([sys.executable, "-m", "airflow_bigfile", "replace",
                           s3.url("people.csv"), "--find", "@old.com", "--replace", "@new.org",
                           "--json", *options], capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
@@ -152,7 +152,7 @@ def test_cli_on_s3_urls(s3, tmp_path) -> None:
     assert figures["matches"] == 20000 and figures["commit_mode"] == "multipart"
     s3.fs.invalidate_cache()
     assert s3.fs.cat(key) == data.replace(b"@old.com", b"@new.org")
-    missing = subprocess.run([sys.executable, "-m", "airflow_bigfile.cli", "patch",
+    missing = subprocess.run([sys.executable, "-m", "airflow_bigfile", "patch",
                               s3.url("nope.csv"), "--offset", "0", "--data", "x", *options],
                              capture_output=True, text=True)
     assert missing.returncode == 1

@@ -27,10 +27,10 @@ from airflow_bigfile import (
     plan_edit,
     recover_target,
 )
-from airflow_bigfile.journal import write_journal
-from airflow_bigfile.lock import TargetLock
-from airflow_bigfile.oscompat import fsync_file
-from airflow_bigfile.sidecars import Sidecars
+from airflow_bigfile.commit.journal import write_journal
+from airflow_bigfile.io.oscompat import fsync_file
+from airflow_bigfile.targets.lock import TargetLock
+from airflow_bigfile.targets.sidecars import Sidecars
 from tests.model import apply_model
 from tests.neighbours import NOBODY, cli_as_nobody, needs_second_user, shared_folder
 
@@ -41,7 +41,7 @@ SPARSE = [Patch(7, b"BOB  ")]                      # a patch: in place
 
 
 def _cli(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "airflow_bigfile.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "airflow_bigfile", *map(str, args)],
                           capture_output=True, text=True, timeout=120)
 
 
@@ -79,7 +79,7 @@ def test_staging_in_the_targets_own_folder(tmp_path: Path, edits: list, dry_run:
 def test_cli_staging_dot_and_the_folder(tmp_path: Path) -> None:
     folder, target = _folder(tmp_path)
     before = _names(folder)
-    proc = subprocess.run([sys.executable, "-m", "airflow_bigfile.cli", "replace", "t.csv",
+    proc = subprocess.run([sys.executable, "-m", "airflow_bigfile", "replace", "t.csv",
                            "--find", "@old.com", "--replace", "@new.org", "--staging", ".",
                            "--shard-size", "8KiB"], cwd=folder, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -324,7 +324,7 @@ def test_other_edits_of_a_changed_file_are_refused(tmp_path: Path) -> None:
 
 def test_a_cleanup_failure_after_the_commit_is_not_an_error(tmp_path: Path, monkeypatch,
                                                             caplog) -> None:
-    from airflow_bigfile.storage import Staging
+    from airflow_bigfile.io.storage import Staging
 
     target = tmp_path / "data.csv"
     target.write_bytes(ROWS)

@@ -24,8 +24,8 @@ from airflow_bigfile import (
     edit_file,
     recover_target,
 )
-from airflow_bigfile.checksum import crc32c
-from airflow_bigfile.sidecars import Sidecars
+from airflow_bigfile.io.checksum import crc32c
+from airflow_bigfile.targets.sidecars import Sidecars
 from tests.model import apply_model
 from tests.neighbours import (
     SYSTEM_PYTHON,
@@ -65,7 +65,7 @@ def _precious(shared: Path) -> Path:
 
 
 def _cli(*args: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "airflow_bigfile.cli", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "airflow_bigfile", *map(str, args)],
                           capture_output=True, text=True, timeout=120)
 
 
@@ -102,7 +102,7 @@ def test_a_lock_held_open_by_another_user_does_not_block(shared: Path) -> None:
 
 def test_the_lock_is_private_while_held(shared: Path) -> None:
     target, cars = _victim(shared)
-    from airflow_bigfile.lock import TargetLock
+    from airflow_bigfile.targets.lock import TargetLock
 
     with TargetLock(str(target), job="x"):
         st = os.stat(cars.lock)

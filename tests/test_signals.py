@@ -66,7 +66,7 @@ def _hash(path: Path) -> bytes:
 def bigfile(path: Path, kind: str, executor: str, *extra: str,
             env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "airflow_bigfile.cli", "replace", str(path), *EDITS[kind][0],
+        [sys.executable, "-m", "airflow_bigfile", "replace", str(path), *EDITS[kind][0],
          "--shard-size", "256KiB", "--workers", "2", "--executor", executor, "--no-progress",
          *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env or ENV)
 
@@ -177,7 +177,7 @@ def test_sigkill_leaves_no_worker_and_a_free_lock(big: tuple[Path, bytes],
     proc.communicate(timeout=30)
     assert wait_until_gone(procs, 2) == []
     again = subprocess.run(
-        [sys.executable, "-m", "airflow_bigfile.cli", "patch", str(path), "--offset", "0",
+        [sys.executable, "-m", "airflow_bigfile", "patch", str(path), "--offset", "0",
          "--data", "y"], capture_output=True, env=ENV, timeout=60)
     assert again.returncode == 0, again.stderr
     assert_clean(tmp_path)

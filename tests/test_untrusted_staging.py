@@ -38,7 +38,7 @@ from airflow_bigfile import (
     plan_edit,
     recover_target,
 )
-from airflow_bigfile.plan import Manifest
+from airflow_bigfile.plan.manifest import Manifest
 from tests.model import apply_model
 
 NOBODY = 65534

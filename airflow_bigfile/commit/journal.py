@@ -22,11 +22,11 @@ import struct
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from .checksum import crc32c
-from .crash import crashpoint
-from .exceptions import RecoveryError
-from .oscompat import pread
-from .sidecars import Sidecars
+from airflow_bigfile.commit.crash import crashpoint
+from airflow_bigfile.exceptions import RecoveryError
+from airflow_bigfile.io.checksum import crc32c
+from airflow_bigfile.io.oscompat import pread
+from airflow_bigfile.targets.sidecars import Sidecars
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .exceptions import BigFileError
+from airflow_bigfile.exceptions import BigFileError
 
 if TYPE_CHECKING:
     import tenacity

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .patch import Patcher, ShardResult, patch_batch
-from .plan import Manifest, source_crc
-from .sidecars import Sidecars
-from .storage import Source, Staging, resolve
+from airflow_bigfile.io.storage import Source, Staging, resolve
+from airflow_bigfile.patch.patcher import Patcher, ShardResult, patch_batch
+from airflow_bigfile.plan.manifest import Manifest, source_crc
+from airflow_bigfile.targets.sidecars import Sidecars
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import sys
 import threading
 import time
 
-from .oscompat import _libc
+from airflow_bigfile.io.oscompat import _libc
 
 PR_SET_PDEATHSIG = 1
 WATCH_EVERY = 0.5  # seconds between the watcher's looks at the parent

@@ -22,24 +22,24 @@ from typing import Any
 
 import fsspec
 
-from .commit import check_identity, staged_records
-from .crash import crashpoint
-from .edits import Layout
-from .exceptions import (
+from airflow_bigfile.commit.assembly import Piece
+from airflow_bigfile.commit.crash import crashpoint
+from airflow_bigfile.commit.local import check_identity, staged_records
+from airflow_bigfile.commit.recover import DISTRIBUTED_TTL, RecoveryResult
+from airflow_bigfile.edits import Layout
+from airflow_bigfile.exceptions import (
     SourceChangedError,
     StagingError,
     TargetError,
     TargetIsDirectoryError,
     TargetNotFoundError,
 )
-from .payload import Data, chunks
-from .plan import Manifest
-from .recover import DISTRIBUTED_TTL, RecoveryResult
-from .resolve import Piece
-from .retry import retried
-from .sidecars import JOB_ID
-from .storage import Identity, Source, Staging
-from .targets import CommitOutcome, tail_items
+from airflow_bigfile.io.retry import retried
+from airflow_bigfile.io.storage import Identity, Source, Staging
+from airflow_bigfile.payload import Data, chunks
+from airflow_bigfile.plan.manifest import Manifest
+from airflow_bigfile.targets.local import CommitOutcome, tail_items
+from airflow_bigfile.targets.sidecars import JOB_ID
 
 log = logging.getLogger(__name__)
 

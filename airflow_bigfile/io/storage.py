@@ -14,8 +14,8 @@ from typing import Any, BinaryIO
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
-from .exceptions import StagingError
-from .oscompat import readinto
+from airflow_bigfile.exceptions import StagingError
+from airflow_bigfile.io.oscompat import readinto
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
@@ -60,7 +60,7 @@ class Source:
         if is_local(fs):
             self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         else:
-            from .retry import retried
+            from airflow_bigfile.io.retry import retried
 
             self._file = retried(fs.open, path, "rb", block_size=0, cache_type="none")
 
@@ -69,7 +69,7 @@ class Source:
         Transient failures of remote reads are retried."""
         if self._fd is not None:  # local: the kernel retries EINTR, nothing else is transient
             return self._readinto(offset, view)
-        from .retry import retried
+        from airflow_bigfile.io.retry import retried
 
         return retried(self._readinto, offset, view)
 
@@ -125,7 +125,7 @@ class _Upload:
         if self.file.closed:
             return
         self.file.seek(0)
-        from .retry import retried
+        from airflow_bigfile.io.retry import retried
 
         def upload() -> None:
             self.file.seek(0)

@@ -19,10 +19,10 @@ import stat
 import time
 from dataclasses import asdict, dataclass, field
 
-from .exceptions import RecoveryError
-from .journal import Journal, iter_saved, read_journal
-from .oscompat import fsync_dir, fsync_file, write_all
-from .sidecars import (
+from airflow_bigfile.commit.journal import Journal, iter_saved, read_journal
+from airflow_bigfile.exceptions import RecoveryError
+from airflow_bigfile.io.oscompat import fsync_dir, fsync_file, write_all
+from airflow_bigfile.targets.sidecars import (
     JOB_ID,
     MARKER,
     Sidecars,

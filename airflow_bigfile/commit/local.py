@@ -16,13 +16,20 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
-from .cancel import commit_point, hold_signals
-from .checksum import crc32c
-from .crash import crashpoint
-from .exceptions import RecoveryError, ShardChecksumError, SourceChangedError, StagingError
-from .journal import write_journal
-from .metadata import check_hardlinks, keep_metadata
-from .oscompat import (
+from airflow_bigfile.commit.assembly import Piece
+from airflow_bigfile.commit.crash import crashpoint
+from airflow_bigfile.commit.journal import write_journal
+from airflow_bigfile.commit.metadata import check_hardlinks, keep_metadata
+from airflow_bigfile.commit.recover import rollback_journal
+from airflow_bigfile.commit.trust import parse_staged
+from airflow_bigfile.exceptions import (
+    RecoveryError,
+    ShardChecksumError,
+    SourceChangedError,
+    StagingError,
+)
+from airflow_bigfile.io.checksum import crc32c
+from airflow_bigfile.io.oscompat import (
     data_runs,
     drop_written,
     fsync_dir,
@@ -35,15 +42,13 @@ from .oscompat import (
     write_all,
     write_sparse,
 )
-from .patch import job_tag
-from .payload import Data, chunks
-from .plan import Manifest
-from .recover import rollback_journal
-from .resolve import Piece
-from .shardfile import HEADER_SIZE, ShardHeader, iter_records
-from .sidecars import Sidecars
-from .storage import Identity, Staging, local_identity
-from .trust import parse_staged
+from airflow_bigfile.io.storage import Identity, Staging, local_identity
+from airflow_bigfile.patch.patcher import job_tag
+from airflow_bigfile.patch.shardfile import HEADER_SIZE, ShardHeader, iter_records
+from airflow_bigfile.payload import Data, chunks
+from airflow_bigfile.plan.manifest import Manifest
+from airflow_bigfile.run.cancel import commit_point, hold_signals
+from airflow_bigfile.targets.sidecars import Sidecars
 
 log = logging.getLogger(__name__)
 

@@ -15,29 +15,29 @@ from typing import Any
 
 import fsspec
 
-from .commit import (
+from airflow_bigfile.commit.assembly import Piece
+from airflow_bigfile.commit.local import (
     commit_inplace,
     commit_rewrite,
     commit_truncate,
     inplace_ranges,
     staged_writes,
 )
-from .edits import Layout
-from .exceptions import (
+from airflow_bigfile.commit.metadata import check_hardlinks
+from airflow_bigfile.commit.recover import RecoveryResult, check_no_journal, recover_local
+from airflow_bigfile.edits import Layout
+from airflow_bigfile.exceptions import (
     EditError,
     TargetError,
     TargetIsDirectoryError,
     TargetNotFoundError,
     TargetPermissionError,
 )
-from .lock import TargetLock
-from .metadata import check_hardlinks
-from .payload import Data, placed_chunks
-from .plan import Manifest
-from .recover import RecoveryResult, check_no_journal, recover_local
-from .resolve import Piece
-from .sidecars import Sidecars, check_staging_parent
-from .storage import Identity, Source, Staging, local_identity
+from airflow_bigfile.io.storage import Identity, Source, Staging, local_identity
+from airflow_bigfile.payload import Data, placed_chunks
+from airflow_bigfile.plan.manifest import Manifest
+from airflow_bigfile.targets.lock import TargetLock
+from airflow_bigfile.targets.sidecars import Sidecars, check_staging_parent
 
 # auto picks in place when journal + new bytes stay under this share of a rewrite
 INPLACE_SHARE = 0.25

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from .edits import Edit
+    from airflow_bigfile.edits import Edit
 
 PROG = "bigfile"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
@@ -54,7 +54,7 @@ def _positive_int(text: str) -> int:
 
 def _bytes_count(text: str) -> int:
     """A byte offset, length or size: ``4096``, ``4KiB``, ``1.5GB`` or hex ``0x1000``."""
-    from .sizes import parse_size
+    from airflow_bigfile.sizes import parse_size
 
     try:
         return int(text, 16) if text.strip().lower().startswith("0x") else parse_size(text)
@@ -247,7 +247,7 @@ _EXAMPLES = {
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``bigfile`` argument parser."""
-    from . import __version__
+    from airflow_bigfile import __version__
 
     parser = Parser(
         prog=PROG,
@@ -345,8 +345,8 @@ def _data(args: argparse.Namespace) -> Any:
         return _arg_bytes(args.data)
     if args.data_hex is not None:
         return _hex(args.data_hex, "--data-hex")
-    from .exceptions import PayloadError
-    from .payload import DataFile
+    from airflow_bigfile.exceptions import PayloadError
+    from airflow_bigfile.payload import DataFile
 
     try:
         if stat.S_ISFIFO(os.stat(args.data_file).st_mode):
@@ -373,7 +373,7 @@ def _spool(path: str) -> str:
 
 
 def _read_edits(path: str) -> list[Edit]:
-    from .edits import edits_from_json
+    from airflow_bigfile.edits import edits_from_json
 
     try:
         if path == "-":
@@ -390,7 +390,7 @@ def _read_edits(path: str) -> list[Edit]:
 
 
 def _edits(args: argparse.Namespace) -> list[Edit]:
-    from .edits import Append, Delete, Insert, Patch, Replace, Truncate
+    from airflow_bigfile.edits import Append, Delete, Insert, Patch, Replace, Truncate
 
     cmd = args.command
     if cmd == "replace":
@@ -553,22 +553,22 @@ def _run_one(args: argparse.Namespace, url: str, edits: list[Edit],
              storage_options: dict[str, Any] | None) -> tuple[dict[str, Any], str]:
     """Edit, preview or recover one file: its JSON figures and its human line."""
     if args.command == "recover":
-        from . import recover_target
+        from airflow_bigfile import recover_target
 
         extra = {} if args.wait is None else {"wait": args.wait}
         recovery = recover_target(url, storage_options=storage_options, **extra)
         return recovery.to_dict(), recovery.message
     if args.preview:
-        from .preview import preview_edit
+        from airflow_bigfile.patch.preview import preview_edit
 
         preview = preview_edit(url, edits, args.preview, storage_options=storage_options)
         return _preview_dict(preview), render_preview(preview)
-    from . import edit_file
+    from airflow_bigfile import edit_file
 
     kwargs = _engine_kwargs(args)
     bar = None
     if _want_progress(args):
-        from .progress import ProgressBar
+        from airflow_bigfile.cli.progress import ProgressBar
 
         bar = ProgressBar(sys.stderr, label=args.command)
         kwargs["progress"] = bar
@@ -662,7 +662,7 @@ def _with_url(message: str, url: str) -> str:
 
 def _expected_error(exc: BaseException) -> bool:
     """Errors that are about the input or the target (one line, no traceback)."""
-    from .exceptions import BigFileError
+    from airflow_bigfile.exceptions import BigFileError
 
     return isinstance(exc, (InputError, OSError, ValueError, BigFileError))
 
@@ -670,7 +670,7 @@ def _expected_error(exc: BaseException) -> bool:
 def _describe(exc: BaseException) -> str:
     """``exc`` as one line; built-in OSErrors without a strerror get their kind named."""
     text = " ".join(str(exc).split())
-    from .exceptions import BigFileError
+    from airflow_bigfile.exceptions import BigFileError
 
     if isinstance(exc, OSError) and not isinstance(exc, BigFileError) and not exc.strerror:
         kind = {FileNotFoundError: "no such file", IsADirectoryError: "is a directory",
@@ -715,7 +715,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"--scheduler needs --executor dask, not {args.executor}")
     except SystemExit as exc:  # --help, --version (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    from .cancel import Cancelled, cancel_on_signals, late_signal, signal_name
+    from airflow_bigfile.run.cancel import Cancelled, cancel_on_signals, late_signal, signal_name
 
     def failed(exc: BaseException) -> int:
         if getattr(args, "json", False):
@@ -747,6 +747,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"unexpected {type(exc).__name__}: {_describe(exc)} "
                      "(set BIGFILE_DEBUG=1 for a traceback)")
 
-
-if __name__ == "__main__":
-    sys.exit(main())

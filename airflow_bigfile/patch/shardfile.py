@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from .checksum import crc32c
-from .exceptions import ShardChecksumError, StagingError
-from .oscompat import start_writeback, write_all, write_sparse
+from airflow_bigfile.exceptions import ShardChecksumError, StagingError
+from airflow_bigfile.io.checksum import crc32c
+from airflow_bigfile.io.oscompat import start_writeback, write_all, write_sparse
 
 MAGIC = b"BIGFSHRD"
 VERSION = 1

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
-from . import exceptions
-from .exceptions import BigFileError, StagingError
-from .patch import ShardResult
-from .plan import Manifest, Shard
+from airflow_bigfile import exceptions
+from airflow_bigfile.exceptions import BigFileError, StagingError
+from airflow_bigfile.patch.patcher import ShardResult
+from airflow_bigfile.plan.manifest import Manifest, Shard
 
 
 @dataclass(frozen=True)

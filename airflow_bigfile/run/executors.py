@@ -13,9 +13,9 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolE
 from concurrent.futures import Executor as _PoolExecutor
 from typing import Any, Protocol, TypeVar
 
-from .cancel import check_stop, run_with_stop
-from .exceptions import BigFileError
-from .workers import start_worker
+from airflow_bigfile.exceptions import BigFileError
+from airflow_bigfile.run.cancel import check_stop, run_with_stop
+from airflow_bigfile.run.workers import start_worker
 
 T = TypeVar("T")
 

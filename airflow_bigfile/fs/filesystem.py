@@ -7,7 +7,7 @@ filesystem. Reads pass straight through; writes never leave a half-written targe
 - ``wb``/``xb``: spooled to a temporary file and committed on close (locally a rename over
   the target, elsewhere one upload); an exception inside ``with`` keeps the old file. Locally
   the new file keeps the target's owner, group, mode bits, extended attributes and ACLs, or
-  the write is refused (:mod:`~airflow_bigfile.metadata`); a target with other hard links is
+  the write is refused (:mod:`~airflow_bigfile.commit.metadata`); a target with other hard links is
   refused unless ``break_hardlinks=True``.
 - ``ab``: spooled to a temporary file, then committed by the engine as one
   :class:`~airflow_bigfile.edits.Append` (on S3 a server-side multipart copy, no download).
@@ -41,15 +41,15 @@ from fsspec.implementations.chained import ChainedFileSystem
 from fsspec.implementations.local import LocalFileSystem, get_umask
 from fsspec.utils import stringify_path
 
-from .edits import Append, Patch, Truncate
-from .exceptions import SourceChangedError, TargetNotFoundError
-from .metadata import check_hardlinks, keep_metadata
-from .oscompat import fsync_dir, fsync_file
-from .payload import DataFile
-from .sidecars import real_path
+from airflow_bigfile.commit.metadata import check_hardlinks, keep_metadata
+from airflow_bigfile.edits import Append, Patch, Truncate
+from airflow_bigfile.exceptions import SourceChangedError, TargetNotFoundError
+from airflow_bigfile.io.oscompat import fsync_dir, fsync_file
+from airflow_bigfile.payload import DataFile
+from airflow_bigfile.targets.sidecars import real_path
 
 if TYPE_CHECKING:
-    from .edits import Edit
+    from airflow_bigfile.edits import Edit
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class BigFileFileSystem(ChainedFileSystem):
         return dict(self.fs.storage_options)
 
     def _edit(self, path: str, edits: list[Edit]) -> Any:
-        from .api import edit_file
+        from airflow_bigfile.api import edit_file
 
         options = {"break_hardlinks": self.break_hardlinks, **self.edit_options}
         return edit_file(self.inner_url(path), edits, storage_options=self.inner_options,

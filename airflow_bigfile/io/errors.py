@@ -7,7 +7,7 @@ import functools
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from .exceptions import (
+from airflow_bigfile.exceptions import (
     BigFileError,
     StorageError,
     TargetNotFoundError,
@@ -24,7 +24,7 @@ def translate(exc: BaseException) -> BigFileError | None:
     """The BigFileError for a backend exception, or None if it is not an I/O failure."""
     if isinstance(exc, BigFileError):
         return exc
-    from .retry import is_transient
+    from airflow_bigfile.io.retry import is_transient
 
     if is_transient(exc):
         return TransientStorageError(f"{_what(exc)}; nothing was changed, and the "

@@ -19,17 +19,22 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, BinaryIO
 
-from .cancel import check_stop
-from .checksum import crc32c
-from .edits import Layout
-from .exceptions import BigFileError, EditConflictError, ShardChecksumError, StagingError
-from .oscompat import find_all, has_holes
-from .payload import CHUNK, Data, chunks, is_ranged
-from .plan import Manifest, Shard
-from .scan import Matcher, Window, replace_all
-from .shardfile import Placement, RecordWriter, ShardHeader
-from .storage import Source, Staging
-from .trust import parse_staged
+from airflow_bigfile.commit.trust import parse_staged
+from airflow_bigfile.edits import Layout
+from airflow_bigfile.exceptions import (
+    BigFileError,
+    EditConflictError,
+    ShardChecksumError,
+    StagingError,
+)
+from airflow_bigfile.io.checksum import crc32c
+from airflow_bigfile.io.oscompat import find_all, has_holes
+from airflow_bigfile.io.storage import Source, Staging
+from airflow_bigfile.patch.scan import Matcher, Window, replace_all
+from airflow_bigfile.patch.shardfile import Placement, RecordWriter, ShardHeader
+from airflow_bigfile.payload import CHUNK, Data, chunks, is_ranged
+from airflow_bigfile.plan.manifest import Manifest, Shard
+from airflow_bigfile.run.cancel import check_stop
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .api import open_target
-from .edits import Append, Insert, Layout, check_offsets, coerce_edits
-from .errors import translated
-from .exceptions import EditConflictError
-from .plan import new_job_id
-from .scan import Matcher, Window
-from .storage import Source
+from airflow_bigfile.api import open_target
+from airflow_bigfile.edits import Append, Insert, Layout, check_offsets, coerce_edits
+from airflow_bigfile.exceptions import EditConflictError
+from airflow_bigfile.io.errors import translated
+from airflow_bigfile.io.storage import Source
+from airflow_bigfile.patch.scan import Matcher, Window
+from airflow_bigfile.plan.manifest import new_job_id
 
 CONTEXT = 40  # bytes of unchanged context shown on each side, cut at line ends
 SHOWN = 200  # at most this many of a change's old and new bytes are kept

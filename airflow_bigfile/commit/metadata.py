@@ -23,7 +23,7 @@ import errno
 import os
 import stat
 
-from .exceptions import HardLinkError, TargetPermissionError
+from airflow_bigfile.exceptions import HardLinkError, TargetPermissionError
 
 ACL_NAMES = ("system.posix_acl_access", "system.posix_acl_default")
 _NO_XATTRS = {errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}

@@ -15,9 +15,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import sidecars
-from .exceptions import StagingError
-from .storage import is_local, resolve
+from airflow_bigfile.exceptions import StagingError
+from airflow_bigfile.io.storage import is_local, resolve
+from airflow_bigfile.targets import sidecars
 
 #: what the patcher names a staged shard: its batch file and the shard's offset in it
 STAGED = re.compile(r"(shards-[0-9]{7}-[0-9a-f]{8}\.bin)#([0-9]{1,19})")

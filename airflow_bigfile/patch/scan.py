@@ -14,9 +14,9 @@ import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from .edits import Replace
-from .exceptions import PatternError
-from .oscompat import find_all
+from airflow_bigfile.edits import Replace
+from airflow_bigfile.exceptions import PatternError
+from airflow_bigfile.io.oscompat import find_all
 
 Match = tuple[int, int, bytes]  # (start, end, replacement), absolute original offsets
 

@@ -15,13 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .cancel import check_stop
-from .checksum import crc32c
-from .edits import Edit, Layout, check_offsets, edit_to_json, edits_from_json
-from .exceptions import StagingError
-from .payload import INLINE_MAX, StagedPayload, stage_payload
-from .storage import Identity, Source, Staging
-from .trust import check_digest, check_job_id, manifest_digest
+from airflow_bigfile.commit.trust import check_digest, check_job_id, manifest_digest
+from airflow_bigfile.edits import Edit, Layout, check_offsets, edit_to_json, edits_from_json
+from airflow_bigfile.exceptions import StagingError
+from airflow_bigfile.io.checksum import crc32c
+from airflow_bigfile.io.storage import Identity, Source, Staging
+from airflow_bigfile.payload import INLINE_MAX, StagedPayload, stage_payload
+from airflow_bigfile.run.cancel import check_stop
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1

@@ -17,9 +17,9 @@ import stat
 import time
 from types import TracebackType
 
-from .exceptions import TargetLockedError, TargetPermissionError
-from .oscompat import write_all
-from .sidecars import Sidecars, UntrustedSidecarError
+from airflow_bigfile.exceptions import TargetLockedError, TargetPermissionError
+from airflow_bigfile.io.oscompat import write_all
+from airflow_bigfile.targets.sidecars import Sidecars, UntrustedSidecarError
 
 try:
     import fcntl

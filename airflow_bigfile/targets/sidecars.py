@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .exceptions import StagingError, TargetError
+from airflow_bigfile.exceptions import StagingError, TargetError
 
 JOB_ID = re.compile(r"\d{8}T\d{6}-[0-9a-f]{8}")
 MARKER = "job.json"

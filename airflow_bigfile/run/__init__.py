@@ -1,0 +1,1 @@
+"""Where shard work runs: executors (threads, processes, Dask), worker start-up, cancelling."""
