@@ -755,3 +755,261 @@ def test_progress_bar_wiring(monkeypatch: pytest.MonkeyPatch, no_progress: bool)
         assert isinstance(seen[0], ProgressBar)
         assert "100%" in err.getvalue() and err.getvalue().endswith("\n")
     assert out.getvalue().startswith("appended 1 byte ")
+
+
+# --------------------------------------------------------------------------- feels native
+# Each test below runs the installed console script (or ``python -m airflow_bigfile``), as
+# a user would.
+
+BIGFILE = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "airflow_bigfile"]
+
+
+def bigfile(*args: object, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*BIGFILE, *map(str, args)], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=cwd)
+
+
+def test_version_and_module_entry_point() -> None:
+    from airflow_bigfile import __version__
+
+    for cmd in (BIGFILE, [sys.executable, "-m", "airflow_bigfile"]):
+        proc = subprocess.run([*cmd, "--version"], capture_output=True, text=True, check=False)
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"bigfile {__version__}\n", "")
+
+
+@pytest.mark.parametrize(("args", "usage", "message"), [
+    (["replace", "{t}", "--fin", "a", "--rep", "b"], "usage: bigfile replace",
+     "bigfile replace: error: unrecognized option --fin; did you mean --find?"),
+    (["replace", "{t}", "--fnd", "a", "--replace", "b"], "usage: bigfile replace",
+     "bigfile replace: error: unrecognized option --fnd; did you mean --find?"),
+    (["replace", "{t}", "--find", "a", "--replace", "b", "--bogus"], "usage: bigfile replace",
+     "bigfile replace: error: unrecognized option --bogus"),
+    (["replce", "{t}"], "usage: bigfile [-h]", "; did you mean replace?"),
+    (["patch", "{t}", "--offset", "1.5", "--data", "x"], "usage: bigfile patch",
+     "bigfile patch: error: argument --offset: expected bytes such as 4096, 4KiB, 1.5GB or "
+     "0x1000, got '1.5'"),
+    (["append", "{t}", "--data", "x", "--executor", "thread", "--scheduler", "tcp://h:1"],
+     "usage: bigfile append", "bigfile append: error: --scheduler needs --executor dask, "
+                              "not thread"),
+], ids=["abbreviation", "typo", "unknown-after-subcommand", "command-typo", "offset",
+        "scheduler"])
+def test_usage_errors_name_the_subcommand(target: Path, args: list[str], usage: str,
+                                          message: str) -> None:
+    before = target.read_bytes()
+    proc = bigfile(*(a.format(t=target) for a in args))
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith(usage)
+    assert proc.stderr.rstrip("\n").splitlines()[-1].endswith(message)
+    assert target.read_bytes() == before
+
+
+def test_every_option_has_help_and_every_command_an_example() -> None:
+    parser = cli.build_parser()
+    sub = cli._subparser(parser, "replace")
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert sub is commands["replace"]
+    for name, command in commands.items():
+        for action in command._actions:
+            assert action.help and action.help != "==SUPPRESS==", (name, action.dest)
+        proc = bigfile(name, "--help")
+        assert proc.returncode == 0, proc.stderr
+        assert f"examples:\n  bigfile {name} " in proc.stdout
+    top = bigfile("--help")
+    assert "--version" in top.stdout and "examples:\n  bigfile replace" in top.stdout
+
+
+def test_units_and_hex_offsets(tmp_path: Path) -> None:
+    path = tmp_path / "data.bin"
+    original = bytes(range(256)) * 16  # 4 KiB
+    path.write_bytes(original)
+    assert bigfile("patch", path, "--offset", "1KiB", "--data-hex", "ff ee").returncode == 0
+    assert bigfile("patch", path, "--offset", "0x10", "--hex", "dd").returncode == 0
+    assert bigfile("delete", path, "--offset", "2KiB", "--length", "0.5KiB").returncode == 0
+    assert bigfile("truncate", path, "--size", "3KB").returncode == 0
+    expected = bytearray(original)
+    expected[1024:1026] = b"\xff\xee"
+    expected[16] = 0xDD
+    del expected[2048:2560]
+    assert path.read_bytes() == bytes(expected[:3000])
+
+
+def test_hex_options_match_the_json_names(target: Path) -> None:
+    proc = bigfile("replace", target, "--find-hex", "406f6c64", "--replace-hex", "2324")
+    assert proc.returncode == 0, proc.stderr
+    assert target.read_bytes() == sample().replace(b"@old", b"#$")
+    assert bigfile("insert", target, "--offset", "0", "--data-hex", "efbbbf").returncode == 0
+    assert target.read_bytes() == b"\xef\xbb\xbf" + sample().replace(b"@old", b"#$")
+    bad = bigfile("replace", target, "--find-hex", "zz", "--replace", "x")
+    assert (bad.returncode, bad.stderr) == (
+        1, "bigfile: error: --find-hex is not valid hex: non-hexadecimal number found in "
+           "fromhex() arg at position 0\n")
+
+
+def test_json_errors(target: Path) -> None:
+    before = os.stat(target)
+    proc = bigfile("patch", target, "--offset", "1MiB", "--data", "x", "--json")
+    message = (f"edit #1 patch(offset=1048576, 1 byte) ends at 1048577, past the end of "
+               f"{target} (size {len(sample())})")
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout) == {"error": message, "type": "EditError"}
+    assert proc.stderr == f"bigfile: error: {message}\n"
+    after = os.stat(target)
+    assert (after.st_ino, after.st_mtime_ns, target.read_bytes()) == \
+        (before.st_ino, before.st_mtime_ns, sample())
+
+
+def test_preview_shows_changes_in_context(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_bytes(b"id,email\n1,a@old.com,x\n2,b@old.com\n")
+    edits = tmp_path / "edits.json"
+    edits.write_text(json.dumps([
+        {"op": "replace", "find": "@old.com", "replace": "@new.org"},
+        {"op": "insert", "offset": 0, "data_hex": "efbbbf"},
+        {"op": "append", "data": "3,c\n"}]))
+    proc = bigfile("apply", path, "--edits", edits, "--preview", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == (
+        "@@ offset 0 @@ edit #2 insert(offset=0, 3 bytes)\n"
+        "- id,email\n"
+        "+ \\ufeffid,email\n"  # invisible characters are shown escaped
+        "@@ offset 12 @@ edit #1 replace(b'@old.com' -> b'@new.org')\n"
+        "- 1,a@old.com,x\n"
+        "+ 1,a@new.org,x\n"
+        "@@ offset 26 @@ edit #1 replace(b'@old.com' -> b'@new.org')\n"
+        "- 2,b@old.com\n"
+        "+ 2,b@new.org\n"
+        "preview: 3 changes shown (read 36 B of 36 B); nothing changed\n")
+    data = json.loads(bigfile("apply", path, "--edits", edits, "--preview", "9", "--json",
+                              "--dry-run").stdout)
+    assert [(c["offset"], c["old"], c["new"]) for c in data["preview"]] == [
+        (0, "", "\ufeff"), (12, "@old.com", "@new.org"), (26, "@old.com", "@new.org"),
+        (36, "", "3,c\n")]
+    assert path.read_bytes() == b"id,email\n1,a@old.com,x\n2,b@old.com\n"
+    assert sorted(os.listdir(tmp_path)) == ["data.csv", "edits.json"]
+
+
+def test_preview_stops_reading_early(tmp_path: Path) -> None:
+    path = tmp_path / "big.csv"
+    line = b"12345,someone@old.com,2026-01-01,some more text to pad the line\n"
+    path.write_bytes(line * (32 * 1024 * 1024 // len(line)))
+    proc = bigfile("replace", path, "--find", "@old.com", "--replace", "@new.org",
+                   "--preview", "5", "--json")
+    data = json.loads(proc.stdout)
+    assert [c["offset"] for c in data["preview"]] == [13 + i * len(line) for i in range(5)]
+    assert data["scanned"] == 64 * 1024  # the first block, not the 32 MiB file
+
+
+def test_preview_reports_a_conflict_a_run_would_hit(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_bytes(b"id,email\n1,a@old.com\n")
+    edits = tmp_path / "edits.json"
+    edits.write_text(json.dumps([{"op": "replace", "find": "@old.com", "replace": "@x"},
+                                 {"op": "delete", "offset": 10, "length": 5}]))
+    proc = bigfile("apply", path, "--edits", edits, "--preview", "5")
+    assert proc.returncode == 1
+    assert proc.stderr == ("bigfile: error: edit #1 replace(b'@old.com' -> b'@x') conflicts "
+                           "with edit #2 delete(offset=10, length=5): both change bytes 12..15\n")
+
+
+def test_many_targets_and_globs(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for name, lines in (("a.csv", 2), ("b.csv", 3)):
+        (logs / name).write_bytes(b"x;y\n" * lines)
+    (logs / "skip.txt").write_bytes(b"x;y\n")
+    one = tmp_path / "one.csv"
+    one.write_bytes(b"1;2;3\n")
+    proc = bigfile("replace", one, "logs/*.csv", "missing.csv", "--find", ";",
+                   "--replace", ",", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines() == [
+        f"{one}: replaced 2 matches in 1 of 1 shard; 6 B -> 6 B (same size); 6 B written; "
+        "commit: rewrite",
+        "logs/a.csv: replaced 2 matches in 1 of 1 shard; 8 B -> 8 B (same size); 8 B written; "
+        "commit: rewrite",
+        "logs/b.csv: replaced 3 matches in 1 of 1 shard; 12 B -> 12 B (same size); 12 B "
+        "written; commit: rewrite",
+        "missing.csv: error: missing.csv: no such file; unchanged",
+        "total: 3 of 4 files done, 1 failed (unchanged); 7 matches; 26 B -> 26 B (same size)"]
+    assert proc.stderr == "bigfile: error: missing.csv: no such file\n"
+    assert one.read_bytes() == b"1,2,3\n"
+    assert (logs / "a.csv").read_bytes() == b"x,y\n" * 2
+    assert (logs / "skip.txt").read_bytes() == b"x;y\n"
+    # URLs are globbed by fsspec; --json gives each file and the total
+    proc = bigfile("insert", f"file://{logs}/*.csv", "--offset", "0", "--data", "h\n", "--json")
+    data = json.loads(proc.stdout)
+    assert [(f["target"], f["size_after"]) for f in data["files"]] == [
+        (f"file://{logs}/a.csv", 10), (f"file://{logs}/b.csv", 14)]
+    assert data["total"] == {"files": 2, "failed": 0, "matches": 0, "size_before": 20,
+                             "size_after": 24, "bytes_written": 24}
+    assert (logs / "b.csv").read_bytes() == b"h\n" + b"x,y\n" * 3
+    nothing = bigfile("append", "logs/*.json", "--data", "x", cwd=tmp_path)
+    assert (nothing.returncode, nothing.stderr) == (1, "bigfile: error: no file matches "
+                                                       "logs/*.json\n")
+
+
+def test_exact_summary_and_commit_reason(target: Path) -> None:
+    size = len(sample())
+    proc = bigfile("insert", target, "--offset", "0", "--data", "x" * 21, "--shard-size", "1MiB")
+    assert proc.stdout == (f"inserted 21 bytes at offset 0 in 1 of 1 shard; {size:,} B -> "
+                           f"{size + 21:,} B (+21 B); {size + 21:,} B written; "
+                           "commit: rewrite\n")
+    # a lone shrinking truncate is one ftruncate: same inode, nothing written
+    inode = os.stat(target).st_ino
+    data = json.loads(bigfile("truncate", target, "--size", "1KiB", "--json").stdout)
+    assert (data["commit_mode"], data["bytes_written"], data["commit_reason"]) == (
+        "inplace", 0, "a lone truncate is one ftruncate: no journal, no copy")
+    assert os.stat(target).st_ino == inode and target.read_bytes() == \
+        (b"x" * 21 + sample())[:1024]
+    data = json.loads(bigfile("replace", target, "--find", "AAA", "--replace", "BBB",
+                              "--json", "--dry-run").stdout)
+    assert data["commit_reason"].startswith("in place writes ")
+
+
+def test_completion_scripts(tmp_path: Path) -> None:
+    bash = shutil.which("bash")
+    proc = bigfile("completion", "bash")
+    assert proc.returncode == 0 and "complete" in proc.stdout
+    script = tmp_path / "bigfile.bash"
+    script.write_text(proc.stdout)
+    assert bash is not None  # the scripts target bash; a machine without it cannot run them
+    probe = (f"source {script}\n"
+             "complete -p bigfile\n"
+             "COMP_WORDS=(bigfile rep); COMP_CWORD=1; COMP_LINE='bigfile rep'; "
+             "COMP_POINT=${#COMP_LINE}\n"
+             "$(complete -p bigfile | sed -E 's/.*-F ([^ ]+) .*/\\1/') bigfile rep bigfile\n"
+             "echo \"WORDS ${COMPREPLY[*]}\"\n"
+             "COMP_WORDS=(bigfile replace --fi); COMP_CWORD=2; COMP_LINE='bigfile replace --fi'\n"
+             "$(complete -p bigfile | sed -E 's/.*-F ([^ ]+) .*/\\1/') bigfile --fi replace\n"
+             "echo \"WORDS ${COMPREPLY[*]}\"\n")
+    out = subprocess.run([bash, "-c", probe], capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("complete ") and lines[0].endswith(" bigfile")
+    assert lines[1] == "WORDS replace"
+    assert sorted(lines[2].split()[1:]) == ["--find", "--find-hex"]
+    zsh = bigfile("completion", "zsh")
+    assert zsh.returncode == 0 and zsh.stdout.startswith("#compdef bigfile")
+    if shutil.which("zsh"):
+        check = subprocess.run(["zsh", "-n", "-c", zsh.stdout], capture_output=True, text=True)
+        assert check.returncode == 0, check.stderr
+
+
+def test_progress_log_steady_lines(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from airflow_bigfile import Replace, edit_file
+    from airflow_bigfile.cli.progress import ProgressLog
+
+    path = tmp_path / "data.csv"
+    path.write_bytes(sample(2000))
+    log = logging.getLogger("test.progress")
+    with caplog.at_level(logging.INFO, logger="test.progress"):
+        edit_file(str(path), [Replace(b"AAA", b"BBB")], shard_size="8KiB", workers=1,
+                  progress=ProgressLog(log, interval=0))
+    lines = [r.getMessage() for r in caplog.records if r.name == "test.progress"]
+    size = len(sample(2000))
+    assert len(lines) >= 5
+    assert re.fullmatch(r"Progress: \S+ \S*B of \S+ \S*B \(\d+%\), 1 shards, \S+ \S*B/s, "
+                        r"ETA \d+:\d\d", lines[1]), lines[1]
+    assert lines[-1].startswith(f"Progress: {format_bytes(size)} of {format_bytes(size)} "
+                                "(100%)")
