@@ -878,12 +878,12 @@ def test_preview_shows_changes_in_context(tmp_path: Path) -> None:
         "@@ offset 26 @@ edit #1 replace(b'@old.com' -> b'@new.org')\n"
         "- 2,b@old.com\n"
         "+ 2,b@new.org\n"
-        "preview: 3 changes shown (read 36 B of 36 B); nothing changed\n")
+        "preview: 3 changes shown (read 35 B of 35 B); nothing changed\n")
     data = json.loads(bigfile("apply", path, "--edits", edits, "--preview", "9", "--json",
                               "--dry-run").stdout)
     assert [(c["offset"], c["old"], c["new"]) for c in data["preview"]] == [
         (0, "", "\ufeff"), (12, "@old.com", "@new.org"), (26, "@old.com", "@new.org"),
-        (36, "", "3,c\n")]
+        (35, "", "3,c\n")]
     assert path.read_bytes() == b"id,email\n1,a@old.com,x\n2,b@old.com\n"
     assert sorted(os.listdir(tmp_path)) == ["data.csv", "edits.json"]
 
