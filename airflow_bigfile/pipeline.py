@@ -56,7 +56,8 @@ def unchanged(target: Target, job_id: str, dry_run: bool, started: float) -> Edi
     size = target.identity().size
     return EditResult(target=target.url, size_before=size, size_after=size, matches=0,
                       shards=0, shards_changed=0, bytes_written=0, commit_mode="none",
-                      dry_run=dry_run, job_id=job_id, seconds=_since(started))
+                      dry_run=dry_run, job_id=job_id, seconds=_since(started),
+                      commit_reason="the edit list is empty")
 
 
 def offsets_result(url: str, job_id: str, size_before: int, outcome: CommitOutcome,
@@ -65,7 +66,8 @@ def offsets_result(url: str, job_id: str, size_before: int, outcome: CommitOutco
     return EditResult(target=url, size_before=size_before, size_after=outcome.size_after,
                       matches=0, shards=0, shards_changed=0,
                       bytes_written=outcome.bytes_written, commit_mode=outcome.mode,
-                      dry_run=dry_run, job_id=job_id, seconds=_since(started))
+                      dry_run=dry_run, job_id=job_id, seconds=_since(started),
+                      commit_reason=outcome.reason)
 
 
 def rewrite_certain(manifest: Manifest) -> bool:
@@ -241,7 +243,8 @@ class Job:
         size_after = sum(p.length for p in pieces) + layout.tail_length
         if not any(p.changed for p in pieces) and size_after == manifest.identity.size:
             # Nothing matched and nothing is added or cut: leave the target alone.
-            outcome = CommitOutcome("none", 0, size_after)
+            outcome = CommitOutcome("none", 0, size_after,
+                                    "nothing matched, nothing is added or cut")
         else:
             if not dry_run:
                 self._check_unchanged(manifest, results)
@@ -312,7 +315,8 @@ class Job:
             matches=sum(sum(p.result.matches) for p in pieces if p.result is not None),
             shards=len(manifest.shards), shards_changed=sum(1 for p in pieces if p.changed),
             bytes_written=outcome.bytes_written, commit_mode=outcome.mode, dry_run=dry_run,
-            job_id=manifest.job_id, seconds=_since(self.started))
+            job_id=manifest.job_id, seconds=_since(self.started),
+            commit_reason=outcome.reason)
 
 
 def _since(started: float) -> float:

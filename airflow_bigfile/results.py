@@ -21,6 +21,7 @@ class EditResult:
     dry_run: bool
     job_id: str
     seconds: float
+    commit_reason: str = ""  # why commit_mode was chosen (``auto`` weighs the bytes written)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 from airflow_bigfile.exceptions import EditError
 
@@ -25,5 +26,8 @@ def parse_size(value: int | str, *, name: str = "size") -> int:
     if isinstance(value, str):
         m = _SIZE.fullmatch(value)
         if m and m.group(2).lower() in _UNITS:
-            return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+            # Decimal, not float: offsets past 2**53 stay exact, and "1.5" bytes is refused.
+            size = Decimal(m.group(1)) * _UNITS[m.group(2).lower()]
+            if size == size.to_integral_value():
+                return int(size)
     raise EditError(f"{name} must be a number of bytes or a string like '64MiB', not {value!r}")

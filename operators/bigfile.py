@@ -117,20 +117,21 @@ def _as_dict(value: Any, what: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _kill_switch() -> Any:
-    """An fsspec progress callback whose ``killed`` event, also the engine's ``stop``, is set
-    by ``on_kill``: workers stop, the next progress report raises, the engine removes its
-    staging."""
-    from fsspec.callbacks import Callback
+def _kill_switch(log: Any, interval: float) -> Any:
+    """An fsspec progress callback that logs progress every ``interval`` seconds, and whose
+    ``killed`` event, also the engine's ``stop``, is set by ``on_kill``: workers stop, the
+    next progress report raises, the engine removes its staging."""
+    from airflow_bigfile.cli.progress import ProgressLog
 
-    class KillSwitch(Callback):
+    class KillSwitch(ProgressLog):
         def __init__(self) -> None:
-            super().__init__()
+            super().__init__(log, interval=interval)
             self.killed = threading.Event()
 
         def call(self, *args: Any, **kwargs: Any) -> None:
             if self.killed.is_set():
                 raise AirflowException("the task was killed; pending shards were cancelled")
+            super().call(*args, **kwargs)
 
     return KillSwitch()
 
@@ -197,6 +198,8 @@ class BigFileEditOperator(_BigFileOperator):
     :param wait: seconds to wait for another job's lock on the target.
     :param break_hardlinks: allow a rewrite of a file with other hard links (they keep the
         old bytes); without it such a file is edited in place or the task fails.
+    :param progress_interval: seconds between progress lines in the task log (bytes and
+        shards done, rate, time left).
 
     The edited file is reported as an Asset (through the outlet alias
     :data:`~airflow_bigfile.operators.assets.EDITED_FILES`) and, with the OpenLineage
@@ -210,7 +213,8 @@ class BigFileEditOperator(_BigFileOperator):
                  conn_id: str | None = None, shard_size: int | str | None = None,
                  workers: int | None = None, mode: str = "auto",
                  delimiter: str | bytes | None = None, dry_run: bool = False,
-                 wait: float = 0.0, break_hardlinks: bool = False, **kwargs: Any) -> None:
+                 wait: float = 0.0, break_hardlinks: bool = False,
+                 progress_interval: float = 30.0, **kwargs: Any) -> None:
         kwargs["outlets"] = with_edited_files(kwargs.get("outlets"))
         super().__init__(conn_id=conn_id, **kwargs)
         self.path = path
@@ -223,10 +227,11 @@ class BigFileEditOperator(_BigFileOperator):
         self.dry_run = dry_run
         self.wait = wait
         self.break_hardlinks = break_hardlinks
+        self.progress_interval = progress_interval
 
     @cached_property
     def _kill_switch(self) -> Any:
-        return _kill_switch()
+        return _kill_switch(self.log, self.progress_interval)
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_bigfile.api import edit_file

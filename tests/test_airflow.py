@@ -181,6 +181,20 @@ def test_on_kill_stops_the_edit(tmp_path):
     assert not any(p.name.startswith(".") for p in tmp_path.iterdir() if p.is_dir())
 
 
+def test_edit_logs_progress(tmp_path, capfd):
+    """A long edit logs bytes and shards done, rate and time left at a steady interval."""
+    target = tmp_path / "d.csv"
+    target.write_bytes(sample_csv(20000))
+    op = BigFileEditOperator(task_id="e", path=str(target), shard_size="4KiB", workers=1,
+                             progress_interval=0,
+                             edits=[{"op": "replace", "find": "@old.com", "replace": "@x"}])
+    op.execute({})
+    out, err = capfd.readouterr()  # the task SDK's logger writes through structlog
+    lines = [line for line in (out + err).splitlines() if "Progress: " in line]
+    assert len(lines) > 10
+    assert "(100%)" in lines[-1] and "shards" in lines[-1] and "/s" in lines[-1]
+
+
 def test_operators_only_store_arguments():
     """Construction does no I/O and no validation (that happens in execute)."""
     op = BigFilePlanOperator(task_id="p", path="/nope/x.csv", edits="{{ bad }}",

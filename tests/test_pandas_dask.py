@@ -73,3 +73,21 @@ def test_dask_read_csv(csv: tuple[Backend, str, dict[str, Any]]) -> None:
     assert ddf.npartitions > 1                               # ranged reads of the inner file
     df = ddf.compute(scheduler="threads").reset_index(drop=True)
     pd.testing.assert_frame_equal(df, expected(), check_dtype=False)
+
+
+def test_plain_local_paths(tmp_path: Any) -> None:
+    """A local file by ``bigfile:///abs/path`` in pandas (which hands fsspec only URLs with
+    ``://``) and by ``bigfile::/abs/path`` in Dask and fsspec."""
+    dd = pytest.importorskip("dask.dataframe")
+    import fsspec
+
+    path = tmp_path / "data.csv"
+    path.write_bytes(HEADER + ROWS)
+    pd.testing.assert_frame_equal(pd.read_csv(f"bigfile://{path}"), expected())
+    pd.DataFrame({"id": [500], "name": ["x"], "score": [1.5]}).to_csv(
+        f"bigfile://{path}", mode="a", header=False, index=False)
+    assert path.read_bytes() == HEADER + ROWS + b"500,x,1.5\n"
+    ddf = dd.read_csv(f"bigfile::{path}", blocksize=4096)
+    assert len(ddf.compute()) == 501
+    with fsspec.open(f"bigfile::{path}", "rb") as f:
+        assert f.read() == HEADER + ROWS + b"500,x,1.5\n"

@@ -154,7 +154,7 @@ def test_signal_during_commit(tmp_path: Path, kind: str, point: str, signum: int
     out, err = proc.communicate(timeout=60)
     if committed:
         assert proc.returncode == 0, err
-        assert out.startswith(b"replaced 1024 matches")
+        assert out.startswith(b"replaced 1,024 matches")
         assert err.endswith(f"bigfile: warning: {name} arrived after the edit was committed; "
                             f"it was not cancelled\n".encode())
         assert _hash(path) == expected_hash(kind, SMALL)

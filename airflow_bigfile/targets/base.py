@@ -34,6 +34,7 @@ class CommitOutcome:
     mode: str
     bytes_written: int
     size_after: int
+    reason: str = ""  # why this mode, for the result's commit_reason
 
 
 def tail_items(layout: Layout) -> list[Data | int]:

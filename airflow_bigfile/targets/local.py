@@ -45,6 +45,14 @@ from airflow_bigfile.targets.base import CommitOutcome, tail_items
 INPLACE_SHARE = 0.25
 
 
+def _share(inplace_bytes: int, rewrite_bytes: int) -> str:
+    """How in-place bytes (journal + new) compare with a rewrite's, as auto weighs them."""
+    within = inplace_bytes <= INPLACE_SHARE * max(rewrite_bytes, 1)
+    return (f"in place writes {inplace_bytes:,} B (journal + new bytes), "
+            f"{'at most' if within else 'more than'} {INPLACE_SHARE:.0%} of the "
+            f"{rewrite_bytes:,} B a rewrite writes")
+
+
 def appends_only_layout(layout: Layout) -> bool:
     """True for an edit list of appends only (no offset refers to the original size)."""
     return bool(layout.appends) and not (
@@ -161,10 +169,11 @@ class LocalTarget:
             return None
         if len(layout.edits) == 1 and layout.truncate_at is not None:
             if layout.truncate_at == identity.size:
-                return CommitOutcome("none", 0, identity.size)
+                return CommitOutcome("none", 0, identity.size, "the file has that size already")
             if not dry_run:
                 commit_truncate(self.path, self.url, identity, layout.truncate_at)
-            return CommitOutcome("inplace", 0, layout.truncate_at)
+            return CommitOutcome("inplace", 0, layout.truncate_at,
+                                 "a lone truncate is one ftruncate: no journal, no copy")
         cut = layout.truncate_index
         patches = [(start, data) for start, end, data, index in layout.ranges if index != cut]
         if any(len(data) == 0 for _, data in patches):
@@ -181,7 +190,7 @@ class LocalTarget:
             return None
         tail = tail_items(layout)
         if not patches and not tail and cut_at is None:
-            return CommitOutcome("none", 0, size)
+            return CommitOutcome("none", 0, size, "the edits change no byte")
         written = new + sum(len(t) for t in tail if not isinstance(t, int))
         if not dry_run:
             # Appends go to the end as it is at commit time: another writer's are kept.
@@ -190,7 +199,11 @@ class LocalTarget:
                 [(o, len(d)) for o, d in patches], cut_at, tail, size_after,
                 placed_chunks(patches), writer)
             size_after = os.stat(self.path).st_size if appends_only else size_after
-        return CommitOutcome("inplace", written, size_after)
+        reason = ("mode inplace was asked for" if mode == "inplace"
+                  else "appends only: written at the end of the file" if appends_only
+                  else "patches, truncates and appends keep every byte in place, and "
+                  + _share(2 * new + (size - keeps), size_after))
+        return CommitOutcome("inplace", written, size_after, reason)
 
     def commit(self, stage: Staging, pieces: Sequence[Piece], manifest: Manifest,
                layout: Layout, mode: str, size_after: int, *, dry_run: bool,
@@ -213,12 +226,18 @@ class LocalTarget:
             staged += sum(p.result.new_bytes for p in pieces if p.result is not None)
             cheap = 2 * staged + (size - keeps) <= INPLACE_SHARE * max(size_after, 1)
         ranges = None
+        inplace_bytes = 2 * staged + (size - keeps)
+        reason = ("mode inplace was asked for" if mode == "inplace"
+                  else f"the file has {os.stat(self.path).st_nlink} hard links, which an "
+                  "in-place commit keeps" if linked and not cheap
+                  else "every byte stays in place and " + _share(inplace_bytes, size_after))
         with _opened(self.cars.new_file(manifest.job_id) if manifest.direct
                      else None) as written_fd:
             if mode == "inplace" or (mode == "auto" and (cheap or linked)):
                 if _lines_up(pieces, keeps):
                     if dry_run:
-                        return CommitOutcome("inplace", staged + tail_bytes, size_after)
+                        return CommitOutcome("inplace", staged + tail_bytes, size_after,
+                                             reason)
                     ranges = inplace_ranges(stage, kept, manifest, written_fd)
                 if ranges is None and mode == "inplace":
                     raise EditError("mode inplace needs edits that keep every byte where it "
@@ -229,15 +248,18 @@ class LocalTarget:
                     self.path, manifest.target, manifest.identity, ranges, cut_at, tail,
                     size_after, staged_writes(stage, kept, manifest, written_fd),
                     options.get("writer", "pwrite"))
-                return CommitOutcome("inplace", written, size_after)
+                return CommitOutcome("inplace", written, size_after, reason)
+        reason = ("mode rewrite was asked for" if mode == "rewrite"
+                  else "the edits move bytes (lengths change): only a rewrite commits that"
+                  if not _lines_up(pieces, keeps) else _share(inplace_bytes, size_after))
         if dry_run:
             check_hardlinks(os.stat(self.path), self.url, break_links)
-            return CommitOutcome("rewrite", size_after, size_after)
+            return CommitOutcome("rewrite", size_after, size_after, reason)
         with self.source() as source:
             assert source.fileno is not None
             written = commit_rewrite(self.path, source.fileno, stage, pieces, manifest, tail,
                                      size_after, break_hardlinks=break_links)
-        return CommitOutcome("rewrite", written, size_after)
+        return CommitOutcome("rewrite", written, size_after, reason)
 
     def stream_rewrite(self, stage: Staging, pieces: Iterator[Piece], manifest: Manifest,
                        layout: Layout, after_pieces: Callable[[], None],
@@ -247,7 +269,9 @@ class LocalTarget:
             assert source.fileno is not None
             written = commit_rewrite(self.path, source.fileno, stage, pieces, manifest,
                                      tail_items(layout), None, after_pieces, break_hardlinks)
-        return CommitOutcome("rewrite", written, written)
+        return CommitOutcome("rewrite", written, written,
+                             "the edits move bytes (an insert, a delete or a replace of "
+                             "another length): only a rewrite commits that")
 
 
 @contextlib.contextmanager

@@ -46,6 +46,7 @@ class S3Target(StreamTarget):
     """An S3 object, committed by a multipart upload of server-side copies and new bytes."""
 
     kind = "multipart"
+    reason = "S3: one multipart upload, unchanged ranges copied by the store"
 
     def _write(self, stage: Staging, pieces: Sequence[Piece], manifest: Manifest,
                layout: Layout, size_after: int) -> int:

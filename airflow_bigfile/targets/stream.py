@@ -54,6 +54,7 @@ class StreamTarget:
     local = False
     default_shard_size = 16 << 20  # shards are read twice over the network: keep them small
     kind = "stream"
+    reason = "an object store without server-side part copies: the new object is written whole"
 
     def __init__(self, fs: fsspec.AbstractFileSystem, path: str, url: str) -> None:
         self.fs, self.path, self.url = fs, path, url
@@ -169,10 +170,10 @@ class StreamTarget:
                               "use mode auto or rewrite")
         if dry_run:
             return CommitOutcome(self.kind, self._estimate_sent(pieces, layout, size_after),
-                                  size_after)
+                                  size_after, self.reason)
         check_identity(manifest.identity, self.identity(), manifest.target)
         return CommitOutcome(self.kind, self._write(stage, pieces, manifest, layout,
-                                                    size_after), size_after)
+                                                    size_after), size_after, self.reason)
 
     def stream_rewrite(self, stage: Staging, pieces: Iterator[Piece], manifest: Manifest,
                        layout: Layout, after_pieces: Callable[[], None],
