@@ -216,13 +216,6 @@ class Staging:
         except ValueError as exc:
             raise StagingError(f"staged file {self.path(name)} is not valid JSON") from exc
 
-    def remove(self, name: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(self.path(name))
-
-    def exists(self, name: str) -> bool:
-        return self.fs.exists(self.path(name))
-
     def destroy(self) -> None:
         """Remove the whole staging folder."""
         self.close_readers()
