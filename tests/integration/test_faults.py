@@ -1,7 +1,7 @@
 """Fault injection through a faulty fsspec wrapper, at every call of an edit in turn:
 transient errors are retried and the edit succeeds; EIO and ENOSPC fail cleanly with the
 target intact. Faults that outlive the retries, through each operator:
-``tests/test_operator_faults.py``; the mapping itself: ``tests/test_error_policy.py``."""
+``test_operator_faults.py``; the mapping itself: ``tests/unit/test_error_policy.py``."""
 
 from __future__ import annotations
 

@@ -10,15 +10,12 @@ the staging it left. A permanent fault (EIO, ENOSPC, S3 403) must fail the task 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 import fsspec
 import pytest
 
-os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bigfile-airflow-home-"))
 pytest.importorskip("airflow")
 
 from airflow.sdk.exceptions import AirflowFailException  # noqa: E402
