@@ -9,8 +9,6 @@ shortest match is longer than ``max_match`` is refused before any I/O.
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -18,7 +16,6 @@ from hypothesis import strategies as st
 
 from airflow_bigfile import Replace, edit_file
 from airflow_bigfile.exceptions import PatternError
-from airflow_bigfile.patch.reach import guarded
 
 ISSUE_CASES = [
     pytest.param(b"x------------------------------y\n", rb"x.{30}y", id="dot-run"),
@@ -41,18 +38,6 @@ def test_longer_than_max_match_is_an_error_at_every_shard_size(tmp_path, data, p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
 
 
-def test_cli_reproduction_exits_1_at_shard_size_16(tmp_path):
-    path = tmp_path / "f"
-    path.write_bytes(b"ab" * 20)
-    cli = [sys.executable, "-m", "airflow_bigfile", "replace", str(path), "--regex",
-           "--find", "(?:ab)+$", "--replace", "X", "--max-match", "8"]
-    for shard_size in ("1", "16"):
-        run = subprocess.run([*cli, "--shard-size", shard_size], capture_output=True, text=True)
-        assert run.returncode == 1, run.stderr
-        assert "max_match=8" in run.stderr and "Traceback" not in run.stderr
-    assert path.read_bytes() == b"ab" * 20
-
-
 def test_shortest_match_longer_than_max_match_is_refused_before_io(tmp_path):
     with pytest.raises(PatternError, match=r"at least 32 bytes.*max_match=8"):
         Replace(rb"x.{30}y", b"X", regex=True, max_match=8)
@@ -61,18 +46,6 @@ def test_shortest_match_longer_than_max_match_is_refused_before_io(tmp_path):
                   [{"op": "replace", "find": "x.{30}y", "replace": "X", "regex": True,
                     "max_match": 8}])
     assert Replace(rb"x.{6}y", b"X", regex=True, max_match=8).max_match == 8
-
-
-def test_guard_keeps_group_numbers_names_and_flags():
-    pattern = re.compile(rb"(?i)(?P<user>\w+)@(OLD)\.com")
-    guard = guarded(pattern)
-    match = guard.search(b"x Bob@old.com y")
-    assert match is not None and match.group("user", 2) == (b"Bob", b"old")
-    assert guard.groupindex == pattern.groupindex and guard.groups == pattern.groups
-    # the guard fires (an empty match) where an attempt can read to the end of the range
-    assert guard.search(b"  12345", 0, 7).span() == (2, 2)
-    assert guard.search(b"  12345 ", 0, 8).span() == (2, 2)  # or the byte before it
-    assert guard.search(b"  12345  ", 0, 9).start() == 8  # the scan owns no such start
 
 
 # -- random patterns and data ---------------------------------------------------------------
