@@ -7,8 +7,9 @@ Who retries what:
    retried`, which retries what :func:`is_transient` calls transient (tenacity: 5 attempts,
    exponential backoff with jitter). Local system calls are not retried; the kernel already
    restarts what it can.
-2. The entry points (:mod:`airflow_bigfile.api`, decorated with :func:`translated`) turn
-   whatever is left into the BigFileError tree, once, ``raise ... from`` the backend error:
+2. The entry points (:mod:`airflow_bigfile.api`, decorated with :func:`translated`) and
+   the work they send to other processes (:func:`call_translated`) turn whatever is left
+   into the BigFileError tree, once, ``raise ... from`` the backend error:
    a transient failure becomes :class:`TransientStorageError` (nothing was changed; run the
    job again later), anything else a permanent class.
 3. The Airflow operators let a :class:`TransientStorageError` propagate, so Airflow's task
@@ -229,20 +230,30 @@ def _what(exc: BaseException) -> str:
     return f"{where}{what}" + (f" ({name})" if name else "")
 
 
+def call_translated(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, with a backend error leaving it as its BigFileError, raised
+    from the backend error itself.
+
+    Entry points run through it (:func:`translated`), and so does work sent to another
+    process or a Dask worker: an exception crossing a process loses its ``__cause__`` and
+    ``__context__`` when pickled, and with them what made it transient."""
+    try:
+        return fn(*args, **kwargs)
+    except BigFileError:
+        raise
+    except Exception as exc:
+        mapped = translate(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
 def translated(fn: F) -> F:
     """Decorate an entry point so backend errors leave it as BigFileErrors, translated
     once, from the backend error itself."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except BigFileError:
-            raise
-        except Exception as exc:
-            mapped = translate(exc)
-            if mapped is None:
-                raise
-            raise mapped from exc
+        return call_translated(fn, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
