@@ -1,22 +1,21 @@
-"""Storage backends for the suites that every backend must pass (local, memory, S3 on moto).
+"""Storage backends for the suites that every backend passes: the engine
+(``tests/integration/test_backends.py``), the ``bigfile`` fsspec protocol
+(``test_fsspec.py``) and pandas/Dask by URL (``test_pandas_dask.py``).
 
-A :class:`Backend` is an inner fsspec filesystem with a fresh folder for one test; the
-fixtures ``local_backend``, ``memory_backend`` and ``s3_backend`` (``tests/conftest.py``)
-make them. :func:`require_engine` skips a test, with the reason, while ``edit_file`` cannot
-edit that kind of URL yet.
+A :class:`Backend` is an inner fsspec filesystem with a fresh folder for one test. The
+fixtures ``local_backend``, ``memory_backend`` and ``s3_backend`` in ``tests/conftest.py``
+make them, and ``any_backend`` is each in turn. To add a backend: write its fixture (a fresh
+folder on a real server, torn down after the test) returning a :class:`Backend`, and add its
+name to ``any_backend``'s params; every shared suite then runs on it.
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
-import pytest
 
-from airflow_bigfile.edits import Append
-from airflow_bigfile.exceptions import BigFileError
 from airflow_bigfile.fs.filesystem import BigFileFileSystem
 
 
@@ -29,7 +28,9 @@ class Backend:
     root: str                                        # inner path of the test's folder
     options: dict[str, Any] = field(default_factory=dict)   # the inner fs's storage options
     examples: int = 40                               # state machine runs
-    edit_options: dict[str, Any] = field(default_factory=dict)
+    edit_options: dict[str, Any] = field(default_factory=dict)  # the bigfile fs's
+    sample: int = 256 << 10                          # bytes of the engine suite's sample
+    commit_modes: tuple[str, ...] = ("stream",)      # how the engine commits an edit here
 
     @property
     def fs(self) -> BigFileFileSystem:
@@ -59,34 +60,3 @@ class Backend:
     def names(self) -> list[str]:
         self.inner.invalidate_cache()
         return sorted(p.rsplit("/", 1)[-1] for p in self.inner.ls(self.root, detail=False))
-
-
-_ENGINE: dict[str, str | None] = {}
-
-
-def engine_support(backend: Backend) -> str | None:
-    """None if ``edit_file`` edits this backend, else why not (probed once per backend)."""
-    if backend.name not in _ENGINE:
-        from airflow_bigfile import edit_file
-
-        name = f"probe-{uuid.uuid4().hex}"
-        probe = backend.put(name, b"probe")
-        try:
-            edit_file(backend.target(name), [Append(b"!")], storage_options=backend.options)
-            _ENGINE[backend.name] = None
-        except BigFileError as exc:
-            if "only local files" not in str(exc):
-                raise
-            _ENGINE[backend.name] = str(exc)
-        finally:
-            backend.inner.rm_file(probe)
-    return _ENGINE[backend.name]
-
-
-
-
-def require_engine(backend: Backend) -> None:
-    """Skip the calling test while the engine cannot edit ``backend``'s targets."""
-    reason = engine_support(backend)
-    if reason is not None:
-        pytest.skip(f"the engine cannot edit {backend.name} targets yet ({reason})")

@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import http.client
 import logging
+import os
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -27,6 +29,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.backends import Backend
+
+# Airflow writes its config under AIRFLOW_HOME at import: never into the user's ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bigfile-airflow-home-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1"}
@@ -276,7 +282,8 @@ def local_backend(tmp_path: Any) -> Backend:
     root = tmp_path / "data"
     root.mkdir()
     return Backend("local", LocalFileSystem(), root.as_posix(), examples=60,
-                   edit_options={"shard_size": 64, "workers": 2})
+                   edit_options={"shard_size": 64, "workers": 2},
+                   commit_modes=("inplace", "rewrite"))
 
 
 @pytest.fixture
@@ -294,11 +301,13 @@ def memory_backend() -> Iterator[Backend]:
 
 @pytest.fixture
 def s3_backend(s3: S3Env) -> Backend:
-    """A fresh bucket on the moto S3 server."""
-    return Backend("s3", s3.fs, s3.bucket, options=dict(s3.storage_options), examples=12)
+    """A fresh bucket on the moto S3 server (a sample of a few 5 MiB parts)."""
+    return Backend("s3", s3.fs, s3.bucket, options=dict(s3.storage_options), examples=12,
+                   sample=8 << 20, commit_modes=("multipart",))
 
 
 @pytest.fixture(params=["local", "memory", "s3"])
 def any_backend(request: pytest.FixtureRequest) -> Backend:
-    """Each backend in turn."""
+    """Each backend in turn: a new backend joins every shared suite by its name here (and
+    its ``<name>_backend`` fixture)."""
     return request.getfixturevalue(f"{request.param}_backend")
