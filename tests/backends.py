@@ -8,6 +8,11 @@ edit that kind of URL yet.
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import subprocess
+import sys
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,7 +20,7 @@ from typing import Any
 import fsspec
 import pytest
 
-from airflow_bigfile.edits import Append
+from airflow_bigfile.edits import Append, Delete, Insert, Patch, Replace, Truncate
 from airflow_bigfile.exceptions import BigFileError
 from airflow_bigfile.fs.filesystem import BigFileFileSystem
 
@@ -90,3 +95,38 @@ def require_engine(backend: Backend) -> None:
     reason = engine_support(backend)
     if reason is not None:
         pytest.skip(f"the engine cannot edit {backend.name} targets yet ({reason})")
+
+
+KILLED_EDITS = [Patch(3 << 20, b"NEW"), Append(b"more")]
+
+
+def killed_edit(url: str, storage_options: dict[str, Any], point: str
+                ) -> subprocess.CompletedProcess[bytes]:
+    """Run :data:`KILLED_EDITS` on ``url`` in a fresh interpreter that SIGKILLs itself at
+    the crash point ``point`` (``name:N``, see :mod:`airflow_bigfile.commit.crash`)."""
+    script = ("import json, sys; from airflow_bigfile import edit_file, Patch, Append; "
+              "edit_file(sys.argv[1], [Patch(3 << 20, b'NEW'), Append(b'more')], "
+              "storage_options=json.loads(sys.argv[2]))")
+    env = {**os.environ, "BIGFILE_CRASH": point}
+    return subprocess.run([sys.executable, "-c", script, url, json.dumps(storage_options)],
+                          env=env, capture_output=True)
+
+
+MiB = 1 << 20
+
+#: every edit type on a 12 MiB object store target (shards of 6 MiB)
+OBJECT_EDITS = [
+    pytest.param([Replace(b"ab,", b"X")], id="replace-shrinks"),
+    pytest.param([Replace(b"a\n", b"[a]\n")], id="replace-grows"),
+    pytest.param([Replace(rb"b(a{3,}),", rb"<\1>", regex=True, max_match=256)], id="regex"),
+    pytest.param([Insert(0, b"HEAD"), Patch(7 * MiB + 3, b"PATCHED"),
+                  Delete(5 * MiB - 10, 1 * MiB), Insert(9 * MiB, b"INSERTED"),
+                  Truncate(11 * MiB + 1), Append(b"tail\n" * 1000)], id="offset-edits"),
+]
+
+
+def sample(size: int, seed: int = 1) -> bytes:
+    """``size`` bytes of short CSV-like lines, the same for the same seed."""
+    rng = random.Random(seed)
+    block = bytes(rng.choice(b"ab,\n") for _ in range(1 << 16))
+    return (block * (size // len(block) + 1))[:size]
