@@ -130,6 +130,40 @@ def test_the_error_mapping_is_complete() -> None:
         assert isinstance(mapped, TransientStorageError) == (kind in TRANSIENT), kind
 
 
+def test_azure_errors_are_classified() -> None:
+    """azure.core's exceptions: lost connections, timeouts, throttling and 5xx answers are
+    transient; a failed ETag condition means the target changed; the rest are permanent."""
+    core = pytest.importorskip("azure.core.exceptions")
+    from airflow_bigfile.exceptions import (
+        SourceChangedError,
+        TargetNotFoundError,
+        TargetPermissionError,
+    )
+    from airflow_bigfile.io.errors import translate
+
+    def status(cls: type, code: int) -> Exception:
+        exc = cls(message=f"status {code}")
+        exc.status_code = code
+        return exc
+
+    expected = {
+        core.ServiceRequestError("connection refused"): TransientStorageError,
+        core.ServiceResponseError("connection reset"): TransientStorageError,
+        status(core.HttpResponseError, 503): TransientStorageError,
+        status(core.HttpResponseError, 500): TransientStorageError,
+        status(core.HttpResponseError, 429): TransientStorageError,
+        status(core.HttpResponseError, 400): StorageError,
+        status(core.ResourceExistsError, 409): StorageError,
+        status(core.ResourceModifiedError, 412): SourceChangedError,
+        status(core.ResourceNotFoundError, 404): TargetNotFoundError,
+        status(core.ClientAuthenticationError, 403): TargetPermissionError,
+    }
+    for exc, cls in expected.items():
+        mapped = translate(exc)
+        assert type(mapped) is cls, (exc, mapped)
+        assert str(exc).splitlines()[0] in str(mapped)
+
+
 @pytest.mark.parametrize("kind", ["reset", "EIO"])
 def test_operators_let_airflow_retry_only_transient_errors(target: str, kind: str) -> None:
     pytest.importorskip("airflow")

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 from airflow_bigfile.exceptions import (
     BigFileError,
+    SourceChangedError,
     StorageError,
     TargetNotFoundError,
     TargetPermissionError,
@@ -18,6 +19,14 @@ from airflow_bigfile.exceptions import (
 F = TypeVar("F", bound=Callable[..., Any])
 
 _PERMISSION = {errno.EACCES, errno.EPERM, errno.EROFS}
+# botocore's and azure.core's permanent errors, by class name
+_STORE_REFUSED = {"ClientError", "NoCredentialsError", "EndpointConnectionError",
+                  "ParamValidationError", "HttpResponseError", "ResourceExistsError",
+                  "ResourceNotModifiedError", "DecodeError"}
+_STORE_NOT_FOUND = {"ResourceNotFoundError"}
+_STORE_FORBIDDEN = {"ClientAuthenticationError"}
+# a condition on the target's ETag failed: another writer changed it (Azure's 412)
+_STORE_CHANGED = {"ResourceModifiedError"}
 
 
 def translate(exc: BaseException) -> BigFileError | None:
@@ -38,9 +47,18 @@ def translate(exc: BaseException) -> BigFileError | None:
         error = StorageError(message + "; nothing was changed")
         error.errno = exc.errno
         return error
-    if type(exc).__name__ in {"ClientError", "NoCredentialsError", "EndpointConnectionError",
-                              "ParamValidationError"}:
-        return StorageError(f"the object store refused: {exc}; nothing was changed")
+    name = type(exc).__name__
+    what = str(exc).splitlines()[0] if str(exc) else name
+    if name in _STORE_CHANGED:
+        return SourceChangedError(f"the target changed while it was being edited ({what}); "
+                                  f"nothing was committed")
+    if name in _STORE_NOT_FOUND:
+        return TargetNotFoundError(f"the object store found no such object: {what}")
+    if name in _STORE_FORBIDDEN:
+        return TargetPermissionError(f"the object store refused the credentials: {what}; "
+                                     f"nothing was changed")
+    if name in _STORE_REFUSED:
+        return StorageError(f"the object store refused: {what}; nothing was changed")
     return None
 
 

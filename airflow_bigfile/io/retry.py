@@ -25,6 +25,13 @@ TRANSIENT_ERRNOS = {errno.EINTR, errno.EAGAIN, errno.ETIMEDOUT, errno.ECONNRESET
 TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
                    "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable",
                    "503", "500", "502", "504", "TooManyRequests", "429"}
+# HTTP statuses worth retrying on stores whose errors carry a status_code (Azure)
+TRANSIENT_STATUSES = {408, 429}
+# connection-level failures, by class name (botocore, aiohttp, azure.core)
+TRANSIENT_NAMES = {"EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
+                   "ConnectTimeoutError", "ServerDisconnectedError", "ClientOSError",
+                   "ServiceRequestError", "ServiceResponseError", "ServiceRequestTimeoutError",
+                   "ServiceResponseTimeoutError", "IncompleteReadError"}
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -40,9 +47,10 @@ def is_transient(exc: BaseException) -> bool:
         code = str(response.get("Error", {}).get("Code", ""))
         status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         return code in TRANSIENT_CODES or (isinstance(status, int) and status >= 500)
-    name = type(exc).__name__
-    return name in {"EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
-                    "ConnectTimeoutError", "ServerDisconnectedError", "ClientOSError"}
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status in TRANSIENT_STATUSES or status >= 500
+    return type(exc).__name__ in TRANSIENT_NAMES
 
 
 def policy(attempts: int = 5, initial: float = 0.05, maximum: float = 2.0,

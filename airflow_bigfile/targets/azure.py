@@ -45,7 +45,12 @@ def is_azure(fs: fsspec.AbstractFileSystem) -> bool:
     protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
     if not any(p in PROTOCOLS for p in protocols) or not hasattr(fs, "service_client"):
         return False
-    return _account_key(fs) is not None or bool(getattr(fs, "sas_token", None))
+    return _account_key(fs) is not None or _has_sas(fs)
+
+
+def _has_sas(fs: Any) -> bool:
+    return bool(getattr(fs, "sas_token", None)) or \
+        "sharedaccesssignature=" in (getattr(fs, "connection_string", None) or "").lower()
 
 
 def _account_key(fs: Any) -> str | None:
