@@ -25,7 +25,7 @@ from airflow_bigfile.commit.results import (
 )
 from airflow_bigfile.commit.verify import check_identity
 from airflow_bigfile.edits import check_offsets, coerce_edits
-from airflow_bigfile.io.errors import translated
+from airflow_bigfile.io.errors import is_transient, translated
 from airflow_bigfile.io.trust import check_batch, check_same_target
 from airflow_bigfile.pipeline import (
     Job,
@@ -237,9 +237,14 @@ def commit_edit(staging: str, *, target: str | None = None,
                 staging_options: dict[str, Any] | None = None,
                 mode: str = "auto", wait: float = 0.0, writer: str = "pwrite",
                 break_hardlinks: bool = False) -> EditResult:
-    """Verify every staged shard of a planned edit and commit it atomically; the job's
-    staging folder is removed afterwards, whatever happens. A missing or corrupt shard fails
-    here, target untouched. ``break_hardlinks`` as for :func:`edit_file`.
+    """Verify every staged shard of a planned edit and commit it atomically. A missing or
+    corrupt shard fails here, target untouched. ``break_hardlinks`` as for
+    :func:`edit_file`.
+
+    The job's staging folder is removed afterwards, unless the commit failed for a
+    transient reason (:class:`~airflow_bigfile.TransientStorageError`: the store stopped
+    answering): then the target is unchanged and the staging is kept, so that running the
+    commit again (Airflow's retry of the commit task) finishes the edit.
 
     Nothing in the staging folder is trusted: the manifest must have the SHA-256 the plan
     returned, from ``batches`` (the plan's batches or the patch summaries) or
@@ -263,14 +268,18 @@ def commit_edit(staging: str, *, target: str | None = None,
     with goal.session(wait=wait, job=manifest.job_id, keep=staging):
         exe = make_executor("thread", None)
         job = Job(goal, spec, settings, exe, manifest.job_id, started)
+        resumable = False
         try:
             # A source changed since planning is that, not the checksum errors of workers
             # who read it after the change.
             check_identity(manifest.identity, goal.identity(), manifest.target)
             return job.commit(manifest, results, dry_run=False)
+        except Exception as exc:
+            resumable = is_transient(exc)
+            raise
         finally:
             exe.close()
-            job.clean(True)
+            job.clean(not resumable)
 
 
 @translated

@@ -80,6 +80,11 @@ class Replace:
                 pattern = re.compile(find)
             except re.error as exc:
                 raise PatternError(f"replace: invalid regex {_short(find)}: {exc}") from exc
+            shortest = _min_width(pattern)
+            if shortest > self.max_match:
+                raise PatternError(
+                    f"replace: every match of {_short(find)} is at least {shortest} bytes "
+                    f"long, more than max_match={self.max_match}; raise max_match")
             try:
                 _check_template(pattern, self.replace)
             except (re.error, IndexError) as exc:
@@ -89,12 +94,23 @@ class Replace:
 
     @property
     def window(self) -> int:
-        """The longest match this edit can produce."""
-        return self.max_match if self.regex else len(self.find)
+        """How many bytes from a match's start a scan must see to settle it: the literal,
+        or ``max_match`` and two more, so that an attempt that may run longer is seen to
+        read past ``max_match`` bytes (see patch/reach.py)."""
+        return self.max_match + 2 if self.regex else len(self.find)
 
     def describe(self) -> str:
         kind = "regex" if self.regex else "replace"
         return f"{kind}({_short(self.find)} -> {_short(self.replace)})"
+
+
+def _min_width(pattern: re.Pattern[bytes]) -> int:
+    """The length of the shortest match ``pattern`` can produce."""
+    try:
+        from re import _parser  # type: ignore[attr-defined]
+    except ImportError:  # Python 3.10
+        import sre_parse as _parser  # type: ignore[no-redef]
+    return int(_parser.parse(pattern.pattern, pattern.flags).getwidth()[0])
 
 
 def _check_template(pattern: re.Pattern[bytes], template: bytes) -> None:

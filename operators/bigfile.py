@@ -6,12 +6,20 @@ retries) into engine calls: :func:`~airflow_bigfile.api.edit_file` for the one-t
 :func:`~airflow_bigfile.api.plan_edit`, :func:`~airflow_bigfile.api.patch_batch` and
 :func:`~airflow_bigfile.api.commit_edit` for the fleet.
 
-Permanent engine errors (every :class:`~airflow_bigfile.BigFileError` but a held lock and a
-:class:`~airflow_bigfile.TransientStorageError`) fail the task without retries
-(``AirflowFailException``); those two (another job holds the target; a lost connection or a
-timeout that outlived the engine's own retries) propagate and Airflow retries the task,
-which is safe: planning starts a new job, patching a batch overwrites its own staged shards,
-and a commit either happened or did not.
+What is retried, and by whom (the policy itself is :mod:`airflow_bigfile.io.errors`):
+
+1. The engine retries each call to a remote store that fails transiently (a lost
+   connection, a timeout, throttling, HTTP 408/429/5xx): 5 attempts with exponential
+   backoff and jitter (tenacity).
+2. A transient failure that outlives those retries leaves the engine as
+   :class:`~airflow_bigfile.TransientStorageError`, and a lock held by another job as
+   :class:`~airflow_bigfile.TargetLockedError`; the operators let both propagate, so
+   Airflow retries the task as its ``retries`` and ``retry_delay`` say. That is safe:
+   planning starts a new job, patching a batch overwrites its own staged shards, and a
+   failed commit changed nothing and kept its staging for the retry.
+3. Every other :class:`~airflow_bigfile.BigFileError` (bad edits, EIO, ENOSPC, permission
+   denied, a changed source, a corrupt shard) is permanent: the task fails at once with
+   ``AirflowFailException``, without retries.
 """
 
 from __future__ import annotations
@@ -44,7 +52,8 @@ DEFAULT_MAX_MAP_LENGTH = 1024
 
 @contextlib.contextmanager
 def _engine_errors(what: str) -> Iterator[None]:
-    """Turn permanent engine errors into ``AirflowFailException`` (no retry)."""
+    """Turn permanent engine errors into ``AirflowFailException`` (no retry); transient
+    ones and a held lock propagate for Airflow's retries."""
     try:
         yield
     except (TargetLockedError, TransientStorageError):
@@ -182,7 +191,9 @@ class BigFileEditOperator(_BigFileOperator):
     """Apply an edit list to one file in this task, with the engine's own thread pool.
 
     Returns the result figures (``size_before``, ``size_after``, ``matches``, ``shards``,
-    ``shards_changed``, ``bytes_written``, ``commit_mode``, ...) as XCom.
+    ``shards_changed``, ``bytes_written``, ``commit_mode``, ...) as XCom. A store that stops
+    answering is retried by the engine, then raised as ``TransientStorageError`` for
+    Airflow's retries; a permanent error fails the task at once (see the module docstring).
 
     :param path: local path or fsspec URL of the file to edit. (templated)
     :param edits: list of edit dicts (``{"op": "replace", "find": ..., "replace": ...}``) or
@@ -360,8 +371,10 @@ class BigFilePatchShardsOperator(_BigFileOperator):
     """Patch one batch of shards from ``BigFilePlanOperator`` and stage the result; meant to
     be mapped: ``BigFilePatchShardsOperator.partial(task_id="patch").expand(batch=plan.output)``.
 
-    Idempotent: a retry overwrites its own staged shards. Returns a small summary (staging,
-    shard range, matches, shards changed) for the commit.
+    Idempotent: a retry overwrites its own staged shards, so a ``TransientStorageError``
+    (the store stopped answering after the engine's retries) is left to Airflow's retries;
+    a permanent error fails the task at once. Returns a small summary (staging, shard
+    range, matches, shards changed) for the commit.
 
     :param batch: one item of the plan's output.
     :param conn_id: Airflow connection for the file's store.
@@ -403,7 +416,9 @@ class BigFilePatchShardsOperator(_BigFileOperator):
 class BigFileCommitOperator(_BigFileOperator):
     """Verify every staged shard of a planned edit and commit it atomically; any missing or
     corrupt shard, or a source that changed since the plan, fails the task (no retry) and
-    leaves the target untouched. Returns the same figures as ``BigFileEditOperator``.
+    leaves the target untouched. A store that stops answering raises
+    ``TransientStorageError`` with the target untouched and the staging kept, so Airflow's
+    retry of this task commits. Returns the same figures as ``BigFileEditOperator``.
 
     :param results: the mapped patch task's output (``patch.output``): one summary per batch,
         each naming the staging and carrying the manifest's SHA-256.

@@ -21,8 +21,10 @@ from __future__ import annotations
 import contextlib
 import http.client
 import logging
+import os
 import re
 import subprocess
+import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
@@ -35,6 +37,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.backends import Backend
+
+# Airflow writes its config under AIRFLOW_HOME at import: never into the user's ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bigfile-airflow-home-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1"}

@@ -4,7 +4,7 @@ port. DAG runs are triggered and followed through the public REST API.
 
 Every component runs in its own session (process group); :meth:`Deployment.stop` ends each
 whole group (SIGTERM, then SIGKILL), so the task processes the executor forked end with them.
-Used by ``tests/test_deployment.py`` and ``scripts/system_test.py``.
+Used by ``tests/system/test_deployment.py`` and ``scripts/system_test.py``.
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from airflow_bigfile.edits import Replace
 from airflow_bigfile.exceptions import PatternError
 from airflow_bigfile.io.oscompat import find_all
+from airflow_bigfile.patch.reach import factors, guarded
 
 Match = tuple[int, int, bytes]  # (start, end, replacement), absolute original offsets
 
@@ -48,6 +49,9 @@ class Matcher:
         self.label = label
         self.window = edit.window
         self._expand = expander(edit.pattern, edit.replace) if edit.regex else None
+        # for windows that end before the file does: see reach.py
+        self._guarded = guarded(edit.pattern) if edit.pattern is not None else None
+        self._factors = factors(edit.pattern) if edit.pattern is not None else None
 
     def matches(self, win: Window, pos: int, limit: int) -> Iterator[Match]:
         """Yield the matches starting in ``[pos, limit)``, scanning from ``pos``."""
@@ -66,22 +70,52 @@ class Matcher:
             i += m
 
     def _regex(self, win: Window, pos: int, limit: int) -> Iterator[Match]:
-        pattern = self.edit.pattern
-        assert pattern is not None
         max_match, base, stop = self.edit.max_match, win.base, limit - win.base
         expand = self._expand
-        for match in pattern.finditer(win.buf, pos - base, win.n):
+        for match in self._attempts(win, pos - base, stop):
             start, end = match.span()
             if start >= stop:
                 return
             if end == start:
-                raise PatternError(f"{self.label} matches zero bytes at offset {base + start}; "
-                                   "a pattern must match at least one byte")
-            if end - start > max_match or (end == win.n and not win.eof):
+                self._empty(win, start)
+            if end - start > max_match:
                 raise PatternError(
                     f"{self.label}: the match at offset {base + start} is longer than "
                     f"max_match={max_match} bytes; raise max_match or bound the pattern")
             yield (base + start, base + end, expand(match))
+
+    def _attempts(self, win: Window, pos: int, stop: int) -> Iterator[re.Match[bytes]]:
+        """The matches from ``pos`` (window-relative), as on the whole file. In a window cut
+        before the end of the file, attempts after ``fence`` run guarded (reach.py); the
+        ones before it run plain when the bytes from ``fence`` to the cut lie in no path."""
+        plain, guard, buf, n = self.edit.pattern, self._guarded, win.buf, win.n
+        assert plain is not None and guard is not None
+        if win.eof:
+            yield from plain.finditer(buf, pos, n)
+            return
+        fence = n - 1 - 2 * (n - stop)
+        if fence <= pos or self._factors is None or self._factors.fullmatch(buf, fence, n - 1):
+            yield from guard.finditer(buf, pos, n)
+            return
+        for match in plain.finditer(buf, pos, n):
+            if match.start() > fence:
+                break
+            pos = max(match.end(), match.start() + 1)
+            yield match
+        yield from guard.finditer(buf, max(pos, fence + 1), n)
+
+    def _empty(self, win: Window, start: int) -> None:
+        """An empty match at ``start``: the pattern's own, or (in a window cut before the
+        end of the file) the guard saying that the attempt there can read past it."""
+        assert self.edit.pattern is not None
+        own = self.edit.pattern.match(win.buf, start, win.n)
+        offset = win.base + start
+        if own is not None and own.end() == start:
+            raise PatternError(f"{self.label} matches zero bytes at offset {offset}; "
+                               "a pattern must match at least one byte")
+        raise PatternError(
+            f"{self.label}: a match at offset {offset} can be longer than "
+            f"max_match={self.edit.max_match} bytes; raise max_match or bound the pattern")
 
     def straddling(self, buf: bytearray, pos: int, at: int) -> int:
         """Scanning ``buf`` from ``pos``: the end of the match that starts before ``at`` and

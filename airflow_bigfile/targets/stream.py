@@ -197,7 +197,7 @@ class StreamTarget:
 
     def _read(self, source: Source, offset: int, length: int) -> bytes:
         buf = bytearray(length)
-        n = retried(source.readinto, offset, memoryview(buf))
+        n = source.readinto(offset, memoryview(buf))
         if n != length:
             raise SourceChangedError(f"{self.url} ended early at {offset + n}; it changed")
         return bytes(buf)

@@ -36,7 +36,7 @@ from airflow_bigfile.edits import edit_to_json
 from airflow_bigfile.io.lock import lock_path
 from tests.model import apply_model
 
-ROOT = str(Path(__file__).resolve().parent.parent)
+ROOT = str(Path(__file__).resolve().parents[2])
 ORIGINAL = b"".join(b"row %05d,a,b,c\n" % i for i in range(3000))
 EDIT_A = [Replace(b",a,", b",AAA,"), Append(b"from A\n")]
 EDIT_B = [Patch(0, b"ROW"), Append(b"from B\n")]

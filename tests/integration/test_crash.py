@@ -159,7 +159,7 @@ class Zygote:
         env = {k: v for k, v in os.environ.items() if k != "BIGFILE_CRASH"}
         self.proc = subprocess.Popen([sys.executable, "-c", ZYGOTE], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, env=env,
-                                     cwd=str(Path(__file__).resolve().parent.parent))
+                                     cwd=str(Path(__file__).resolve().parents[2]))
         assert self.proc.stdout is not None
         assert self.proc.stdout.readline().strip() == "ready"
 
@@ -433,7 +433,7 @@ def test_kill_fresh_interpreter(sc: Scenario, tmp_path: Path) -> None:
         env = {**os.environ, "BIGFILE_CRASH": f"{point}:1"}
         procs.append((point, path, subprocess.Popen(
             [sys.executable, "-c", FRESH_CHILD, json.dumps(_command(sc, path))], env=env,
-            cwd=str(Path(__file__).resolve().parent.parent), stderr=subprocess.PIPE)))
+            cwd=str(Path(__file__).resolve().parents[2]), stderr=subprocess.PIPE)))
     for k, (point, path, proc) in enumerate(procs):
         _, err = proc.communicate(timeout=60)
         assert proc.returncode == -signal.SIGKILL, (point, proc.returncode, err[-2000:])
@@ -460,7 +460,7 @@ def test_kill_with_process_workers(sc: Scenario, tmp_path: Path) -> None:
             env["BIGFILE_CRASH"] = f"{point}:1"
         cmd = _command(sc, path, executor="process", workers=2)
         proc = subprocess.Popen([sys.executable, "-c", FRESH_CHILD, json.dumps(cmd)], env=env,
-                                cwd=str(Path(__file__).resolve().parent.parent),
+                                cwd=str(Path(__file__).resolve().parents[2]),
                                 stderr=subprocess.PIPE)
         seen: dict[int, str] = {}
         kill_at: float | None = None

@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("airflow")
 
 from tests.deployment import Deployment, seconds  # noqa: E402
-from tests.test_airflow import EXAMPLES, MASK_RE, model, sample_csv  # noqa: E402
+from tests.samples import EXAMPLES, MASK_RE, model, sample_csv  # noqa: E402
 
 MASKED = b"@masked.invalid"
 

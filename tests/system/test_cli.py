@@ -1015,7 +1015,7 @@ def test_progress_log_steady_lines(tmp_path: Path, caplog: pytest.LogCaptureFixt
                                 "(100%)")
 
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def readme_commands() -> list[tuple[str, list[str]]]:
