@@ -1,9 +1,13 @@
-"""Storage backends for the suites that every backend must pass (local, memory, S3 on moto).
+"""Storage backends for the suites that every backend passes: the engine
+(``tests/integration/test_backends.py``), the ``bigfile`` fsspec protocol
+(``test_fsspec.py``) and pandas/Dask by URL (``test_pandas_dask.py``).
 
-A :class:`Backend` is an inner fsspec filesystem with a fresh folder for one test; the
-fixtures ``local_backend``, ``memory_backend`` and ``s3_backend`` (``tests/conftest.py``)
-make them. :func:`require_engine` skips a test, with the reason, while ``edit_file`` cannot
-edit that kind of URL yet.
+A :class:`Backend` is an inner fsspec filesystem with a fresh folder for one test. The
+fixtures ``local_backend``, ``memory_backend``, ``s3_backend`` and ``azure_backend`` in
+``tests/conftest.py`` make them, and ``any_backend`` is each in turn. To add a backend: write
+its fixture (a fresh folder on a real server, torn down after the test) returning a
+:class:`Backend`, and add its name to ``any_backend``'s params; every shared suite then runs
+on it.
 """
 
 from __future__ import annotations
@@ -13,15 +17,12 @@ import os
 import random
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
-import pytest
 
-from airflow_bigfile.edits import Append, Delete, Insert, Patch, Replace, Truncate
-from airflow_bigfile.exceptions import BigFileError
+from airflow_bigfile.edits import Append, Patch
 from airflow_bigfile.fs.filesystem import BigFileFileSystem
 
 
@@ -34,7 +35,9 @@ class Backend:
     root: str                                        # inner path of the test's folder
     options: dict[str, Any] = field(default_factory=dict)   # the inner fs's storage options
     examples: int = 40                               # state machine runs
-    edit_options: dict[str, Any] = field(default_factory=dict)
+    edit_options: dict[str, Any] = field(default_factory=dict)  # the bigfile fs's
+    sample: int = 256 << 10                          # bytes of the engine suite's sample
+    commit_modes: tuple[str, ...] = ("stream",)      # how the engine commits an edit here
 
     @property
     def fs(self) -> BigFileFileSystem:
@@ -66,37 +69,14 @@ class Backend:
         return sorted(p.rsplit("/", 1)[-1] for p in self.inner.ls(self.root, detail=False))
 
 
-_ENGINE: dict[str, str | None] = {}
+def sample(size: int, seed: int = 1) -> bytes:
+    """``size`` bytes over ``ab,\\n``: short records, dense and self-overlapping matches."""
+    rng = random.Random(seed)
+    block = bytes(rng.choice(b"ab,\n") for _ in range(1 << 16))
+    return (block * (size // len(block) + 1))[:size]
 
 
-def engine_support(backend: Backend) -> str | None:
-    """None if ``edit_file`` edits this backend, else why not (probed once per backend)."""
-    if backend.name not in _ENGINE:
-        from airflow_bigfile import edit_file
-
-        name = f"probe-{uuid.uuid4().hex}"
-        probe = backend.put(name, b"probe")
-        try:
-            edit_file(backend.target(name), [Append(b"!")], storage_options=backend.options)
-            _ENGINE[backend.name] = None
-        except BigFileError as exc:
-            if "only local files" not in str(exc):
-                raise
-            _ENGINE[backend.name] = str(exc)
-        finally:
-            backend.inner.rm_file(probe)
-    return _ENGINE[backend.name]
-
-
-
-
-def require_engine(backend: Backend) -> None:
-    """Skip the calling test while the engine cannot edit ``backend``'s targets."""
-    reason = engine_support(backend)
-    if reason is not None:
-        pytest.skip(f"the engine cannot edit {backend.name} targets yet ({reason})")
-
-
+#: the edit list :func:`killed_edit` runs (the object store crash tests)
 KILLED_EDITS = [Patch(3 << 20, b"NEW"), Append(b"more")]
 
 
@@ -110,23 +90,3 @@ def killed_edit(url: str, storage_options: dict[str, Any], point: str
     env = {**os.environ, "BIGFILE_CRASH": point}
     return subprocess.run([sys.executable, "-c", script, url, json.dumps(storage_options)],
                           env=env, capture_output=True)
-
-
-MiB = 1 << 20
-
-#: every edit type on a 12 MiB object store target (shards of 6 MiB)
-OBJECT_EDITS = [
-    pytest.param([Replace(b"ab,", b"X")], id="replace-shrinks"),
-    pytest.param([Replace(b"a\n", b"[a]\n")], id="replace-grows"),
-    pytest.param([Replace(rb"b(a{3,}),", rb"<\1>", regex=True, max_match=256)], id="regex"),
-    pytest.param([Insert(0, b"HEAD"), Patch(7 * MiB + 3, b"PATCHED"),
-                  Delete(5 * MiB - 10, 1 * MiB), Insert(9 * MiB, b"INSERTED"),
-                  Truncate(11 * MiB + 1), Append(b"tail\n" * 1000)], id="offset-edits"),
-]
-
-
-def sample(size: int, seed: int = 1) -> bytes:
-    """``size`` bytes of short CSV-like lines, the same for the same seed."""
-    rng = random.Random(seed)
-    block = bytes(rng.choice(b"ab,\n") for _ in range(1 << 16))
-    return (block * (size // len(block) + 1))[:size]

@@ -417,7 +417,8 @@ def local_backend(tmp_path: Any) -> Backend:
     root = tmp_path / "data"
     root.mkdir()
     return Backend("local", LocalFileSystem(), root.as_posix(), examples=60,
-                   edit_options={"shard_size": 64, "workers": 2})
+                   edit_options={"shard_size": 64, "workers": 2},
+                   commit_modes=("inplace", "rewrite"))
 
 
 @pytest.fixture
@@ -435,18 +436,20 @@ def memory_backend() -> Iterator[Backend]:
 
 @pytest.fixture
 def s3_backend(s3: S3Env) -> Backend:
-    """A fresh bucket on the moto S3 server."""
-    return Backend("s3", s3.fs, s3.bucket, options=dict(s3.storage_options), examples=12)
+    """A fresh bucket on the moto S3 server (a sample of a few 5 MiB parts)."""
+    return Backend("s3", s3.fs, s3.bucket, options=dict(s3.storage_options), examples=12,
+                   sample=8 << 20, commit_modes=("multipart",))
 
 
 @pytest.fixture
 def azure_backend(azure: AzureEnv) -> Backend:
     """A fresh container on the Azurite server."""
     return Backend("azure", azure.fs, azure.container, options=dict(azure.storage_options),
-                   examples=12)
+                   examples=12, sample=1 << 20, commit_modes=("blocklist",))
 
 
 @pytest.fixture(params=["local", "memory", "s3", "azure"])
 def any_backend(request: pytest.FixtureRequest) -> Backend:
-    """Each backend in turn."""
+    """Each backend in turn: a new backend joins every shared suite by its name here (and
+    its ``<name>_backend`` fixture)."""
     return request.getfixturevalue(f"{request.param}_backend")

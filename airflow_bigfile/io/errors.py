@@ -7,8 +7,9 @@ Who retries what:
    retried`, which retries what :func:`is_transient` calls transient (tenacity: 5 attempts,
    exponential backoff with jitter). Local system calls are not retried; the kernel already
    restarts what it can.
-2. The entry points (:mod:`airflow_bigfile.api`, decorated with :func:`translated`) turn
-   whatever is left into the BigFileError tree, once, ``raise ... from`` the backend error:
+2. The entry points (:mod:`airflow_bigfile.api`, decorated with :func:`translated`) and
+   the work they send to other processes (:func:`call_translated`) turn whatever is left
+   into the BigFileError tree, once, ``raise ... from`` the backend error:
    a transient failure becomes :class:`TransientStorageError` (nothing was changed; run the
    job again later), anything else a permanent class.
 3. The Airflow operators let a :class:`TransientStorageError` propagate, so Airflow's task
@@ -18,7 +19,9 @@ How an exception is classified: the first class of its MRO named in :data:`RULES
 either directly (a class of the tree) or by what it carries (an errno, an HTTP status, an
 S3 error code). A backend error raised from another (s3fs raises ``OSError(EREMOTEIO)``
 from botocore's ``ClientError`` 500; botocore's ``SSLError`` from ``ssl.SSLEOFError``) is
-transient when any error of its ``__cause__``/``__context__`` chain is. An exception no rule
+transient when any error of its ``__cause__``/``__context__`` chain is, and a generic
+``OSError`` takes the more precise class of the error it was raised from (s3fs's
+``OSError(EINVAL)`` from a 412 is a :class:`SourceChangedError`). An exception no rule
 names (``TypeError``, ``KeyError``...) is not a storage failure: it is never retried and
 leaves untranslated, with its traceback, because it is a bug.
 """
@@ -204,6 +207,8 @@ def translate(exc: BaseException) -> BigFileError | None:
         return None
     if is_transient(exc):
         cls = TransientStorageError
+    elif cls is StorageError:  # a generic OSError: the error it was raised from may say more
+        cls = next((d for d in map(decide, _chain(exc)) if d not in (None, StorageError)), cls)
     what = _what(exc)
     if cls is TransientStorageError:
         error: BigFileError = cls(f"{what}; nothing was changed, and the engine's retries "
@@ -233,20 +238,30 @@ def _what(exc: BaseException) -> str:
     return f"{where}{what}" + (f" ({name})" if name else "")
 
 
+def call_translated(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``fn(*args, **kwargs)``, with a backend error leaving it as its BigFileError, raised
+    from the backend error itself.
+
+    Entry points run through it (:func:`translated`), and so does work sent to another
+    process or a Dask worker: an exception crossing a process loses its ``__cause__`` and
+    ``__context__`` when pickled, and with them what made it transient."""
+    try:
+        return fn(*args, **kwargs)
+    except BigFileError:
+        raise
+    except Exception as exc:
+        mapped = translate(exc)
+        if mapped is None:
+            raise
+        raise mapped from exc
+
+
 def translated(fn: F) -> F:
     """Decorate an entry point so backend errors leave it as BigFileErrors, translated
     once, from the backend error itself."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except BigFileError:
-            raise
-        except Exception as exc:
-            mapped = translate(exc)
-            if mapped is None:
-                raise
-            raise mapped from exc
+        return call_translated(fn, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 from airflow_bigfile.cancel import check_stop, run_with_stop
 from airflow_bigfile.exceptions import BigFileError
+from airflow_bigfile.io.errors import call_translated
 from airflow_bigfile.run.workers import start_worker
 
 T = TypeVar("T")
@@ -54,7 +55,8 @@ class PoolExecutor:
         self._futures: list[Any] = []
 
     def run(self, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]]) -> Iterator[T]:
-        call = fn if self._processes else functools.partial(run_with_stop, self.stop, fn)
+        call = (functools.partial(call_translated, fn) if self._processes
+                else functools.partial(run_with_stop, self.stop, fn))
         futures = [self._pool.submit(call, *args) for args in calls]
         self._futures += futures
         pending = set(futures)
@@ -129,7 +131,8 @@ class DaskExecutor:
     def run(self, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]]) -> Iterator[T]:
         from distributed import as_completed as dask_completed
 
-        futures = [self.client.submit(fn, *args, pure=False) for args in calls]
+        futures = [self.client.submit(call_translated, fn, *args, pure=False)
+                   for args in calls]
         try:
             for future in dask_completed(futures):
                 yield future.result()

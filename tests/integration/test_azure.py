@@ -21,7 +21,7 @@ from airflow_bigfile import (
     edit_file,
 )
 from airflow_bigfile.targets.azure import MAX_BLOCKS, MAX_COPY, MIN_COPY, copy_block_size
-from tests.backends import KILLED_EDITS, OBJECT_EDITS, killed_edit, sample
+from tests.backends import KILLED_EDITS, killed_edit, sample
 from tests.model import apply_model
 
 MiB = 1 << 20
@@ -33,21 +33,20 @@ def _blocks(azure, key: str, kind: str = "committed") -> list:
 
 
 @pytest.mark.parametrize("edits", [
-    *OBJECT_EDITS,
-    pytest.param([Append(b"new,row\n" * 100)], id="append"),
+    pytest.param([Replace(b"a\n", b"[a]\n")], id="replace-grows"),
     pytest.param([Delete(0, 12 * MiB)], id="empty-result"),
 ])
-def test_edits_match_model(azure, edits) -> None:
+def test_blocklist_commit_leaves_no_uncommitted_blocks(azure, edits) -> None:
+    """Beside the shared suite (test_backends.py): a 12 MiB blob in 6 MiB shards, and an
+    edit that leaves it empty (a block list of no blocks)."""
     data = sample(12 * MiB)
     azure.fs.pipe(azure.path("obj.csv"), data)
     result = edit_file(azure.url("obj.csv"), edits, storage_options=azure.storage_options,
                        shard_size="6MiB", workers=2)
     expected = apply_model(data, edits)
-    fs = azure.fs
-    assert fs.cat(azure.path("obj.csv")) == expected
-    assert result.size_after == len(expected)
-    assert result.commit_mode == "blocklist"
-    assert fs.ls(azure.container, detail=False) == [azure.path("obj.csv")]
+    assert azure.fs.cat(azure.path("obj.csv")) == expected
+    assert result.size_after == len(expected) and result.commit_mode == "blocklist"
+    assert azure.fs.ls(azure.container, detail=False) == [azure.path("obj.csv")]
     assert _blocks(azure, "obj.csv", "uncommitted") == []
 
 
@@ -140,24 +139,6 @@ def test_writer_between_blocks_and_commit_refused_by_if_match(azure, monkeypatch
     finally:
         signal.signal(signal.SIGUSR1, old)
     assert azure.fs.cat(azure.path("obj.bin")) == other
-
-
-def test_source_change_after_plan_is_refused(azure, tmp_path) -> None:
-    from airflow_bigfile import commit_edit, patch_batch, plan_edit
-
-    data = sample(12 * MiB, seed=4)
-    key = azure.path("obj.bin")
-    azure.fs.pipe(key, data)
-    options = azure.storage_options
-    plan = plan_edit(azure.url("obj.bin"), [Replace(b"ab", b"BA")], staging=str(tmp_path),
-                     storage_options=options, shard_size="6MiB")
-    for batch in plan.batches:
-        patch_batch(batch, storage_options=options)
-    other = data[:100] + b"another writer" + data[114:]
-    azure.fs.pipe(key, other)
-    with pytest.raises(SourceChangedError):
-        commit_edit(plan.staging, storage_options=options, batches=plan.batches)
-    assert azure.fs.cat(key) == other
 
 
 @pytest.mark.parametrize("point", ["block-staged:2", "parts-uploaded:1", "completed:1"])

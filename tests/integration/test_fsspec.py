@@ -1,9 +1,8 @@
 """The ``bigfile`` fsspec protocol, one suite for every backend (local, memory, S3 on moto).
 
-:class:`BigFileSuite` holds the tests; each ``Test*`` subclass provides a ``backend`` fixture
-(fsspec's ``tests/abstract`` pattern). Tests that need the engine to edit the backend ask for
-the ``engine`` fixture, which skips with the reason while ``edit_file`` refuses that kind of
-URL, so they turn on by themselves when the engine supports it.
+:class:`TestEveryBackend` runs on each backend of ``any_backend`` (``tests/backends.py``:
+a new backend joins by one fixture param); what only one backend has is in
+:class:`TestLocal` and :class:`TestS3`.
 
 The ``r+b`` file is checked against a ``bytearray`` by a hypothesis state machine (zarr's
 ``testing/stateful.py`` pattern), committed (or discarded) at the end of every run.
@@ -36,18 +35,18 @@ from hypothesis.stateful import (
 from airflow_bigfile.edits import Append, Patch, Truncate
 from airflow_bigfile.exceptions import SourceChangedError
 from airflow_bigfile.fs.filesystem import BigFileFileSystem, EditFile, SpoolFile
-from tests.backends import Backend, require_engine
+from tests.backends import Backend
 
 EXAMPLES = {"quick": 0.2, "default": 1.0, "thorough": 10.0}[
     os.environ.get("BIGFILE_HYPOTHESIS_PROFILE", "default")]
 
 
-class BigFileSuite:
-    """Every backend passes these. Subclasses define the ``backend`` fixture."""
+class TestEveryBackend:
+    """Every backend passes these."""
 
     @pytest.fixture
-    def engine(self, backend: Backend) -> None:
-        require_engine(backend)
+    def backend(self, any_backend: Backend) -> Backend:
+        return any_backend
 
     # -- URLs and delegation --------------------------------------------------------------
 
@@ -156,7 +155,7 @@ class BigFileSuite:
             f.write(b"first\n")
         assert backend.get("new.log") == b"first\n"
 
-    def test_ab_appends(self, backend: Backend, engine: None) -> None:
+    def test_ab_appends(self, backend: Backend) -> None:
         backend.put("a.log", b"one\n")
         with backend.fs.open(backend.path("a.log"), "ab") as f:
             f.write(b"two\n")
@@ -177,7 +176,7 @@ class BigFileSuite:
 
     # -- r+b ------------------------------------------------------------------------------
 
-    def test_rplus(self, backend: Backend, engine: None) -> None:
+    def test_rplus(self, backend: Backend) -> None:
         backend.put("a.csv", b"id,mail\n1,a@old.com\n2,b@old.com\n")
         with backend.fs.open(backend.path("a.csv"), "r+b") as f:
             assert f.read(8) == b"id,mail\n"
@@ -191,7 +190,7 @@ class BigFileSuite:
             assert f.read() == b"id,mail\n1,a@NEW.com\n2,b@NEW.com\n3,c@new.com\n"
         assert backend.get("a.csv") == b"id,mail\n1,a@NEW.com\n2,b@NEW.com\n3,c@new.com\n"
 
-    def test_rplus_truncate_and_text(self, backend: Backend, engine: None) -> None:
+    def test_rplus_truncate_and_text(self, backend: Backend) -> None:
         backend.put("a.txt", b"keep this|drop this")
         with fsspec.open(backend.url("a.txt"), "r+b", **backend.options) as f:
             f.truncate(9)
@@ -214,7 +213,7 @@ class BigFileSuite:
         assert backend.get("a.bin") == b"0123456789"
         assert backend.names() == ["a.bin"]
 
-    def test_rplus_discard_and_commit(self, backend: Backend, engine: None) -> None:
+    def test_rplus_discard_and_commit(self, backend: Backend) -> None:
         backend.put("a.bin", b"0123456789")
         f = backend.fs.open(backend.path("a.bin"), "r+b")
         f.write(b"XX")
@@ -236,7 +235,7 @@ class BigFileSuite:
             backend.put("a.bin", b"changed by someone else")
         assert backend.get("a.bin") == b"changed by someone else"
 
-    def test_rplus_model(self, backend: Backend, engine: None) -> None:
+    def test_rplus_model(self, backend: Backend) -> None:
         """Random seek/read/write/truncate sequences equal a bytearray (stateful test)."""
         run_state_machine_as_test(
             machine_for(backend),
@@ -275,7 +274,7 @@ class BigFileSuite:
         assert (backend.get("a.bin"), backend.get("c.bin")) == (b"old a", b"old c")
         assert not fs._intrans
 
-    def test_transaction_with_edits(self, backend: Backend, engine: None) -> None:
+    def test_transaction_with_edits(self, backend: Backend) -> None:
         backend.put("a.bin", b"old a")
         backend.put("c.log", b"one\n")
         fs = backend.fs
@@ -366,9 +365,9 @@ def machine_for(backend: Backend) -> type[RuleBasedStateMachine]:
     return RPlusMachine
 
 
-# -- the backends ---------------------------------------------------------------------------
+# -- one backend only ----------------------------------------------------------------------
 
-class TestLocal(BigFileSuite):
+class TestLocal:
     @pytest.fixture
     def backend(self, local_backend: Backend) -> Backend:
         return local_backend
@@ -407,17 +406,7 @@ class TestLocal(BigFileSuite):
         assert fs.local and fs.inner_url(inner) == path
 
 
-class TestMemory(BigFileSuite):
-    @pytest.fixture
-    def backend(self, memory_backend: Backend) -> Backend:
-        return memory_backend
-
-
-class TestAzure(BigFileSuite):
-    @pytest.fixture
-    def backend(self, azure_backend: Backend) -> Backend:
-        return azure_backend
-
+class TestAzure:
     @pytest.mark.parametrize("mode", ["ab", "r+b"])
     def test_small_writes_send_little(self, azure_counted: Any, azure_proxy: Any,
                                       mode: str) -> None:
@@ -438,7 +427,7 @@ class TestAzure(BigFileSuite):
         assert backend.get("big.bin") == expected
 
 
-class TestS3(BigFileSuite):
+class TestS3:
     @pytest.fixture
     def backend(self, s3_backend: Backend) -> Backend:
         return s3_backend
@@ -454,7 +443,6 @@ class TestS3(BigFileSuite):
         s3_counted.fs.pipe_file(f"{s3_counted.bucket}/big.bin", data)
         backend = Backend("s3", s3_counted.fs, s3_counted.bucket,
                           options=dict(s3_counted.storage_options))
-        require_engine(backend)
         counting_proxy.reset()
         with fsspec.open(backend.url("big.bin"), "ab", **backend.options) as f:
             f.write(b"tail\n")
@@ -469,7 +457,6 @@ class TestS3(BigFileSuite):
         s3_counted.fs.pipe_file(f"{s3_counted.bucket}/big.bin", data)
         backend = Backend("s3", s3_counted.fs, s3_counted.bucket,
                           options=dict(s3_counted.storage_options))
-        require_engine(backend)
         counting_proxy.reset()
         with fsspec.open(backend.url("big.bin"), "r+b", edit_options={"shard_size": "5MiB"},
                          **backend.options) as f:

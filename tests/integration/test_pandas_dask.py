@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.backends import Backend, require_engine
+from tests.backends import Backend
 
 pd = pytest.importorskip("pandas")
 
@@ -40,7 +40,6 @@ def test_read_csv(csv: tuple[Backend, str, dict[str, Any]]) -> None:
 
 def test_to_csv_append(csv: tuple[Backend, str, dict[str, Any]]) -> None:
     backend, url, options = csv
-    require_engine(backend)
     more = pd.DataFrame({"id": [500, 501], "name": ["name-500", "name-501"],
                          "score": [0.5, 1.5]})
     more.to_csv(url, mode="a", header=False, index=False, storage_options=options or None)

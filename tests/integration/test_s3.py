@@ -1,6 +1,7 @@
-"""The engine on S3 (moto's server over HTTP on 127.0.0.1, s3fs as the client): results equal
-the in-memory model, a small change moves little, a killed commit leaves the original and
-its upload is aborted by recovery, and the CLI takes s3:// URLs like local paths."""
+"""What only S3 has (moto's server over HTTP on 127.0.0.1, s3fs as the client): a small change
+moves little, a killed multipart commit leaves the original and its upload is aborted by
+recovery, and the CLI takes s3:// URLs like local paths. The edits themselves, dry runs, bad
+input and the three steps run on S3 in the shared suite (``test_backends.py``)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,10 @@ import pytest
 from airflow_bigfile import (
     Append,
     Patch,
-    Replace,
-    SourceChangedError,
     edit_file,
     recover_target,
 )
-from tests.backends import KILLED_EDITS, OBJECT_EDITS, killed_edit, sample
+from tests.backends import KILLED_EDITS, killed_edit, sample
 from tests.model import apply_model
 
 MiB = 1 << 20
@@ -26,21 +25,6 @@ MiB = 1 << 20
 
 def _uploads(s3) -> list:
     return s3.fs.call_s3("list_multipart_uploads", Bucket=s3.bucket).get("Uploads", [])
-
-
-@pytest.mark.parametrize("edits", OBJECT_EDITS)
-def test_edits_match_model(s3, edits) -> None:
-    data = sample(12 * MiB)
-    s3.fs.pipe(f"{s3.bucket}/obj.csv", data)
-    result = edit_file(s3.url("obj.csv"), edits, storage_options=s3.storage_options,
-                       shard_size="6MiB", workers=2)
-    expected = apply_model(data, edits)
-    s3.fs.invalidate_cache()
-    assert s3.fs.cat(f"{s3.bucket}/obj.csv") == expected
-    assert result.size_after == len(expected)
-    assert result.commit_mode == "multipart"
-    assert _uploads(s3) == []
-    assert s3.fs.ls(s3.bucket, detail=False) == [f"{s3.bucket}/obj.csv"]
 
 
 def test_one_byte_patch_sends_under_two_parts(s3_counted, counting_proxy) -> None:
@@ -69,25 +53,6 @@ def test_append_moves_no_object_bytes_up(s3_counted, counting_proxy) -> None:
     assert counting_proxy.sent < 5 * MiB + len(rows) + 64 * 1024
     s3_counted.fs.invalidate_cache()
     assert s3_counted.fs.cat(f"{s3_counted.bucket}/log.csv") == data + rows
-
-
-def test_source_change_is_refused(s3, tmp_path) -> None:
-    from airflow_bigfile import commit_edit, patch_batch, plan_edit
-
-    data = sample(12 * MiB, seed=4)
-    key = f"{s3.bucket}/obj.bin"
-    s3.fs.pipe(key, data)
-    plan = plan_edit(s3.url("obj.bin"), [Replace(b"ab", b"BA")], staging=str(tmp_path),
-                     storage_options=s3.storage_options, shard_size="6MiB")
-    for batch in plan.batches:
-        patch_batch(batch, storage_options=s3.storage_options)
-    other = data[:100] + b"another writer" + data[114:]
-    s3.fs.pipe(key, other)
-    with pytest.raises(SourceChangedError):
-        commit_edit(plan.staging, storage_options=s3.storage_options, batches=plan.batches)
-    s3.fs.invalidate_cache()
-    assert s3.fs.cat(key) == other
-    assert _uploads(s3) == []
 
 
 @pytest.mark.parametrize("point", ["parts-uploaded", "completed"])

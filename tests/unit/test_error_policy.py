@@ -28,6 +28,7 @@ from airflow_bigfile.exceptions import (
 )
 from airflow_bigfile.io.errors import (
     RULES,
+    call_translated,
     decide,
     is_transient,
     rule_for,
@@ -147,8 +148,7 @@ def test_http_answers(status: int, code: str, expected: type[BigFileError]) -> N
     assert type(translate(raw)) is expected
     wrapped = translate_boto_error(raw)
     assert is_transient(wrapped) == (expected is TransientStorageError)
-    if expected is TransientStorageError or code == "AccessDenied":
-        assert type(translate(wrapped)) is expected
+    assert type(translate(wrapped)) is expected
     info = RequestInfo(URL("http://127.0.0.1/b/k"), "GET", CIMultiDictProxy(CIMultiDict()))
     if not code or code in ("NotImplemented", "AccessDenied", "NoSuchKey"):
         answer = ClientResponseError(info, (), status=status)
@@ -206,3 +206,22 @@ def test_other_exceptions_are_not_translated() -> None:
 
     with pytest.raises(TypeError, match="a bug"):
         entry_point()
+
+
+def _fail_as_s3fs_does_on_a_500() -> None:
+    raise FAULTS["500"]()
+
+
+def test_errors_keep_their_decision_across_processes() -> None:
+    """A pickled exception loses its cause: s3fs's OSError(EREMOTEIO) raised from a 500
+    would reach the parent as a permanent EIO. Work sent to processes or Dask runs through
+    call_translated, so it arrives decided."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        raw = pool.submit(_fail_as_s3fs_does_on_a_500).exception()
+        decided = pool.submit(call_translated, _fail_as_s3fs_does_on_a_500).exception()
+    assert isinstance(raw, OSError) and not is_transient(raw)
+    assert isinstance(decided, TransientStorageError)
+    assert "InternalError" in str(decided) or "internal error" in str(decided)
