@@ -168,10 +168,13 @@ def replace_file(src: str, dst: str, attempts: int = 10) -> None:
 
 def assemble(assembler: Assembler, staging: Staging, pieces: Iterable[Piece],
              manifest: Manifest, tail: Sequence[Data | int],
-             after_pieces: Callable[[], None] | None = None) -> int:
+             after_pieces: Callable[[], None] | None = None, verify: str = "fast") -> int:
     """Write every piece then the tail (data, or an int for that many zero bytes);
-    ``after_pieces`` runs between the two (a trailing unchanged run is not copied yet)."""
-    if manifest.direct:
+    ``after_pieces`` runs between the two (a trailing unchanged run is not copied yet).
+    ``verify="full"`` reads back every byte the workers wrote into the new file and checks
+    it against the CRC32C they took as they wrote it, and reads each staged payload through
+    once before using it."""
+    if manifest.direct and verify == "full":
         # Check every byte the workers wrote before overwriting any (a match straddling
         # into the next shard's range is written over that shard's bytes).
         pieces = list(pieces)
@@ -180,7 +183,10 @@ def assemble(assembler: Assembler, staging: Staging, pieces: Iterable[Piece],
         if piece.staged is None:
             assembler.copy(piece.start, piece.end - piece.start)
             continue
-        for kind, length, value in staged_records(staging, piece, manifest):
+        # The new file is abandoned if a payload's CRC32C fails at its end: in fast mode
+        # each staged byte is read once.
+        for kind, length, value in staged_records(staging, piece, manifest,
+                                                  precheck=verify == "full"):
             if kind == "C":
                 assembler.copy(value, length)  # type: ignore[arg-type]
             elif kind == "W":
@@ -205,14 +211,15 @@ def assemble(assembler: Assembler, staging: Staging, pieces: Iterable[Piece],
 def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Iterable[Piece],
                    manifest: Manifest, tail: Sequence[Data | int], expected_size: int | None,
                    after_pieces: Callable[[], None] | None = None,
-                   break_hardlinks: bool = False) -> int:
+                   break_hardlinks: bool = False, verify: str = "fast") -> int:
     """Build the new file beside ``path`` and rename it over the target. Returns bytes written.
 
     ``expected_size`` None means the pieces are still being made (they stream in as workers
     finish): the size is then what they add up to. ``after_pieces`` (see :func:`assemble`)
     may raise to abandon the new file before it is finished. The new file gets the target's
     metadata (:mod:`.metadata`) before the rename; a target with other hard links is refused
-    before the new file exists, unless ``break_hardlinks``."""
+    before the new file exists, unless ``break_hardlinks``. ``verify`` as for
+    :func:`assemble`."""
     cars = Sidecars.of(path)
     name = cars.new_name(manifest.job_id)
     tmp = cars.at(name)
@@ -227,7 +234,7 @@ def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Iterable
                     item if isinstance(item, int) else len(item) for item in tail),
                     holes=has_holes(st))
             written = assemble(Assembler(source_fd, fd), staging, pieces, manifest, tail,
-                               after_pieces)
+                               after_pieces, verify)
             if expected_size is None:
                 os.ftruncate(fd, written)  # cut what the estimate reserved beyond the end
             elif written != expected_size:

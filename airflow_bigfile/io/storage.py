@@ -32,22 +32,31 @@ def resolve(url: str, storage_options: dict[str, Any] | None = None
 
 @dataclass(frozen=True)
 class Identity:
-    """What must not change between plan and commit: size, plus mtime/inode locally or the
-    ETag/version on object stores."""
+    """What must not change between plan and commit: size, plus mtime, ctime, inode and
+    device locally, or the ETag/version on object stores. Any write moves a local file's
+    ctime, and no writer can set it back, so a writer that keeps size, mtime and inode is
+    still told apart."""
 
     size: int
     mtime_ns: int | None = None
     inode: int | None = None
     etag: str | None = None
+    ctime_ns: int | None = None
+    device: int | None = None
+
+    @classmethod
+    def of_stat(cls, st: os.stat_result) -> Identity:
+        """A local file's identity from its ``stat``."""
+        return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino,
+                   ctime_ns=st.st_ctime_ns, device=st.st_dev)
 
     def to_dict(self) -> dict[str, Any]:
         return {"size": self.size, "mtime_ns": self.mtime_ns, "inode": self.inode,
-                "etag": self.etag}
+                "etag": self.etag, "ctime_ns": self.ctime_ns, "device": self.device}
 
 
 def local_identity(path: str) -> Identity:
-    st = os.stat(path)
-    return Identity(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
+    return Identity.of_stat(os.stat(path))
 
 
 class Source:

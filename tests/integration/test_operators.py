@@ -357,13 +357,40 @@ def test_local_staging_refused_under_distributed_executor(tmp_path, monkeypatch,
     assert shared.execute({})
 
 
+@pytest.mark.parametrize("verify", ["fast", "full"])
+def test_operators_take_the_verify_level(tmp_path, verify):
+    data = sample_csv(3000)
+    edits = [{"op": "replace", "find": "@old.com", "replace": "@newer.com"}]
+    target = tmp_path / "data.csv"
+    target.write_bytes(data)
+    BigFileEditOperator(task_id="edit", path=str(target), edits=edits, shard_size="8KiB",
+                        verify=verify).execute({})
+    assert target.read_bytes() == model(data, edits)
+    target.write_bytes(data)
+    _, summaries = run_fleet(target, tmp_path / "staging", edits, shard_size=8192,
+                             max_batches=3)
+    BigFileCommitOperator(task_id="commit", results=summaries, verify=verify).execute({})
+    assert target.read_bytes() == model(data, edits)
+
+
+def test_a_bad_verify_level_fails_the_task_and_touches_nothing(tmp_path):
+    data = sample_csv(300)
+    target = tmp_path / "data.csv"
+    target.write_bytes(data)
+    with pytest.raises(AirflowFailException, match="verify must be fast or full"):
+        BigFileEditOperator(task_id="edit", path=str(target), verify="most",
+                            edits=[{"op": "append", "data": "x"}]).execute({})
+    assert target.read_bytes() == data
+
+
 def test_edit_group_builds_plan_patch_commit():
     from airflow.sdk import DAG
 
     with DAG("g", schedule=None) as dag:
         group = bigfile_edit_group("mask", path="/d.csv", staging="s3://b/st",
                                    edits=[{"op": "append", "data": "x"}], shard_size="1MiB",
-                                   patch_kwargs={"retries": 3})
+                                   patch_kwargs={"retries": 3}, verify="full")
+    assert dag.task_dict["mask.commit"].verify == "full"
     assert set(dag.task_dict) == {"mask.plan", "mask.patch", "mask.commit"}
     assert group.group_id == "mask"
     assert dag.task_dict["mask.patch"].upstream_task_ids == {"mask.plan"}
