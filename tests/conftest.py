@@ -1,5 +1,9 @@
-"""Shared fixtures: a moto S3 server over HTTP on 127.0.0.1, fresh buckets, and a counting
-reverse proxy in front of it to measure the bytes that cross the network.
+"""Shared fixtures for every layer: a moto S3 server over HTTP on 127.0.0.1, fresh buckets,
+a counting reverse proxy in front of it to measure the bytes that cross the network, and the
+storage backends of the shared suites.
+
+The suite runs on Linux, as root (the Safety tests act as a second user, uid 65534), with
+every extra of ``make test`` installed: nothing is skipped, a missing requirement fails.
 
 ``s3``          -> :class:`S3Env` ``(storage_options, bucket)`` straight to moto
 ``s3_counted``  -> the same through :class:`CountingProxy`; ask for ``counting_proxy`` too
@@ -200,9 +204,9 @@ def aws_env() -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="session")
 def s3_server(aws_env: dict[str, str]) -> Iterator[str]:
     """moto's S3 server on 127.0.0.1 and an ephemeral port; yields its endpoint URL."""
-    pytest.importorskip("s3fs")
-    server_mod = pytest.importorskip("moto.server")
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)    # moto logs every request
     server.start()
     host, port = server.get_host_and_port()

@@ -13,8 +13,6 @@ BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
 
 @pytest.mark.timeout(300)
 def test_bench_quick_writes_a_table(tmp_path: Path) -> None:
-    if not BENCH.exists():
-        pytest.skip("bench/run.py is missing")
     out = tmp_path / "benchmarks.md"
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--data-dir", str(tmp_path / "data"),
