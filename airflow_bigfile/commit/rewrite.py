@@ -21,7 +21,9 @@ from airflow_bigfile.exceptions import (
     StagingError,
 )
 from airflow_bigfile.io.oscompat import (
+    DROP_BEHIND_FROM,
     data_runs,
+    drop_read,
     drop_written,
     fsync_dir,
     fsync_file,
@@ -41,10 +43,6 @@ log = logging.getLogger(__name__)
 
 COPY_CHUNK = 64 << 20  # kernel copies this much at a time, starting writeback after each
 WRITEBACK_EVERY = 32 << 20
-# From this size on, the new file's pages leave the page cache once on disk, a window behind
-# the writer, so the cache never fills (the kernel would throttle the writer) and other
-# programs keep their cached data. Smaller files stay cached for whoever reads them next.
-DROP_BEHIND_FROM = 256 << 20
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTSUP,
                    errno.EBADF, errno.EPERM}
 
@@ -127,6 +125,8 @@ class Assembler:
             n = self._kernel_copy(offset, min(length, COPY_CHUNK))
             if n == 0:
                 raise StagingError(f"the source ended early while copying at offset {offset}")
+            if self.drop_behind:
+                drop_read(self.src, offset, n)
             offset += n
             length -= n
             self.pos += n
@@ -145,6 +145,14 @@ class Assembler:
         if data:
             write_all(self.dst, data, self.pos)
         return len(data)
+
+    def done_with(self, offset: int, length: int) -> None:
+        """The source's bytes of a staged piece are in (its workers read them): out of the
+        page cache for a large file, except those of a copy not made yet (dropped once it
+        is, by :meth:`_copy_run`)."""
+        end = offset + length if self._copy is None else min(offset + length, self._copy[0])
+        if self.drop_behind and end > offset:
+            drop_read(self.src, offset, end - offset)
 
     def finish(self) -> int:
         self._flush()
@@ -196,6 +204,7 @@ def assemble(assembler: Assembler, staging: Staging, pieces: Iterable[Piece],
                 assembler.skip(length)
             else:
                 assembler.write(value)  # type: ignore[arg-type]
+        assembler.done_with(piece.start, piece.end - piece.start)
         crashpoint("rewrite-write")
     if after_pieces is not None:
         after_pieces()

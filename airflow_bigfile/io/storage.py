@@ -15,7 +15,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from airflow_bigfile.exceptions import StagingError
-from airflow_bigfile.io.oscompat import readinto
+from airflow_bigfile.io.oscompat import DROP_BEHIND_FROM, advise_sequential, drop_read, readinto
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
@@ -66,8 +66,11 @@ class Source:
         self.fs, self.path = fs, path
         self._fd: int | None = None
         self._file: BinaryIO | None = None
+        self._drop_behind = False
         if is_local(fs):
             self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            advise_sequential(self._fd)
+            self._drop_behind = os.fstat(self._fd).st_size >= DROP_BEHIND_FROM
         else:
             from airflow_bigfile.io.retry import retried
 
@@ -95,6 +98,12 @@ class Source:
                 break
             done += n
         return done
+
+    def done_with(self, offset: int, length: int) -> None:
+        """Bytes no one will read again: out of the page cache, for a local file of at least
+        :data:`~airflow_bigfile.io.oscompat.DROP_BEHIND_FROM` bytes."""
+        if self._drop_behind and self._fd is not None:
+            drop_read(self._fd, offset, length)
 
     @property
     def fileno(self) -> int | None:
