@@ -19,7 +19,9 @@ How an exception is classified: the first class of its MRO named in :data:`RULES
 either directly (a class of the tree) or by what it carries (an errno, an HTTP status, an
 S3 error code). A backend error raised from another (s3fs raises ``OSError(EREMOTEIO)``
 from botocore's ``ClientError`` 500; botocore's ``SSLError`` from ``ssl.SSLEOFError``) is
-transient when any error of its ``__cause__``/``__context__`` chain is. An exception no rule
+transient when any error of its ``__cause__``/``__context__`` chain is, and a generic
+``OSError`` takes the more precise class of the error it was raised from (s3fs's
+``OSError(EINVAL)`` from a 412 is a :class:`SourceChangedError`). An exception no rule
 names (``TypeError``, ``KeyError``...) is not a storage failure: it is never retried and
 leaves untranslated, with its traceback, because it is a bug.
 """
@@ -146,6 +148,10 @@ RULES: dict[str, Rule] = {
     "azure.core.exceptions.ResourceModifiedError": SourceChangedError,
     "azure.core.exceptions.HttpResponseError": _by_status,
     "azure.core.exceptions.AzureError": StorageError,
+    # a request or an answer that does not fit the service's model (ValueErrors, not
+    # AzureErrors): retrying sends or gets the same
+    "azure.core.exceptions.SerializationError": StorageError,
+    "azure.core.exceptions.DeserializationError": StorageError,
 }
 
 
@@ -201,6 +207,8 @@ def translate(exc: BaseException) -> BigFileError | None:
         return None
     if is_transient(exc):
         cls = TransientStorageError
+    elif cls is StorageError:  # a generic OSError: the error it was raised from may say more
+        cls = next((d for d in map(decide, _chain(exc)) if d not in (None, StorageError)), cls)
     what = _what(exc)
     if cls is TransientStorageError:
         error: BigFileError = cls(f"{what}; nothing was changed, and the engine's retries "

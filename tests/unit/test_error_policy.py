@@ -147,8 +147,7 @@ def test_http_answers(status: int, code: str, expected: type[BigFileError]) -> N
     assert type(translate(raw)) is expected
     wrapped = translate_boto_error(raw)
     assert is_transient(wrapped) == (expected is TransientStorageError)
-    if expected is TransientStorageError or code == "AccessDenied":
-        assert type(translate(wrapped)) is expected
+    assert type(translate(wrapped)) is expected
     info = RequestInfo(URL("http://127.0.0.1/b/k"), "GET", CIMultiDictProxy(CIMultiDict()))
     if not code or code in ("NotImplemented", "AccessDenied", "NoSuchKey"):
         answer = ClientResponseError(info, (), status=status)
