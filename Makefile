@@ -2,15 +2,18 @@
 # make demo   mask e-mails in a few-hundred-MB CSV with the mapped Airflow example DAG
 # make bench  run the benchmarks
 # make system-test  the mapped example on CeleryExecutor + Redis, two workers, S3 staging
+# make azurite  the Azure Blob emulator the tests start (npm, into .azurite/)
 PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed-stamp
-EXTRAS := test,s3,dask,airflow,lineage
+EXTRAS := test,s3,azure,dask,airflow,lineage
 # Known-good versions of every dependency: a fresh install resolves at once instead of
 # backtracking through moto[server]'s and Airflow's trees (regenerate with `pip freeze`).
 CONSTRAINTS := constraints.txt
+AZURITE_VERSION := 3.37.0
+AZURITE := .azurite/node_modules/.bin/azurite-blob
 
-.PHONY: all venv test demo bench system-test clean distclean
+.PHONY: all venv azurite test demo bench system-test clean distclean
 
 all: test
 
@@ -22,13 +25,20 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# Azurite runs on the machine's Node (20 works, though its package asks for 22).
+$(AZURITE):
+	@command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q nodejs npm; }
+	npm install --prefix .azurite --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
+
+azurite: $(AZURITE)
+
+test: $(STAMP) $(AZURITE)
 	$(VENV)/bin/pytest -q
 
 demo: $(STAMP)
 	VENV=$(CURDIR)/$(VENV) scripts/demo.sh
 
-bench: $(STAMP)
+bench: $(STAMP) $(AZURITE)
 	$(VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[$(EXTRAS),bench]'
 	$(VENV)/bin/python bench/run.py
 
@@ -42,4 +52,4 @@ clean:
 	rm -rf demo-data
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .azurite

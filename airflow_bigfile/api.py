@@ -57,7 +57,7 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
               scheduler: str | None = None, client: Any = None,
               block_size: int | str | None = None, writer: str = "pwrite",
               stop: threading.Event | None = None,
-              break_hardlinks: bool = False) -> EditResult:
+              break_hardlinks: bool = False, verify: str = "fast") -> EditResult:
     """Apply ``edits`` to the file at ``url`` as one atomic change.
 
     Parameters
@@ -83,6 +83,11 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     break_hardlinks : rewrite a file that has other hard links (they keep the old bytes);
         without it such a file is committed in place where the edits allow, else refused
         with :class:`HardLinkError`.
+    verify : ``"fast"`` (default): every byte is read once and written once; CRC32Cs are
+        taken as the bytes stream and the source's identity (size, mtime, ctime, inode,
+        device) is checked under the lock before the commit. ``"full"`` also reads the
+        source again and the bytes workers wrote into the new file, and checks them against
+        those CRC32Cs: up to two more reads of the file.
 
     Returns
     -------
@@ -103,7 +108,7 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     edit_list = coerce_edits(edits)
     settings = Settings.parse(shard_size=shard_size, align=align, block_size=block_size,
                               delimiter=delimiter, mode=mode, writer=writer, wait=wait,
-                              break_hardlinks=break_hardlinks)
+                              break_hardlinks=break_hardlinks, verify=verify)
     if executor is None or isinstance(executor, str):
         check_executor(executor, workers)
     target = open_target(url, storage_options)
@@ -236,9 +241,9 @@ def commit_edit(staging: str, *, target: str | None = None,
                 storage_options: dict[str, Any] | None = None,
                 staging_options: dict[str, Any] | None = None,
                 mode: str = "auto", wait: float = 0.0, writer: str = "pwrite",
-                break_hardlinks: bool = False) -> EditResult:
+                break_hardlinks: bool = False, verify: str = "fast") -> EditResult:
     """Verify every staged shard of a planned edit and commit it atomically. A missing or
-    corrupt shard fails here, target untouched. ``break_hardlinks`` as for
+    corrupt shard fails here, target untouched. ``break_hardlinks`` and ``verify`` as for
     :func:`edit_file`.
 
     The job's staging folder is removed afterwards, unless the commit failed for a
@@ -252,7 +257,7 @@ def commit_edit(staging: str, *, target: str | None = None,
     """
     started = time.monotonic()
     settings = Settings.parse(mode=mode, writer=writer, wait=wait,
-                              break_hardlinks=break_hardlinks)
+                              break_hardlinks=break_hardlinks, verify=verify)
     plan, checked = commit_batches(staging, batches, manifest_sha256)
     staging = plan.staging
     stage = JobSpec(target="", staging=staging, storage_options=storage_options or {},

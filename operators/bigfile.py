@@ -209,6 +209,9 @@ class BigFileEditOperator(_BigFileOperator):
     :param wait: seconds to wait for another job's lock on the target.
     :param break_hardlinks: allow a rewrite of a file with other hard links (they keep the
         old bytes); without it such a file is edited in place or the task fails.
+    :param verify: ``fast`` (each byte read once and written once, the file's identity
+        checked before the commit) or ``full`` (also reads the source and the new bytes
+        again); see :func:`~airflow_bigfile.edit_file`.
     :param progress_interval: seconds between progress lines in the task log (bytes and
         shards done, rate, time left).
 
@@ -224,7 +227,7 @@ class BigFileEditOperator(_BigFileOperator):
                  conn_id: str | None = None, shard_size: int | str | None = None,
                  workers: int | None = None, mode: str = "auto",
                  delimiter: str | bytes | None = None, dry_run: bool = False,
-                 wait: float = 0.0, break_hardlinks: bool = False,
+                 wait: float = 0.0, break_hardlinks: bool = False, verify: str = "fast",
                  progress_interval: float = 30.0, **kwargs: Any) -> None:
         kwargs["outlets"] = with_edited_files(kwargs.get("outlets"))
         super().__init__(conn_id=conn_id, **kwargs)
@@ -238,6 +241,7 @@ class BigFileEditOperator(_BigFileOperator):
         self.dry_run = dry_run
         self.wait = wait
         self.break_hardlinks = break_hardlinks
+        self.verify = verify
         self.progress_interval = progress_interval
 
     @cached_property
@@ -258,7 +262,7 @@ class BigFileEditOperator(_BigFileOperator):
                                delimiter=self.delimiter, dry_run=self.dry_run,
                                wait=self.wait, progress=self._kill_switch,
                                stop=self._kill_switch.killed,
-                               break_hardlinks=self.break_hardlinks)
+                               break_hardlinks=self.break_hardlinks, verify=self.verify)
         figures = result.to_dict()
         self.log.info("Edited %s: %s", url, figures)
         self._edited = url
@@ -429,6 +433,7 @@ class BigFileCommitOperator(_BigFileOperator):
     :param wait: seconds to wait for another job's lock on the target.
     :param break_hardlinks: allow a rewrite of a file with other hard links (see
         ``BigFileEditOperator``).
+    :param verify: ``fast`` or ``full`` (see ``BigFileEditOperator``).
 
     The committed file is reported as an Asset and an OpenLineage dataset, as
     ``BigFileEditOperator`` does.
@@ -438,7 +443,7 @@ class BigFileCommitOperator(_BigFileOperator):
 
     def __init__(self, *, results: Any, path: str | None = None, conn_id: str | None = None,
                  mode: str = "auto", wait: float = 0.0, break_hardlinks: bool = False,
-                 **kwargs: Any) -> None:
+                 verify: str = "fast", **kwargs: Any) -> None:
         kwargs["outlets"] = with_edited_files(kwargs.get("outlets"))
         super().__init__(conn_id=conn_id, **kwargs)
         self.results = results
@@ -446,6 +451,7 @@ class BigFileCommitOperator(_BigFileOperator):
         self.mode = mode
         self.wait = wait
         self.break_hardlinks = break_hardlinks
+        self.verify = verify
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_bigfile.api import commit_edit
@@ -470,7 +476,7 @@ class BigFileCommitOperator(_BigFileOperator):
             result = commit_edit(staging, target=target, storage_options=self._options(None),
                                  mode=self.mode, wait=self.wait, batches=summaries,
                                  staging_options=self._options(staging),
-                                 break_hardlinks=self.break_hardlinks)
+                                 break_hardlinks=self.break_hardlinks, verify=self.verify)
         figures = result.to_dict()
         self.log.info("Committed %s: %s", figures.get("target"), figures)
         self._edited = figures.get("target")
@@ -489,7 +495,8 @@ def bigfile_edit_group(group_id: str, *, path: str, edits: Any, staging: str | N
                        mode: str = "auto",
                        delimiter: str | bytes | None = None, align: int | None = None,
                        shared_staging: bool = False, patch_kwargs: dict[str, Any] | None = None,
-                       break_hardlinks: bool = False, **group_kwargs: Any) -> TaskGroup:
+                       break_hardlinks: bool = False, verify: str = "fast",
+                       **group_kwargs: Any) -> TaskGroup:
     """Build plan -> mapped patch -> commit as one ``TaskGroup`` named ``group_id``.
 
     ``patch_kwargs`` go to the mapped patch task's ``partial()`` (``retries``, ``pool``,
@@ -506,5 +513,6 @@ def bigfile_edit_group(group_id: str, *, path: str, edits: Any, staging: str | N
         patch = BigFilePatchShardsOperator.partial(
             task_id="patch", conn_id=conn_id, **(patch_kwargs or {})).expand(batch=plan.output)
         BigFileCommitOperator(task_id="commit", results=patch.output, path=path,
-                              conn_id=conn_id, mode=mode, break_hardlinks=break_hardlinks)
+                              conn_id=conn_id, mode=mode, break_hardlinks=break_hardlinks,
+                              verify=verify)
     return group

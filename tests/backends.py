@@ -3,19 +3,26 @@
 (``test_fsspec.py``) and pandas/Dask by URL (``test_pandas_dask.py``).
 
 A :class:`Backend` is an inner fsspec filesystem with a fresh folder for one test. The
-fixtures ``local_backend``, ``memory_backend`` and ``s3_backend`` in ``tests/conftest.py``
-make them, and ``any_backend`` is each in turn. To add a backend: write its fixture (a fresh
-folder on a real server, torn down after the test) returning a :class:`Backend`, and add its
-name to ``any_backend``'s params; every shared suite then runs on it.
+fixtures ``local_backend``, ``memory_backend``, ``s3_backend`` and ``azure_backend`` in
+``tests/conftest.py`` make them, and ``any_backend`` is each in turn. To add a backend: write
+its fixture (a fresh folder on a real server, torn down after the test) returning a
+:class:`Backend`, and add its name to ``any_backend``'s params; every shared suite then runs
+on it.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import random
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
 
+from airflow_bigfile.edits import Append, Patch
 from airflow_bigfile.fs.filesystem import BigFileFileSystem
 
 
@@ -60,3 +67,26 @@ class Backend:
     def names(self) -> list[str]:
         self.inner.invalidate_cache()
         return sorted(p.rsplit("/", 1)[-1] for p in self.inner.ls(self.root, detail=False))
+
+
+def sample(size: int, seed: int = 1) -> bytes:
+    """``size`` bytes over ``ab,\\n``: short records, dense and self-overlapping matches."""
+    rng = random.Random(seed)
+    block = bytes(rng.choice(b"ab,\n") for _ in range(1 << 16))
+    return (block * (size // len(block) + 1))[:size]
+
+
+#: the edit list :func:`killed_edit` runs (the object store crash tests)
+KILLED_EDITS = [Patch(3 << 20, b"NEW"), Append(b"more")]
+
+
+def killed_edit(url: str, storage_options: dict[str, Any], point: str
+                ) -> subprocess.CompletedProcess[bytes]:
+    """Run :data:`KILLED_EDITS` on ``url`` in a fresh interpreter that SIGKILLs itself at
+    the crash point ``point`` (``name:N``, see :mod:`airflow_bigfile.commit.crash`)."""
+    script = ("import json, sys; from airflow_bigfile import edit_file, Patch, Append; "
+              "edit_file(sys.argv[1], [Patch(3 << 20, b'NEW'), Append(b'more')], "
+              "storage_options=json.loads(sys.argv[2]))")
+    env = {**os.environ, "BIGFILE_CRASH": point}
+    return subprocess.run([sys.executable, "-c", script, url, json.dumps(storage_options)],
+                          env=env, capture_output=True)

@@ -1,14 +1,19 @@
-"""Shared fixtures: a moto S3 server over HTTP on 127.0.0.1, fresh buckets, and a counting
-reverse proxy in front of it to measure the bytes that cross the network.
+"""Shared fixtures: a moto S3 server and an Azurite blob server over HTTP on 127.0.0.1, fresh
+buckets and containers, and a counting reverse proxy in front of each to measure the bytes
+that cross the network.
 
 ``s3``          -> :class:`S3Env` ``(storage_options, bucket)`` straight to moto
 ``s3_counted``  -> the same through :class:`CountingProxy`; ask for ``counting_proxy`` too
                    to read its counters (reset at the start of every test)
+``azure``       -> :class:`AzureEnv` ``(storage_options, container)`` straight to Azurite
+``azure_counted`` -> the same through ``azure_proxy`` (a :class:`CountingProxy`)
 
 Bytes are counted at the HTTP level by a proxy rather than with botocore event hooks: the
 engine makes its own s3fs instances (and may run in other threads or processes), and a proxy
-sees every request whichever client sends it. Counted are request and response *bodies*
-(headers are not); an ``UploadPartCopy`` therefore counts as zero bytes sent.
+sees every request whichever client sends it. :attr:`CountingProxy.sent` and
+:attr:`~CountingProxy.received` count request and response *bodies*, so an ``UploadPartCopy``
+counts as zero bytes sent; :attr:`CountingProxy.sent_headers` adds the request lines and
+headers, for figures where the requests themselves are most of what is sent.
 """
 
 from __future__ import annotations
@@ -17,12 +22,15 @@ import contextlib
 import http.client
 import logging
 import os
+import re
+import subprocess
 import tempfile
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
@@ -67,6 +75,7 @@ class Exchange:
     status: int
     sent: int
     received: int
+    headers: int = 0    # request line and header bytes
 
 
 class CountingProxy:
@@ -94,6 +103,12 @@ class CountingProxy:
         """Request body bytes sent to the store since the last :meth:`reset`."""
         with self._lock:
             return sum(e.sent for e in self.exchanges)
+
+    @property
+    def sent_headers(self) -> int:
+        """Request lines, headers and bodies sent since the last :meth:`reset`."""
+        with self._lock:
+            return sum(e.sent + e.headers for e in self.exchanges)
 
     @property
     def received(self) -> int:
@@ -169,7 +184,10 @@ def _handler(proxy: CountingProxy) -> type[BaseHTTPRequestHandler]:
                     local.conn = None
                     if attempt:
                         raise
-            proxy.record(Exchange(self.command, self.path, resp.status, len(body), len(data)))
+            head = len(self.raw_requestline) + 2 + sum(
+                len(k) + len(v) + 4 for k, v in self.headers.items())
+            proxy.record(Exchange(self.command, self.path, resp.status, len(body), len(data),
+                                  head))
             self.send_response_only(resp.status, resp.reason)
             for key, value in resp.getheaders():
                 if key.lower() not in _HOP_BY_HOP:
@@ -272,6 +290,123 @@ def s3_counted(_s3_admin: Any, counting_proxy: CountingProxy) -> Iterator[S3Env]
         yield env
 
 
+# -- Azure Blob Storage: Azurite, installed by `make azurite` into .azurite/ ---------------
+
+AZURITE = Path(__file__).resolve().parents[1] / ".azurite" / "node_modules" / ".bin" / \
+    "azurite-blob"
+AZURE_ACCOUNT = "devstoreaccount1"      # Azurite's well-known development account and key
+AZURE_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
+             "KBHBeksoGMGw==")
+
+
+def azure_connection_string(endpoint: str) -> str:
+    """The connection string of Azurite's development account at ``endpoint``."""
+    return (f"DefaultEndpointsProtocol=http;AccountName={AZURE_ACCOUNT};"
+            f"AccountKey={AZURE_KEY};BlobEndpoint={endpoint}/{AZURE_ACCOUNT};")
+
+
+class AzureEnv(NamedTuple):
+    """A fresh container on the test Azurite server and the adlfs options that reach it."""
+
+    storage_options: dict[str, Any]
+    container: str
+
+    def url(self, key: str = "") -> str:
+        """``az://container/key``."""
+        return f"az://{self.container}/{key}"
+
+    def path(self, key: str) -> str:
+        return f"{self.container}/{key}"
+
+    @property
+    def fs(self) -> Any:
+        """An ``adlfs.AzureBlobFileSystem`` with :attr:`storage_options`."""
+        import adlfs
+
+        return adlfs.AzureBlobFileSystem(skip_instance_cache=True, **self.storage_options)
+
+    def blob(self, key: str) -> Any:
+        """A synchronous ``BlobClient`` for ``key`` (block lists, ETags)."""
+        from azure.storage.blob import BlobClient
+
+        return BlobClient.from_connection_string(self.storage_options["connection_string"],
+                                                 self.container, key)
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's blob service on 127.0.0.1 and an ephemeral port, in memory; yields its
+    endpoint URL."""
+    pytest.importorskip("adlfs")
+    if not AZURITE.exists():
+        pytest.fail(f"Azurite is not installed at {AZURITE}: run `make azurite`")
+    proc = subprocess.Popen(
+        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", "0", "--inMemoryPersistence",
+         "--silent", "--loose", "--skipApiVersionCheck"], cwd=tmp_path_factory.mktemp("azurite"),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        found = re.search(r"listens on (http://127\.0\.0\.1:\d+)", line)
+        if found:
+            break
+    else:
+        proc.wait()
+        pytest.fail("Azurite did not start:\n" + "".join(lines))
+    threading.Thread(target=proc.stdout.read, daemon=True).start()  # keep its pipe drained
+    try:
+        yield found.group(1)
+    finally:
+        proc.kill()  # in memory: nothing to flush
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def _azure_proxy_server(azurite: str) -> Iterator[CountingProxy]:
+    proxy = CountingProxy(azurite).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture
+def azure_proxy(_azure_proxy_server: CountingProxy) -> CountingProxy:
+    """The counting proxy in front of Azurite, counters reset for this test."""
+    _azure_proxy_server.reset()
+    return _azure_proxy_server
+
+
+@contextlib.contextmanager
+def _container(endpoint: str, admin_endpoint: str) -> Iterator[AzureEnv]:
+    from azure.storage.blob import BlobServiceClient
+
+    admin = BlobServiceClient.from_connection_string(azure_connection_string(admin_endpoint))
+    container = f"bigfile-{uuid.uuid4().hex[:16]}"
+    admin.create_container(container)
+    try:
+        yield AzureEnv({"connection_string": azure_connection_string(endpoint)}, container)
+    finally:
+        with contextlib.suppress(Exception):
+            admin.delete_container(container)
+
+
+@pytest.fixture
+def azure(azurite: str) -> Iterator[AzureEnv]:
+    """A fresh, empty container; yields ``AzureEnv(storage_options, container)``."""
+    with _container(azurite, azurite) as env:
+        yield env
+
+
+@pytest.fixture
+def azure_counted(azurite: str, azure_proxy: CountingProxy) -> Iterator[AzureEnv]:
+    """Like ``azure`` but its ``storage_options`` go through ``azure_proxy``."""
+    with _container(azure_proxy.endpoint_url, azurite) as env:
+        azure_proxy.reset()
+        yield env
+
+
 # -- backends for the suites every backend passes (tests/backends.py) -----------------------
 
 @pytest.fixture
@@ -306,7 +441,14 @@ def s3_backend(s3: S3Env) -> Backend:
                    sample=8 << 20, commit_modes=("multipart",))
 
 
-@pytest.fixture(params=["local", "memory", "s3"])
+@pytest.fixture
+def azure_backend(azure: AzureEnv) -> Backend:
+    """A fresh container on the Azurite server."""
+    return Backend("azure", azure.fs, azure.container, options=dict(azure.storage_options),
+                   examples=12, sample=1 << 20, commit_modes=("blocklist",))
+
+
+@pytest.fixture(params=["local", "memory", "s3", "azure"])
 def any_backend(request: pytest.FixtureRequest) -> Backend:
     """Each backend in turn: a new backend joins every shared suite by its name here (and
     its ``<name>_backend`` fixture)."""

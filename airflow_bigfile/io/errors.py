@@ -148,6 +148,10 @@ RULES: dict[str, Rule] = {
     "azure.core.exceptions.ResourceModifiedError": SourceChangedError,
     "azure.core.exceptions.HttpResponseError": _by_status,
     "azure.core.exceptions.AzureError": StorageError,
+    # a request or an answer that does not fit the service's model (ValueErrors, not
+    # AzureErrors): retrying sends or gets the same
+    "azure.core.exceptions.SerializationError": StorageError,
+    "azure.core.exceptions.DeserializationError": StorageError,
 }
 
 

@@ -135,6 +135,11 @@ def _next_data(fd: int, pos: int, end: int, seek_data: int, seek_hole: int
 
 _SYNC_FILE_RANGE_WAIT_BEFORE, _SYNC_FILE_RANGE_WRITE, _SYNC_FILE_RANGE_WAIT_AFTER = 1, 2, 4
 _PAGE = 4096
+# From this size on, bigfile drops a file's pages from the page cache once it is done with
+# them (read and not needed again, or written and on disk), a window behind the reader or
+# writer: the cache never fills (the kernel would throttle the writer) and other programs
+# keep their cached data. Smaller files stay cached for whoever reads them next.
+DROP_BEHIND_FROM = 256 << 20
 _sync_file_range: Any = None  # resolved on first use: the libc function, or False
 
 
@@ -181,6 +186,21 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
     It promises nothing: durability still comes from fsync. A no-op where the call is
     missing."""
     _sync_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
+
+
+def advise_sequential(fd: int) -> None:
+    """Tell the kernel a file will be read once, front to back: a larger read-ahead. Only
+    advice: a no-op where the call is missing."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
+
+
+def drop_read(fd: int, offset: int, length: int) -> None:
+    """Drop the (clean) pages of bytes read and not needed again from the page cache, so a
+    scan of a file larger than memory does not evict everyone else's cached data. Only
+    advice: a no-op where the call is missing."""
+    with contextlib.suppress(OSError, AttributeError):
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
 
 
 def drop_written(fd: int, offset: int, length: int) -> None:

@@ -15,7 +15,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from airflow_bigfile.exceptions import StagingError
-from airflow_bigfile.io.oscompat import readinto
+from airflow_bigfile.io.oscompat import DROP_BEHIND_FROM, advise_sequential, drop_read, readinto
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
@@ -32,22 +32,31 @@ def resolve(url: str, storage_options: dict[str, Any] | None = None
 
 @dataclass(frozen=True)
 class Identity:
-    """What must not change between plan and commit: size, plus mtime/inode locally or the
-    ETag/version on object stores."""
+    """What must not change between plan and commit: size, plus mtime, ctime, inode and
+    device locally, or the ETag/version on object stores. Any write moves a local file's
+    ctime, and no writer can set it back, so a writer that keeps size, mtime and inode is
+    still told apart."""
 
     size: int
     mtime_ns: int | None = None
     inode: int | None = None
     etag: str | None = None
+    ctime_ns: int | None = None
+    device: int | None = None
+
+    @classmethod
+    def of_stat(cls, st: os.stat_result) -> Identity:
+        """A local file's identity from its ``stat``."""
+        return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino,
+                   ctime_ns=st.st_ctime_ns, device=st.st_dev)
 
     def to_dict(self) -> dict[str, Any]:
         return {"size": self.size, "mtime_ns": self.mtime_ns, "inode": self.inode,
-                "etag": self.etag}
+                "etag": self.etag, "ctime_ns": self.ctime_ns, "device": self.device}
 
 
 def local_identity(path: str) -> Identity:
-    st = os.stat(path)
-    return Identity(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
+    return Identity.of_stat(os.stat(path))
 
 
 class Source:
@@ -57,8 +66,11 @@ class Source:
         self.fs, self.path = fs, path
         self._fd: int | None = None
         self._file: BinaryIO | None = None
+        self._drop_behind = False
         if is_local(fs):
             self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            advise_sequential(self._fd)
+            self._drop_behind = os.fstat(self._fd).st_size >= DROP_BEHIND_FROM
         else:
             from airflow_bigfile.io.retry import retried
 
@@ -86,6 +98,12 @@ class Source:
                 break
             done += n
         return done
+
+    def done_with(self, offset: int, length: int) -> None:
+        """Bytes no one will read again: out of the page cache, for a local file of at least
+        :data:`~airflow_bigfile.io.oscompat.DROP_BEHIND_FROM` bytes."""
+        if self._drop_behind and self._fd is not None:
+            drop_read(self._fd, offset, length)
 
     @property
     def fileno(self) -> int | None:

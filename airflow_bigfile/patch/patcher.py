@@ -240,6 +240,10 @@ class Patcher:
         except BaseException:
             writer.abandon()  # its bytes in the batch file are never referenced
             raise
+        if place is not None and header is not None:
+            # Its output is in the new file: no one reads these source bytes again (an
+            # unchanged shard's are, by the commit's copy, which drops them itself).
+            self.source.done_with(start, shard.length)
         return ShardResult(
             index=shard.index, resume_in=resume_in,
             resume_out=[max(end, p) for p in pos], output_start=output_start,

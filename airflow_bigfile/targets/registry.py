@@ -6,6 +6,7 @@ from typing import Any
 
 from airflow_bigfile.exceptions import EditError, TargetError
 from airflow_bigfile.io.storage import is_local, resolve
+from airflow_bigfile.targets.azure import AzureTarget, is_azure
 from airflow_bigfile.targets.base import Target
 from airflow_bigfile.targets.local import LocalTarget
 from airflow_bigfile.targets.s3 import S3Target, is_s3
@@ -13,8 +14,8 @@ from airflow_bigfile.targets.stream import StreamTarget
 
 
 def open_target(url: str, storage_options: dict[str, Any] | None = None) -> Target:
-    """The target behind ``url``: a local file, an S3 object, or a file on any other fsspec
-    filesystem."""
+    """The target behind ``url``: a local file, an S3 object, an Azure blob, or a file on any
+    other fsspec filesystem."""
     if not isinstance(url, str) or not url:
         raise EditError(f"the target must be a path or URL, not {url!r}")
     try:
@@ -23,5 +24,7 @@ def open_target(url: str, storage_options: dict[str, Any] | None = None) -> Targ
         raise TargetError(f"{url}: {exc}") from exc
     if is_local(fs):
         return LocalTarget(fs, path, url)
-    return S3Target(fs, path, url) if is_s3(fs) else StreamTarget(fs, path, url)
+    if is_s3(fs):
+        return S3Target(fs, path, url)
+    return AzureTarget(fs, path, url) if is_azure(fs) else StreamTarget(fs, path, url)
 

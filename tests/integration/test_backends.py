@@ -1,5 +1,5 @@
-"""The engine on every backend: one suite that local files, fsspec's memory filesystem and S3
-(moto) all pass (fsspec's ``tests/abstract`` pattern).
+"""The engine on every backend: one suite that local files, fsspec's memory filesystem, S3
+(moto) and Azure Blob (Azurite) all pass (fsspec's ``tests/abstract`` pattern).
 
 Each test takes ``any_backend`` (``tests/conftest.py``), a fresh folder on one backend; a new
 backend joins every test here, in ``test_fsspec.py`` and in ``test_pandas_dask.py`` by adding
@@ -9,12 +9,11 @@ symbols, so matches are many and some straddle shard boundaries; shards are a qu
 
 What only one backend has is tested beside it: the local Safety contract in
 ``test_safety.py`` and friends, the bytes S3 moves and its killed multipart commits in
-``test_s3.py``.
+``test_s3.py``, Azure's in ``test_azure.py``.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 
 import pytest
@@ -39,17 +38,10 @@ from airflow_bigfile.exceptions import (
     SourceChangedError,
     TargetNotFoundError,
 )
-from tests.backends import Backend
+from tests.backends import Backend, sample
 from tests.model import apply_model
 
 NAME = "data.csv"
-
-
-def sample(size: int, seed: int = 1) -> bytes:
-    """``size`` bytes over ``ab,\\n``: short records, dense and self-overlapping matches."""
-    rng = random.Random(seed)
-    block = bytes(rng.choice(b"ab,\n") for _ in range(1 << 16))
-    return (block * (size // len(block) + 1))[:size]
 
 
 #: edit lists as functions of the sample's size ``n``

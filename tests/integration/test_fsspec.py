@@ -406,6 +406,27 @@ class TestLocal:
         assert fs.local and fs.inner_url(inner) == path
 
 
+class TestAzure:
+    @pytest.mark.parametrize("mode", ["ab", "r+b"])
+    def test_small_writes_send_little(self, azure_counted: Any, azure_proxy: Any,
+                                      mode: str) -> None:
+        """``ab`` and a one-byte ``r+b`` write on a 12 MiB blob send a few KiB, headers
+        included: the blob's bytes are copied by the store."""
+        data = os.urandom(12 << 20)
+        azure_counted.fs.pipe_file(azure_counted.path("big.bin"), data)
+        backend = Backend("azure", azure_counted.fs, azure_counted.container,
+                          options=dict(azure_counted.storage_options))
+        azure_proxy.reset()
+        with fsspec.open(backend.url("big.bin"), mode, **backend.options) as f:
+            if mode == "r+b":
+                f.seek(5 << 20)
+            f.write(b"tail\n")
+        assert azure_proxy.sent_headers < 64 << 10, azure_proxy.requests()
+        expected = data + b"tail\n" if mode == "ab" else \
+            data[:5 << 20] + b"tail\n" + data[(5 << 20) + 5:]
+        assert backend.get("big.bin") == expected
+
+
 class TestS3:
     @pytest.fixture
     def backend(self, s3_backend: Backend) -> Backend:

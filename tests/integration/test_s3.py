@@ -6,8 +6,6 @@ input and the three steps run on S3 in the shared suite (``test_backends.py``)."
 from __future__ import annotations
 
 import json
-import os
-import random
 import subprocess
 import sys
 
@@ -19,15 +17,10 @@ from airflow_bigfile import (
     edit_file,
     recover_target,
 )
+from tests.backends import KILLED_EDITS, killed_edit, sample
 from tests.model import apply_model
 
 MiB = 1 << 20
-
-
-def _data(size: int, seed: int = 1) -> bytes:
-    rng = random.Random(seed)
-    block = bytes(rng.choice(b"ab,\n") for _ in range(1 << 16))
-    return (block * (size // len(block) + 1))[:size]
 
 
 def _uploads(s3) -> list:
@@ -35,7 +28,7 @@ def _uploads(s3) -> list:
 
 
 def test_one_byte_patch_sends_under_two_parts(s3_counted, counting_proxy) -> None:
-    data = _data(64 * MiB, seed=2)
+    data = sample(64 * MiB, seed=2)
     s3_counted.fs.pipe(f"{s3_counted.bucket}/big.bin", data)
     counting_proxy.reset()
     result = edit_file(s3_counted.url("big.bin"), [Patch(40 * MiB + 1, b"!")],
@@ -51,7 +44,7 @@ def test_one_byte_patch_sends_under_two_parts(s3_counted, counting_proxy) -> Non
 
 
 def test_append_moves_no_object_bytes_up(s3_counted, counting_proxy) -> None:
-    data = _data(30 * MiB, seed=3)
+    data = sample(30 * MiB, seed=3)
     s3_counted.fs.pipe(f"{s3_counted.bucket}/log.csv", data)
     counting_proxy.reset()
     rows = b"2026-11-25,new,row\n" * 500
@@ -64,20 +57,14 @@ def test_append_moves_no_object_bytes_up(s3_counted, counting_proxy) -> None:
 
 @pytest.mark.parametrize("point", ["parts-uploaded", "completed"])
 def test_killed_multipart_commit_leaves_old_or_new(s3, point) -> None:
-    data = _data(16 * MiB, seed=5)
+    data = sample(16 * MiB, seed=5)
     key = f"{s3.bucket}/obj.bin"
     s3.fs.pipe(key, data)
-    edits = [Patch(3 * MiB, b"NEW"), Append(b"more")]
-    script = ("import json, sys; from airflow_bigfile import edit_file, Patch, Append; "
-              "edit_file(sys.argv[1], [Patch(3 << 20, b'NEW'), Append(b'more')], "
-              "storage_options=json.loads(sys.argv[2]))")
-    env = {**os.environ, "BIGFILE_CRASH": f"{point}:1"}
-    proc = subprocess.run([sys.executable, "-c", script, s3.url("obj.bin"),
-                           json.dumps(s3.storage_options)], env=env, capture_output=True)
+    proc = killed_edit(s3.url("obj.bin"), s3.storage_options, f"{point}:1")
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     s3.fs.invalidate_cache()
     content = s3.fs.cat(key)
-    assert content in (data, apply_model(data, edits))
+    assert content in (data, apply_model(data, KILLED_EDITS))
     if point == "parts-uploaded":
         assert content == data
         assert len(_uploads(s3)) == 1          # the killed commit's upload is still open

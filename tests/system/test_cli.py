@@ -590,7 +590,7 @@ def test_engine_arguments(capsys, fake_engine) -> None:
        "--staging", "s3://b/stage", "--storage-option", "anon=true",
        "--storage-option", 'client_kwargs={"endpoint_url": "http://127.0.0.1:1"}',
        "--storage-option", "key=secret", "--wait", "2.5", "--scheduler", "tcp://h:8786",
-       "--delimiter", r"\n", "--dry-run", "--no-progress")
+       "--delimiter", r"\n", "--dry-run", "--no-progress", "--verify", "full")
     (args, kwargs), = fake_engine
     assert args == ("s3://b/k", [Insert(16, b"ab")])
     assert kwargs == {
@@ -598,7 +598,7 @@ def test_engine_arguments(capsys, fake_engine) -> None:
                             "client_kwargs": {"endpoint_url": "http://127.0.0.1:1"}},
         "shard_size": 64 * 2**20, "workers": 4, "mode": "rewrite", "staging": "s3://b/stage",
         "wait": 2.5, "executor": "dask", "scheduler": "tcp://h:8786", "delimiter": b"\n",
-        "dry_run": True,
+        "dry_run": True, "verify": "full",
     }
 
 
@@ -1087,3 +1087,17 @@ def test_readme_commands_run_as_written(tmp_path: Path) -> None:
     assert data.startswith(b"\xef\xbb\xbf" * 2 + b"id,email,score,day\n")
     assert data.endswith(b"9999,new@new.org,1,01.02.2026\nlast,row\n")
     assert b"@old.com" not in data
+
+
+@pytest.mark.parametrize("verify", ["fast", "full"])
+def test_verify_levels(target: Path, verify: str) -> None:
+    """--verify picks the verify level; a level it does not know is a usage error."""
+    before = target.read_bytes()
+    proc = run("replace", target, "--find", "@old.com", "--replace", "@newer.com",
+               "--verify", verify, "--no-progress")
+    assert proc.returncode == 0, proc.stderr
+    assert target.read_bytes() == before.replace(b"@old.com", b"@newer.com")
+    proc = run("replace", target, "--find", "a", "--replace", "b", "--verify", "half")
+    assert proc.returncode == 2 and b"--verify" in proc.stderr
+    assert b"Traceback" not in proc.stderr
+    assert target.read_bytes() == before.replace(b"@old.com", b"@newer.com")
