@@ -24,6 +24,8 @@ Method
 * S3: moto's ThreadedMotoServer on 127.0.0.1 behind a small TCP proxy that counts every
   byte the client sends (request lines, headers and bodies), so "bytes sent" is an upper
   bound of what reached the store.
+* Azure Blob: Azurite (``make azurite`` installs it) on 127.0.0.1 behind the same proxy: a
+  1-byte patch and a 1 MiB append, each counted the same way.
 
 ``--quick`` is a smoke run (8 MiB, one repeat) used by the tests.
 """
@@ -59,6 +61,12 @@ DENSE_BLOCK_LINES = 10_000      # 1 MB block
 SPARSE_BLOCK_LINES = 100_000    # 10 MB block with one match
 DATA_VERSION = "v1"
 S3_BUCKET = "bigfile-bench"
+AZURE_CONTAINER = "bigfile-bench"
+AZURITE = REPO / ".azurite" / "node_modules" / ".bin" / "azurite-blob"
+AZURE_ACCOUNT = "devstoreaccount1"      # Azurite's well-known development account and key
+AZURE_KEY = ("Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
+             "KBHBeksoGMGw==")
+APPEND_SIZE = 1 << 20
 DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
 # bench/ltm.py writes its own section of the report between these markers
 LTM_HEADING = "## Larger than memory (issue 15)"
@@ -325,6 +333,7 @@ class Bench:
         self.results = Results()
         self.big = bigfile_cmd()
         self.s3: dict[str, Any] = {}
+        self.azure: dict[str, Any] = {}
         self.holes_info: dict[str, int] = {}
 
     def ours(self, verb: str, path: Path, *extra: str) -> list[str]:
@@ -570,6 +579,84 @@ class Bench:
         fs.rm(S3_BUCKET, recursive=True)
 
 
+    # -- Azure Blob
+
+    def azure_edits(self, object_size: int) -> None:
+        """A 1-byte patch and a 1 MiB append of an ``object_size`` blob on Azurite, through
+        the counting proxy."""
+        log(f"Azure: Azurite, 1-byte patch and {human(APPEND_SIZE)} append of a "
+            f"{human(object_size)} blob")
+        if not AZURITE.exists():
+            raise SystemExit(f"Azurite is not installed at {AZURITE}: run `make azurite`")
+        with tempfile.TemporaryDirectory() as home:
+            server = subprocess.Popen(
+                [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", "0",
+                 "--inMemoryPersistence", "--silent", "--loose", "--skipApiVersionCheck"],
+                cwd=home, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            try:
+                assert server.stdout is not None
+                port = None
+                for line in server.stdout:
+                    found = re.search(r"listens on http://127\.0\.0\.1:(\d+)", line)
+                    if found:
+                        port = int(found.group(1))
+                        break
+                if port is None:
+                    raise SystemExit("Azurite did not start")
+                threading.Thread(target=server.stdout.read, daemon=True).start()
+                proxy = CountingProxy("127.0.0.1", port)
+                proxy.start()
+                try:
+                    self._azure_measure(object_size, port, proxy)
+                finally:
+                    proxy.stop()
+            finally:
+                server.kill()
+                server.wait()
+
+    def _azure_measure(self, object_size: int, port: int, proxy: CountingProxy) -> None:
+        from azure.storage.blob import BlobServiceClient
+
+        def connection(port: int) -> str:
+            return (f"DefaultEndpointsProtocol=http;AccountName={AZURE_ACCOUNT};"
+                    f"AccountKey={AZURE_KEY};BlobEndpoint=http://127.0.0.1:{port}/"
+                    f"{AZURE_ACCOUNT};")
+
+        container = BlobServiceClient.from_connection_string(connection(port)) \
+            .create_container(AZURE_CONTAINER)
+        blob = container.get_blob_client("object.csv")
+        block = make_block(DENSE_BLOCK_LINES, sparse=False)
+        body = (block * (object_size // len(block) + 1))[:object_size]
+        blob.upload_blob(body)
+        offset = object_size // 2 + 12345
+        appended = random.Random(1).randbytes(APPEND_SIZE)
+        data = self.dir / "append.bin"
+        data.write_bytes(appended)
+        option = ["--storage-option", f"connection_string={connection(proxy.port)}"]
+        url = f"az://{AZURE_CONTAINER}/object.csv"
+        expected = body
+        for edit, args, expect in (
+                ("patch", ["--offset", str(offset), "--hex", "5a"],
+                 lambda b: b[:offset] + b"\x5a" + b[offset + 1:]),
+                ("append", ["--data-file", str(data)], lambda b: b + appended)):
+            proxy.reset()
+            run = run_proc([*self.big, edit, url, *args, *option, "--json", "--no-progress"],
+                           scratch=self.dir)
+            if run.code != 0:
+                raise SystemExit(f"Azure {edit} failed: {run.stderr}")
+            expected = expect(expected)
+            info = json.loads(run.stdout.strip().splitlines()[-1])
+            self.azure[edit] = {
+                "object_size": object_size, "sent": proxy.sent, "received": proxy.received,
+                "connections": proxy.connections, "seconds": run.seconds, "rss": run.rss,
+                "identical": blob.download_blob().readall() == expected,
+                "commit_mode": info.get("commit_mode"), "bytes_written": info.get("bytes_written")}
+            log(f"Azure {edit}: sent {proxy.sent} bytes, received {proxy.received}, "
+                f"identical={self.azure[edit]['identical']}")
+        remove(data)
+        container.delete_container()
+
+
 class CountingProxy:
     """A TCP forwarder on 127.0.0.1 that counts the bytes each side sends."""
 
@@ -592,7 +679,11 @@ class CountingProxy:
         threading.Thread(target=self._accept, daemon=True).start()
 
     def stop(self) -> None:
+        """Stop accepting. The shutdown wakes the thread blocked in accept(): a bare close
+        would leave it waiting on a descriptor number the next proxy's socket may reuse."""
         self.stopping = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.sock.close()
 
@@ -712,6 +803,7 @@ def build_rows(res: Results, sizes: list[int], regex_sizes: list[int]) -> list[t
 
 
 def evaluate(res: Results, sizes: list[int], regex_sizes: list[int], s3: dict[str, Any],
+             azure: dict[str, Any],
              payload_size: int = 512 << 20) -> list[tuple[str, str, str]]:
     """(target, measured, PASS/FAIL/NOT MEASURED) for each target of issue 6."""
     out: list[tuple[str, str, str]] = []
@@ -806,9 +898,19 @@ def evaluate(res: Results, sizes: list[int], regex_sizes: list[int], s3: dict[st
                     f"{s3['sent'] / (1 << 20):.2f} MiB sent for a {human(s3['object_size'])} "
                     "object", verdict(s3["sent"] < 12 << 20) if s3["object_size"] >= 64 << 20
                     else "NOT MEASURED (object < 64 MiB)"))
+    if azure:
+        patch, append = azure["patch"], azure["append"]
+        out.append(("Azure 1-byte patch of a 64 MiB blob sends < 64 KiB (headers included)",
+                     f"{patch['sent']:,} bytes sent for a {human(patch['object_size'])} blob",
+                     verdict(patch["sent"] < 64 << 10) if patch["object_size"] >= 64 << 20
+                     else "NOT MEASURED (blob < 64 MiB)"))
+        out.append(("Azure append of 1 MiB sends < 1.1 MiB (headers included)",
+                     f"{append['sent']:,} bytes sent",
+                     verdict(append["sent"] < 1.1 * APPEND_SIZE)))
     all_same = all(all(s.identical) for s in res.series.values() if s.identical)
     out.append(("every output byte-identical to the reference", "cmp on every run",
-                verdict(all_same and (not s3 or s3["identical"]))))
+                verdict(all_same and (not s3 or s3["identical"])
+                        and all(a["identical"] for a in azure.values()))))
     return out
 
 
@@ -840,7 +942,8 @@ README_START, README_END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
 def update_readme(path: Path, rows: list[tuple[str, Row]], s3: dict[str, Any],
-                  holes: dict[str, int], command: str, date: str) -> bool:
+                  azure: dict[str, Any], holes: dict[str, int], command: str, date: str
+                  ) -> bool:
     """Put the figures at the largest size (and regex, S3) between the README's markers."""
     text = path.read_text()
     if README_START not in text or README_END not in text:
@@ -859,12 +962,22 @@ def update_readme(path: Path, rows: list[tuple[str, Row]], s3: dict[str, Any],
     if s3:
         lines += ["", f"S3 (moto server): a 1-byte patch of a {human(s3['object_size'])} "
                   f"object sent {s3['sent'] / (1 << 20):.2f} MiB to the store."]
+    if azure:
+        lines += ["", azure_sentence(azure)]
     if holes:
         lines += ["", holes_sentence(holes)]
     head, rest = text.split(README_START, 1)
     tail = rest.split(README_END, 1)[1]
     path.write_text(head + README_START + "\n" + "\n".join(lines) + "\n" + README_END + tail)
     return True
+
+
+def azure_sentence(azure: dict[str, Any]) -> str:
+    patch, append = azure["patch"], azure["append"]
+    return (f"Azure Blob (Azurite): a 1-byte patch of a {human(patch['object_size'])} blob sent "
+            f"{patch['sent']:,} bytes to the store, a {human(APPEND_SIZE)} append "
+            f"{append['sent']:,} bytes ({append['sent'] / APPEND_SIZE:.3f}x the appended "
+            "bytes), request headers included.")
 
 
 def holes_sentence(holes: dict[str, int]) -> str:
@@ -909,6 +1022,7 @@ def chart(res: Results, sizes: list[int], path: Path) -> bool:
 
 def write_markdown(path: Path, *, command: str, info: dict[str, str], table: list[list[str]],
                    targets: list[tuple[str, str, str]], res: Results, s3: dict[str, Any],
+                   azure: dict[str, Any],
                    holes: dict[str, int], chart_name: str | None, args: argparse.Namespace,
                    elapsed: float, regex_sizes: list[int], saved_date: str | None = None) -> None:
     day = saved_date or _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -1001,6 +1115,19 @@ def write_markdown(path: Path, *, command: str, info: dict[str, str], table: lis
             f"object identical to the expected bytes: {'yes' if s3['identical'] else 'NO'}",
             "",
         ]
+    if azure:
+        parts += ["### Azure Blob (Azurite)", "",
+                  f"`bigfile patch az://{AZURE_CONTAINER}/object.csv --offset N --hex 5a`, then "
+                  f"`bigfile append az://{AZURE_CONTAINER}/object.csv --data-file F` "
+                  f"({human(APPEND_SIZE)}), through the same proxy (headers included):", ""]
+        for edit, a in azure.items():
+            parts.append(
+                f"- {edit}: {a['sent']:,} bytes sent, {a['received']:,} received, "
+                f"{a['connections']} TCP connections; commit mode {a['commit_mode']}, "
+                f"bytes_written {a['bytes_written']}; wall time {a['seconds']:.2f} s, peak RSS "
+                f"{a['rss'] / MB:.0f} MB; blob identical to the expected bytes: "
+                f"{'yes' if a['identical'] else 'NO'}")
+        parts += [""]
     if holes:
         parts += ["### Sparse files", "", f"`bigfile insert F --offset {INSERT_OFFSET}` on a "
                   f"file with {human(HOLE_DATA)} of data every {human(HOLE_EVERY)} and holes "
@@ -1046,7 +1173,8 @@ def default_data_dir() -> tuple[Path, bool]:
 
 
 def measure(args: argparse.Namespace, sizes: list[int], regex_sizes: list[int], s3_size: int,
-            command: str) -> tuple[Results, dict[str, Any], dict[str, int], dict[str, str], float]:
+            command: str) -> tuple[Results, dict[str, Any], dict[str, Any], dict[str, int],
+                                   dict[str, str], float]:
     """Run every benchmark; save the raw results (JSON) before any reporting."""
     if args.data_dir:
         data_dir, cleanup = args.data_dir.resolve(), False
@@ -1089,6 +1217,11 @@ def measure(args: argparse.Namespace, sizes: list[int], regex_sizes: list[int], 
                 bench.s3_patch(s3_size)
             except Exception as exc:  # the local figures are still worth reporting
                 log(f"S3 benchmark failed or skipped: {type(exc).__name__}: {exc}")
+        if not args.no_azure:
+            try:
+                bench.azure_edits(s3_size)
+            except Exception as exc:
+                log(f"Azure benchmark failed or skipped: {type(exc).__name__}: {exc}")
     finally:
         if cleanup:
             shutil.rmtree(data_dir, ignore_errors=True)
@@ -1096,11 +1229,12 @@ def measure(args: argparse.Namespace, sizes: list[int], regex_sizes: list[int], 
     saved = {"command": command, "date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
              "sizes": sizes, "regex_sizes": regex_sizes,
              "repeat": args.repeat, "elapsed": elapsed, "info": info, "s3": bench.s3,
+             "azure": bench.azure,
              "holes": bench.holes_info, "results": bench.results.to_json()}
     raw = (data_dir if not cleanup else Path(tempfile.gettempdir())) / "bigfile-bench-results.json"
     raw.write_text(json.dumps(saved, indent=1))
     log(f"raw results in {raw} (re-report with --report-from)")
-    return bench.results, bench.s3, bench.holes_info, info, elapsed
+    return bench.results, bench.s3, bench.azure, bench.holes_info, info, elapsed
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1111,8 +1245,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--regex-size", default="128MiB",
                    help="file size for the regex benchmark (default 128MiB: enough that starting "
                         "worker processes does not dominate; it is slow)")
-    p.add_argument("--s3-size", default="64MiB", help="S3 object size (default 64MiB)")
+    p.add_argument("--s3-size", default="64MiB",
+                   help="S3 object and Azure blob size (default 64MiB)")
     p.add_argument("--no-s3", action="store_true", help="skip the S3 benchmark")
+    p.add_argument("--no-azure", action="store_true", help="skip the Azure benchmark")
     p.add_argument("--payload-size", default="512MiB",
                    help="--data-file size for the patch/insert payload rows (default 512MiB)")
     p.add_argument("--data-dir", type=Path,
@@ -1142,20 +1278,24 @@ def main(argv: list[str] | None = None) -> int:
         saved = json.loads(args.report_from.read_text())
         res = Results.from_json(saved["results"])
         s3, info, elapsed = saved["s3"], saved["info"], saved["elapsed"]
+        azure = saved.get("azure", {})
         holes = saved.get("holes", {})
         sizes, regex_sizes, command = saved["sizes"], saved["regex_sizes"], saved["command"]
         args.repeat = saved["repeat"]
     else:
-        res, s3, holes, info, elapsed = measure(args, sizes, regex_sizes, s3_size, command)
+        res, s3, azure, holes, info, elapsed = measure(args, sizes, regex_sizes, s3_size,
+                                                       command)
         saved = {}
     rows = build_rows(res, sizes, regex_sizes)
     table = format_table(rows)
-    targets = evaluate(res, sizes, regex_sizes, s3, parse_size(args.payload_size))
+    targets = evaluate(res, sizes, regex_sizes, s3, azure, parse_size(args.payload_size))
     print()
     print_table(table)
     if s3:
         print(f"\nS3: 1-byte patch of a {human(s3['object_size'])} object sent {s3['sent']:,} "
               f"bytes ({s3['sent'] / s3['object_size']:.1%}); identical: {s3['identical']}")
+    if azure:
+        print(azure_sentence(azure))
     print("\nTargets (issue 6):")
     for t, m, v in targets:
         print(f"  {v:<13} {t}: {m}")
@@ -1163,11 +1303,12 @@ def main(argv: list[str] | None = None) -> int:
     png = args.out.parent / "throughput.png"
     drawn = chart(res, sizes, png)
     write_markdown(args.out, command=command, info=info, table=table, targets=targets,
-                   res=res, s3=s3, holes=holes, chart_name=png.name if drawn else None, args=args,
+                   res=res, s3=s3, azure=azure, holes=holes,
+                   chart_name=png.name if drawn else None, args=args,
                    elapsed=elapsed, regex_sizes=regex_sizes, saved_date=saved.get("date"))
     print(f"\nwrote {args.out}" + (f" and {png}" if drawn else ""))
     readme = args.readme or (REPO / "README.md" if args.out == DEFAULT_OUT else None)
-    if readme is not None and update_readme(readme, rows, s3, holes, command,
+    if readme is not None and update_readme(readme, rows, s3, azure, holes, command,
                                             saved.get("date") or _dt.date.today().isoformat()):
         print(f"updated the benchmark table in {readme}")
     return 0
