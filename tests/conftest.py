@@ -1,6 +1,9 @@
-"""Shared fixtures: a moto S3 server and an Azurite blob server over HTTP on 127.0.0.1, fresh
-buckets and containers, and a counting reverse proxy in front of each to measure the bytes
-that cross the network.
+"""Shared fixtures for every layer: a moto S3 server and an Azurite blob server over HTTP on
+127.0.0.1, fresh buckets and containers, a counting reverse proxy in front of each to measure
+the bytes that cross the network, and the storage backends of the shared suites.
+
+The suite runs on Linux, as root (the Safety tests act as a second user, uid 65534), with
+every extra of ``make test`` installed: nothing is skipped, a missing requirement fails.
 
 ``s3``          -> :class:`S3Env` ``(storage_options, bucket)`` straight to moto
 ``s3_counted``  -> the same through :class:`CountingProxy`; ask for ``counting_proxy`` too
@@ -218,9 +221,9 @@ def aws_env() -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="session")
 def s3_server(aws_env: dict[str, str]) -> Iterator[str]:
     """moto's S3 server on 127.0.0.1 and an ephemeral port; yields its endpoint URL."""
-    pytest.importorskip("s3fs")
-    server_mod = pytest.importorskip("moto.server")
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)    # moto logs every request
     server.start()
     host, port = server.get_host_and_port()
@@ -337,7 +340,6 @@ class AzureEnv(NamedTuple):
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Azurite's blob service on 127.0.0.1 and an ephemeral port, in memory; yields its
     endpoint URL."""
-    pytest.importorskip("adlfs")
     if not AZURITE.exists():
         pytest.fail(f"Azurite is not installed at {AZURITE}: run `make azurite`")
     proc = subprocess.Popen(

@@ -242,6 +242,7 @@ class TestEveryBackend:
             settings=settings(max_examples=max(3, int(backend.examples * EXAMPLES)),
                               stateful_step_count=25, deadline=None,
                               suppress_health_check=list(HealthCheck)))
+        assert backend.names() == []                     # every run removed its file
 
     # -- transactions ---------------------------------------------------------------------
 

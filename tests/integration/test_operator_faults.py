@@ -15,31 +15,23 @@ from typing import Any
 
 import fsspec
 import pytest
-
-pytest.importorskip("airflow")
-
-from airflow.sdk.exceptions import AirflowFailException  # noqa: E402
-from airflow_bigfile.operators import (  # noqa: E402
+from airflow.sdk.exceptions import AirflowFailException
+from airflow_bigfile.operators import (
     BigFileCommitOperator,
     BigFileEditOperator,
     BigFilePatchShardsOperator,
     BigFilePlanOperator,
 )
 
-from airflow_bigfile import (  # noqa: E402
+from airflow_bigfile import (
     BigFileError,
     StorageError,
     TargetPermissionError,
     TransientStorageError,
     edit_file,
 )
-from airflow_bigfile.io import retry as retry_module  # noqa: E402
-from tests.faulty import (  # noqa: E402
-    PERMANENT,
-    TRANSIENT,
-    FaultyFileSystem,
-    FaultyStaging,
-)
+from airflow_bigfile.io import retry as retry_module
+from tests.faulty import PERMANENT, TRANSIENT, FaultyFileSystem, FaultyStaging
 
 fsspec.register_implementation("faulty", FaultyFileSystem, clobber=True)
 fsspec.register_implementation("flaky", FaultyStaging, clobber=True)

@@ -9,12 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("airflow")
-
-from airflow.sdk.exceptions import AirflowException, AirflowFailException  # noqa: E402
-from airflow_bigfile.hooks import BigFileHook  # noqa: E402
-from airflow_bigfile.operators import (  # noqa: E402
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow_bigfile.hooks import BigFileHook
+from airflow_bigfile.operators import (
     BigFileCommitOperator,
     BigFileEditOperator,
     BigFilePatchShardsOperator,
@@ -22,14 +19,14 @@ from airflow_bigfile.operators import (  # noqa: E402
     bigfile_edit_group,
 )
 
-from airflow_bigfile.exceptions import (  # noqa: E402
+from airflow_bigfile.exceptions import (
     EditConflictError,
     ShardChecksumError,
     SourceChangedError,
     TargetLockedError,
     TransientStorageError,
 )
-from tests.samples import model, sample_csv  # noqa: E402
+from tests.samples import model, sample_csv
 
 
 def render(op, **params):

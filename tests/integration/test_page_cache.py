@@ -9,7 +9,6 @@ import ctypes
 import mmap
 import os
 import random
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,6 @@ import airflow_bigfile.io.storage as storage
 from airflow_bigfile import Insert, Replace, edit_file
 from airflow_bigfile.io.oscompat import drop_written, start_writeback
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="sync_file_range and mincore are Linux calls")
 MiB = 1 << 20
 
 

@@ -28,7 +28,6 @@ def _read_bytes() -> int:
         return next(int(line.split()[1]) for line in f if line.startswith("rchar:"))
 
 
-@pytest.mark.skipif(not os.path.exists("/proc/self/io"), reason="needs /proc/self/io")
 @pytest.mark.parametrize(("edits", "fast_reads", "full_reads"), [
     pytest.param(SAME_LENGTH, 1, 3, id="same-length"),  # + the source and the new file again
     pytest.param(LENGTH_CHANGING, 2, 4, id="length-changing"),  # + staged output, once more

@@ -17,10 +17,8 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("airflow")
-
-from tests.deployment import Deployment, seconds  # noqa: E402
-from tests.samples import EXAMPLES, MASK_RE, model, sample_csv  # noqa: E402
+from tests.deployment import Deployment, seconds
+from tests.samples import EXAMPLES, MASK_RE, model, sample_csv
 
 MASKED = b"@masked.invalid"
 

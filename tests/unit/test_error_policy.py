@@ -138,7 +138,6 @@ def _client_error(status: int, code: str) -> Exception:
 def test_http_answers(status: int, code: str, expected: type[BigFileError]) -> None:
     """botocore's ClientError, raw and as s3fs translates it (an OSError raised from it),
     and aiohttp's ClientResponseError map by status and S3 code."""
-    pytest.importorskip("s3fs")
     from aiohttp import ClientResponseError, RequestInfo
     from multidict import CIMultiDict, CIMultiDictProxy
     from s3fs.errors import translate_boto_error
