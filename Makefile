@@ -1,6 +1,7 @@
 # make test   build .venv from nothing (if needed) and run the whole test suite
 # make demo   mask e-mails in a few-hundred-MB CSV with the mapped Airflow example DAG
 # make bench  run the benchmarks
+# make bench-ltm  files larger than memory: rewrites against cp + sync + mv in a memory cgroup (root)
 # make system-test  the mapped example on CeleryExecutor + Redis, two workers, S3 staging
 # make azurite  the Azure Blob emulator the tests start (npm, into .azurite/)
 PYTHON ?= python3
@@ -13,7 +14,7 @@ CONSTRAINTS := constraints.txt
 AZURITE_VERSION := 3.37.0
 AZURITE := .azurite/node_modules/.bin/azurite-blob
 
-.PHONY: all venv azurite test demo bench system-test clean distclean
+.PHONY: all venv azurite test demo bench bench-ltm system-test clean distclean
 
 all: test
 
@@ -41,6 +42,10 @@ demo: $(STAMP)
 bench: $(STAMP) $(AZURITE)
 	$(VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[$(EXTRAS),bench]'
 	$(VENV)/bin/python bench/run.py
+
+# A 4 GiB file in a 1 GiB memory cgroup, caches dropped before each run (LTM_ARGS to change).
+bench-ltm: $(STAMP)
+	$(VENV)/bin/python bench/ltm.py $(LTM_ARGS)
 
 # Celery and Redis only for this target (as bench adds its extra); redis-server from Debian.
 system-test: $(STAMP)

@@ -5,7 +5,8 @@ process: wall time and peak RSS), ``suite`` (the benchmarks and the run over eve
 ``s3`` and ``azure`` (moto and Azurite behind the tests' counting proxy, ``tests/proxy.py``),
 ``results`` (the figures, saved as JSON),
 ``verdicts`` (the targets of issue 6), ``report`` (docs/benchmarks.md and the README's
-table), ``charts`` and ``cli``. ``bench/run.py`` is the entry point.
+table), ``charts`` and ``cli``. ``bench/run.py`` is the entry point; ``bench/ltm.py`` (``make
+bench-ltm``) measures files larger than memory with the same parts.
 """
 
 from pathlib import Path
