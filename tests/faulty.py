@@ -121,25 +121,32 @@ class FaultyFileSystem(ChainedFileSystem):
 
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
         self.tick()
-        return _FaultyFile(self.inner.open(path, mode))
+        return _FaultyFile(self.inner.open(path, mode), type(self), writing="r" not in mode)
+
+
+class FaultyStaging(FaultyFileSystem):
+    """The same, with faults and counters of its own: ``flaky::memory://...`` for a
+    staging area that fails apart from the target."""
+
+    protocol = "flaky"
 
 
 class _FaultyFile:
-    def __init__(self, f: Any) -> None:
-        self.f = f
+    def __init__(self, f: Any, owner: type[FaultyFileSystem], writing: bool) -> None:
+        self.f, self.owner, self.writing = f, owner, writing
 
     def read(self, n: int = -1) -> bytes:
-        FaultyFileSystem.tick(read=True)
+        self.owner.tick(read=True)
         return self.f.read(n)
 
     def readinto(self, view: memoryview) -> int:
-        FaultyFileSystem.tick(read=True)
+        self.owner.tick(read=True)
         data = self.f.read(len(view))
         view[:len(data)] = data
         return len(data)
 
     def write(self, data: bytes) -> int:
-        FaultyFileSystem.tick()
+        self.owner.tick()
         return self.f.write(data)
 
     def seek(self, offset: int, whence: int = 0) -> int:
@@ -149,7 +156,8 @@ class _FaultyFile:
         return self.f.tell()
 
     def close(self) -> None:
-        FaultyFileSystem.tick()
+        if self.writing:  # closing a written file uploads it; closing a read does no I/O
+            self.owner.tick()
         self.f.close()
 
     def __enter__(self) -> _FaultyFile:

@@ -3,10 +3,11 @@ the :class:`BigFileError` each becomes.
 
 Who retries what:
 
-1. The engine: every call to a remote store goes through :func:`~airflow_bigfile.io.retry.
-   retried`, which retries what :func:`is_transient` calls transient (tenacity: 5 attempts,
-   exponential backoff with jitter). Local system calls are not retried; the kernel already
-   restarts what it can.
+1. The engine: its requests to a remote store (source reads, staging files, listings,
+   uploads, multipart calls; a stream commit as a whole) go through
+   :func:`~airflow_bigfile.io.retry.retried`, which retries what :func:`is_transient` calls
+   transient (tenacity: 5 attempts, exponential backoff with jitter). Local system calls
+   are not retried; the kernel already restarts what it can.
 2. The entry points (:mod:`airflow_bigfile.api`, decorated with :func:`translated`) and
    the work they send to other processes (:func:`call_translated`) turn whatever is left
    into the BigFileError tree, once, ``raise ... from`` the backend error:

@@ -8,14 +8,18 @@ import os
 import posixpath
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from airflow_bigfile.exceptions import StagingError
 from airflow_bigfile.io.oscompat import DROP_BEHIND_FROM, advise_sequential, drop_read, readinto
+from airflow_bigfile.io.retry import retried
+
+T = TypeVar("T")
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
@@ -72,8 +76,6 @@ class Source:
             advise_sequential(self._fd)
             self._drop_behind = os.fstat(self._fd).st_size >= DROP_BEHIND_FROM
         else:
-            from airflow_bigfile.io.retry import retried
-
             self._file = retried(fs.open, path, "rb", block_size=0, cache_type="none")
 
     def readinto(self, offset: int, view: memoryview) -> int:
@@ -81,8 +83,6 @@ class Source:
         Transient failures of remote reads are retried."""
         if self._fd is not None:  # local: the kernel retries EINTR, nothing else is transient
             return self._readinto(offset, view)
-        from airflow_bigfile.io.retry import retried
-
         return retried(self._readinto, offset, view)
 
     def _readinto(self, offset: int, view: memoryview) -> int:
@@ -143,8 +143,6 @@ class _Upload:
         if self.file.closed:
             return
         self.file.seek(0)
-        from airflow_bigfile.io.retry import retried
-
         def upload() -> None:
             self.file.seek(0)
             with self.fs.open(self.path, "wb") as out:
@@ -174,8 +172,12 @@ class Staging:
         protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
         return self.root if protocol in ("file", "local") else f"{protocol}://{self.root}"
 
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)``; on a remote store, transient failures are retried."""
+        return fn(*args, **kwargs) if self.local else retried(fn, *args, **kwargs)
+
     def create(self) -> None:
-        self.fs.makedirs(self.root, exist_ok=True)
+        self._call(self.fs.makedirs, self.root, exist_ok=True)
 
     def open_write(self, name: str) -> BinaryIO:
         """A seekable file for a staged shard; on object stores it is spooled to a local
@@ -188,7 +190,7 @@ class Staging:
         try:
             if self.local:
                 return open(self.path(name), "rb")  # noqa: SIM115 - closed by its caller
-            return self.fs.open(self.path(name), "rb")
+            return self._call(self.fs.open, self.path(name), "rb")
         except FileNotFoundError as exc:
             raise StagingError(f"staged file {self.path(name)} is missing") from exc
 
@@ -216,14 +218,14 @@ class Staging:
                 f.write(data)
             os.replace(tmp, self.path(name))
         else:
-            self.fs.pipe_file(self.path(name), data)
+            self._call(self.fs.pipe_file, self.path(name), data)
 
     def read_json(self, name: str) -> Any:
         return self.parse_json(name, self.read_bytes(name))
 
     def read_bytes(self, name: str) -> bytes:
         try:
-            return self.fs.cat_file(self.path(name))
+            return self._call(self.fs.cat_file, self.path(name))
         except FileNotFoundError as exc:
             raise StagingError(f"staged file {self.path(name)} is missing") from exc
 
@@ -238,4 +240,4 @@ class Staging:
         """Remove the whole staging folder."""
         self.close_readers()
         with contextlib.suppress(FileNotFoundError):
-            self.fs.rm(self.root, recursive=True)
+            self._call(self.fs.rm, self.root, recursive=True)

@@ -31,9 +31,10 @@ from airflow_bigfile import (
     edit_file,
 )
 from airflow_bigfile.io import retry as retry_module
-from tests.faulty import PERMANENT, TRANSIENT, FaultyFileSystem
+from tests.faulty import PERMANENT, TRANSIENT, FaultyFileSystem, FaultyStaging
 
 fsspec.register_implementation("faulty", FaultyFileSystem, clobber=True)
+fsspec.register_implementation("flaky", FaultyStaging, clobber=True)
 
 DATA = b"".join(b"%05d,user%d@old.com\n" % (i, i % 7) for i in range(400))
 EDITS = [{"op": "replace", "find": "00007,user0@old.com", "replace": "00007,masked"},
@@ -73,8 +74,8 @@ class Run:
     """The steps of one edit: ``edit_file``, the one-task operator, or plan -> patch ->
     commit (each batch patched by its own operator), run one at a time as Airflow would."""
 
-    def __init__(self, how: str) -> None:
-        self.how = how
+    def __init__(self, how: str, staging: str = STAGING) -> None:
+        self.how, self.staging = how, staging
         self.batches: list[dict[str, Any]] = []
         self.results: list[dict[str, Any]] = []
 
@@ -90,7 +91,7 @@ class Run:
                                        shard_size=512, workers=1).execute({})
         if step == "plan":
             self.batches = BigFilePlanOperator(task_id="plan", path=TARGET, edits=EDITS,
-                                               staging=STAGING, shard_size=512,
+                                               staging=self.staging, shard_size=512,
                                                max_batches=2).execute({})
             return self.batches
         if step == "patch":
@@ -178,3 +179,20 @@ def test_permanent_fault_fails_at_once(how: str, step: str, fault: str) -> None:
         assert left and all(p.startswith(job + "/") for p in left), left
     else:
         assert left == []
+
+
+
+
+def test_staging_on_a_flaky_store_is_retried_by_the_engine() -> None:
+    """Plan, patch and commit with the staging on a store of its own where one call in 5
+    fails: the engine's retries absorb each fault (none reaches Airflow)."""
+    run = Run("fleet", staging="flaky::memory://opfaults-staging")
+    FaultyStaging.reset({n: "reset" for n in range(5, 4000, 5)})
+    try:
+        for step in run.steps:
+            run.run(step)
+        assert FaultyStaging.calls > 20
+    finally:
+        FaultyStaging.reset()
+    assert _content() == EXPECTED
+    assert _leftovers() == []
