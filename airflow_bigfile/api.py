@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from airflow_bigfile.commit.recover import RecoveryResult
@@ -25,8 +25,10 @@ from airflow_bigfile.commit.results import (
 )
 from airflow_bigfile.commit.verify import check_identity
 from airflow_bigfile.edits import check_offsets, coerce_edits
+from airflow_bigfile.exceptions import SourceChangedError
 from airflow_bigfile.io.errors import is_transient, translated
 from airflow_bigfile.io.trust import check_batch, check_same_target
+from airflow_bigfile.patch.patcher import ShardResult
 from airflow_bigfile.pipeline import (
     Job,
     job_url,
@@ -140,9 +142,10 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
                 job.make_folder(distributed=False)
                 made = True
             # Workers on this machine take the source CRCs as they read (see Job.plan).
-            # A local file's shards go one per batch, taken in file order, so the commit
+            # A local file's shards go in small batches taken in file order, so the commit
             # copies unchanged bytes right behind the workers' scan, while still cached.
-            planned = job.plan(edit_list, per_shard if target.local else exe.workers * 4,
+            planned = job.plan(edit_list, in_file_order(exe.workers) if target.local
+                               else exe.workers * 4,
                                direct=local_workers,
                                checksum=not target.local)
             incoming = job.patch(planned, progress)
@@ -156,9 +159,10 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
             job.clean(made)
 
 
-def per_shard(size: int, shards: int) -> int:
-    """One batch per shard to patch."""
-    return shards
+def in_file_order(workers: int) -> Callable[[int, int], int]:
+    """How many batches workers on this machine get: one per shard up to 32 per worker
+    (each batch is a pickled call for a process pool), taken in file order."""
+    return lambda size, shards: min(shards, 32 * workers)
 
 
 @translated
@@ -168,8 +172,8 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
               shard_size: int | str | None = None, align: int | None = None,
               delimiter: bytes | str | None = None, block_size: int | str | None = None,
               max_batches: int | None = None, batch_bytes: int | str | None = None,
-              batch_limit: int = MAX_BATCHES, workers: int | None = None, wait: float = 0.0
-              ) -> PlannedEdit:
+              batch_limit: int = MAX_BATCHES, workers: int | None = None, wait: float = 0.0,
+              verify: str = "fast") -> PlannedEdit:
     """Plan an edit for workers elsewhere: write the manifest to ``staging`` and return the
     batches of contiguous shards (small dicts, one per mapped task).
 
@@ -179,11 +183,14 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
     ``batch_limit`` and at least one; see :mod:`airflow_bigfile.plan.batching`.
 
     The target is recovered and locked while planning, not between the steps; the commit
-    refuses if the target changed in between.
+    refuses if the target changed in between. ``verify="fast"`` (default) reads no shard
+    here: the workers take the CRC32Cs as they read, after checking the target's identity
+    (ETag on object stores), so each source byte is fetched once; ``"full"`` takes them
+    here first, a whole extra read, which the workers then check.
     """
     edit_list = coerce_edits(edits)
     settings = Settings.parse(shard_size=shard_size, align=align, block_size=block_size,
-                              delimiter=delimiter, wait=wait)
+                              delimiter=delimiter, wait=wait, verify=verify)
     check_batching(max_batches, batch_bytes, batch_limit)
     target = open_target(url, storage_options)
     target.check(write=True)
@@ -199,7 +206,7 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
         try:
             planned = job.plan(edit_list, functools.partial(
                 batch_count, max_batches=max_batches, batch_bytes=batch_bytes,
-                ceiling=batch_limit))
+                ceiling=batch_limit), checksum=verify == "full")
         except BaseException:
             job.clean(True)
             raise
@@ -233,7 +240,18 @@ def patch_batch(batch: dict[str, Any], *, storage_options: dict[str, Any] | None
     spec = JobSpec(target=manifest.target, staging=checked.staging,
                    storage_options=storage_options or {}, staging_options=staging_options or {})
     indices = [i for i in range(checked.first, checked.last + 1) if manifest.shards[i].patch]
-    results = patch_shards(spec, indices, None, manifest)
+    try:
+        # A target changed since planning fails the batch before any byte is read; the
+        # error is its result, so the commit refuses (and removes the staging).
+        check_identity(manifest.identity,
+                       open_target(manifest.target, storage_options).identity(),
+                       manifest.target)
+    except SourceChangedError as exc:
+        results = [ShardResult.failed(
+            i, [manifest.shards[i].offset] * len(manifest.layout.replaces), exc)
+            for i in indices[:1]]
+    else:
+        results = patch_shards(spec, indices, None, manifest)
     stage.write_json(batch_name(checked.first), [r.to_json() for r in results])
     return {"staging": checked.staging, "job_id": manifest.job_id, "first": checked.first,
             "last": checked.last, "manifest_sha256": checked.manifest_sha256,

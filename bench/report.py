@@ -301,6 +301,23 @@ def write_markdown(path: Path, *, command: str, info: dict[str, str], table: lis
             f"object identical to the expected bytes: {'yes' if s3['identical'] else 'NO'}",
             "",
         ]
+        if s3.get("moved"):
+            parts += [
+                "Workers elsewhere (`plan_edit`, `patch_batch` per batch, `commit_edit`, "
+                "staging on the same store), a dense same-length replace of a "
+                f"{human(s3['object_size'])} object: bytes moved per byte of the object, "
+                "from the keys each exchange names (response bodies fetched, request bodies "
+                "sent):",
+                "",
+                "| verify | object fetched | new object uploaded | staged written | "
+                "staged read at commit | identical |",
+                "|---|---|---|---|---|---|",
+                *(f"| {m['verify']} | {m['per_byte']['fetched']:.2f} | "
+                  f"{m['per_byte']['uploaded']:.2f} | {m['per_byte']['staged_written']:.2f} | "
+                  f"{m['per_byte']['staged_read']:.2f} | "
+                  f"{'yes' if m['identical'] else 'NO'} |" for m in s3["moved"]),
+                "",
+            ]
     if azure:
         parts += ["### Azure Blob (Azurite)", "",
                   f"`bigfile patch az://{AZURE_CONTAINER}/object.csv --offset N --hex 5a`, then "

@@ -82,3 +82,62 @@ def s3_patch(bigfile: list[str], object_size: int, scratch: Path) -> dict[str, A
     return {"object_size": object_size, "sent": sent, "received": received,
             "requests": requests, "seconds": run.seconds, "rss": run.rss, "identical": same,
             "commit_mode": info.get("commit_mode"), "bytes_written": info.get("bytes_written")}
+
+
+def s3_bytes_moved(object_size: int, verify: str = "fast") -> dict[str, Any]:
+    """A dense same-length replace of an ``object_size`` object by workers elsewhere
+    (``plan_edit`` -> ``patch_batch`` per batch -> ``commit_edit``, staging on the same
+    store), run in this process through the counting proxy. Each exchange is classed by the
+    key it names: the object's bytes fetched and the new object's parts uploaded; staged
+    bytes written (by the workers) and read (by the commit). Figures per byte of the file;
+    the goal is 1 each (``verify="full"`` reads the object and the staged bytes twice)."""
+    log(f"S3: bytes moved per byte of a {human(object_size)} object, plan/patch/commit, "
+        f"verify {verify}")
+    import s3fs
+    from moto.server import ThreadedMotoServer
+
+    from airflow_bigfile import Replace, commit_edit, patch_batch, plan_edit
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with _fake_credentials():
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        proxy = CountingProxy(f"http://{host}:{port}").start()
+        try:
+            fs = s3fs.S3FileSystem(endpoint_url=f"http://{host}:{port}", key="testing",
+                                   secret="testing")
+            with contextlib.suppress(FileExistsError):
+                fs.mkdir(S3_BUCKET)
+            block = make_block(DENSE_BLOCK_LINES, sparse=False)
+            body = (block * (object_size // len(block) + 1))[:object_size]
+            key = f"{S3_BUCKET}/object.csv"
+            fs.pipe_file(key, body)
+            options = {"endpoint_url": proxy.endpoint_url}
+            proxy.reset()
+            planned = plan_edit(f"s3://{key}", [Replace(b"@old.com", b"@new.org")],
+                                staging=f"s3://{S3_BUCKET}/staging", storage_options=options,
+                                staging_options=options, shard_size="8MiB", verify=verify)
+            summaries = [patch_batch(b, storage_options=options, staging_options=options)
+                         for b in planned.batches]
+            commit_started = len(proxy.requests())
+            commit_edit(planned.staging, batches=summaries, storage_options=options,
+                        staging_options=options, verify=verify)
+            exchanges = proxy.requests()
+            fs.invalidate_cache()
+            same = fs.cat_file(key) == body.replace(b"@old.com", b"@new.org")
+            fs.rm(S3_BUCKET, recursive=True)
+        finally:
+            proxy.stop()
+            server.stop()
+    obj, staged = f"/{key}", f"/{S3_BUCKET}/staging/"
+    moved = {"fetched": sum(e.received for e in exchanges if e.path.startswith(obj)),
+             "uploaded": sum(e.sent for e in exchanges if e.path.startswith(obj)),
+             "staged_written": sum(e.sent for e in exchanges if e.path.startswith(staged)),
+             "staged_read": sum(e.received for e in exchanges[commit_started:]
+                                if e.path.startswith(staged))}
+    figures = {name: value / object_size for name, value in moved.items()}
+    log("S3 bytes moved per byte of the object: " + ", ".join(
+        f"{name} {value:.2f}" for name, value in figures.items()) + f"; identical={same}")
+    return {"object_size": object_size, "verify": verify, "per_byte": figures,
+            "identical": same}

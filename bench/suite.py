@@ -34,7 +34,7 @@ from bench.data import (
 )
 from bench.launcher import Run, run_proc
 from bench.results import Results
-from bench.s3 import s3_patch
+from bench.s3 import s3_bytes_moved, s3_patch
 
 FIND = "@old.com"
 DENSE_REPLACE = "@new.org"              # same length
@@ -285,6 +285,8 @@ def measure(args: argparse.Namespace, data_dir: Path, cleanup: bool, *, sizes: l
         if not args.no_s3:
             try:
                 bench.s3 = s3_patch(bench.big, s3_size, data_dir)
+                bench.s3["moved"] = [s3_bytes_moved(s3_size, verify)
+                                     for verify in ("fast", "full")]
             except Exception as exc:  # the local figures are still worth reporting
                 log(f"S3 benchmark failed: {type(exc).__name__}: {exc}")
         if not args.no_azure:

@@ -304,6 +304,8 @@ class BigFilePlanOperator(_BigFileOperator):
     :param shared_staging: the local ``staging`` path is a mount every worker shares, so it
         is allowed under a distributed executor.
     :param wait: seconds to wait for another job's lock on the target.
+    :param verify: ``fast`` (the workers take the CRC32Cs as they read: each source byte is
+        fetched once) or ``full`` (also read here first); see ``BigFileEditOperator``.
     """
 
     template_fields: Sequence[str] = ("path", "edits", "staging")
@@ -313,7 +315,8 @@ class BigFilePlanOperator(_BigFileOperator):
                  conn_id: str | None = None, shard_size: int | str | None = None,
                  max_batches: int | None = None, batch_bytes: int | str | None = None,
                  delimiter: str | bytes | None = None, align: int | None = None,
-                 shared_staging: bool = False, wait: float = 0.0, **kwargs: Any) -> None:
+                 shared_staging: bool = False, wait: float = 0.0, verify: str = "fast",
+                 **kwargs: Any) -> None:
         super().__init__(conn_id=conn_id, **kwargs)
         self.path = path
         self.edits = edits
@@ -325,6 +328,7 @@ class BigFilePlanOperator(_BigFileOperator):
         self.align = align
         self.shared_staging = shared_staging
         self.wait = wait
+        self.verify = verify
 
     def _check_staging(self, url: str) -> None:
         staging = self.staging or url
@@ -361,7 +365,7 @@ class BigFilePlanOperator(_BigFileOperator):
                                 shard_size=self.shard_size, align=self.align,
                                 delimiter=self.delimiter, max_batches=self.max_batches,
                                 batch_bytes=self.batch_bytes, batch_limit=limit,
-                                wait=self.wait)
+                                wait=self.wait, verify=self.verify)
         batches = [dict(b) for b in planned.batches]
         if len(batches) > limit:  # the engine promised not to; never hand Airflow more
             raise AirflowFailException(f"the plan has {len(batches)} batches, more than "
@@ -509,7 +513,7 @@ def bigfile_edit_group(group_id: str, *, path: str, edits: Any, staging: str | N
                                    shard_size=shard_size, conn_id=conn_id,
                                    max_batches=max_batches, batch_bytes=batch_bytes,
                                    delimiter=delimiter, align=align,
-                                   shared_staging=shared_staging)
+                                   shared_staging=shared_staging, verify=verify)
         patch = BigFilePatchShardsOperator.partial(
             task_id="patch", conn_id=conn_id, **(patch_kwargs or {})).expand(batch=plan.output)
         BigFileCommitOperator(task_id="commit", results=patch.output, path=path,

@@ -70,6 +70,14 @@ class ShardResult:
         return asdict(self)
 
     @classmethod
+    def failed(cls, index: int, resume_in: list[int], exc: BaseException) -> ShardResult:
+        """The result of a shard whose patching failed with ``exc`` (the commit decides)."""
+        return cls(index=index, resume_in=resume_in, resume_out=[], output_start=0,
+                   output_length=0, first_event=None, matches=[], new_bytes=0,
+                   staged_bytes=0, payload_crc=0, changed=False, staged=None,
+                   source_crc=None, error=str(exc), error_type=type(exc).__name__)
+
+    @classmethod
     def from_json(cls, obj: Any) -> ShardResult:
         """A result read back from staging: every field of its type, and a staged name that
         can only point at a batch file of the job's own staging folder."""
@@ -430,13 +438,9 @@ def patch_batch(patcher: Patcher, shards: Sequence[Shard],
         try:
             result = patcher.patch(shard, resume)
         except BigFileError as exc:
-            results.append(ShardResult(
-                index=shard.index, resume_in=[max(shard.offset, r) for r in resume] if resume
-                else [shard.offset] * len(patcher.matchers), resume_out=[], output_start=0,
-                output_length=0, first_event=None, matches=[], new_bytes=0, staged_bytes=0,
-                payload_crc=0,
-                changed=False, staged=None,
-                source_crc=None, error=str(exc), error_type=type(exc).__name__))
+            results.append(ShardResult.failed(
+                shard.index, [max(shard.offset, r) for r in resume] if resume
+                else [shard.offset] * len(patcher.matchers), exc))
             break
         results.append(result)
         resume = result.resume_out

@@ -87,8 +87,8 @@ class AzureTarget(StreamTarget):
               "copied by the store")
 
     def _write(self, stage: Staging, pieces: Sequence[Piece], manifest: Manifest,
-               layout: Layout, size_after: int) -> int:
-        segments = new_segments(stage, pieces, manifest, tail_items(layout))
+               layout: Layout, size_after: int, precheck: bool = True) -> int:
+        segments = new_segments(stage, pieces, manifest, tail_items(layout), precheck)
         return self._commit_blocks(segments, manifest, size_after)
 
     def _estimate_sent(self, pieces: Sequence[Piece], layout: Layout, size_after: int) -> int:

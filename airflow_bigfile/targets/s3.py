@@ -44,11 +44,11 @@ class S3Target(StreamTarget):
     reason = "S3: one multipart upload, unchanged ranges copied by the store"
 
     def _write(self, stage: Staging, pieces: Sequence[Piece], manifest: Manifest,
-               layout: Layout, size_after: int) -> int:
+               layout: Layout, size_after: int, precheck: bool = True) -> int:
         if size_after == 0:  # S3 has no empty multipart upload
-            return super()._write(stage, pieces, manifest, layout, size_after)
-        return self._multipart(new_segments(stage, pieces, manifest, tail_items(layout)),
-                               manifest, size_after)
+            return super()._write(stage, pieces, manifest, layout, size_after, precheck)
+        return self._multipart(new_segments(stage, pieces, manifest, tail_items(layout),
+                                            precheck), manifest, size_after)
 
     def _estimate_sent(self, pieces: Sequence[Piece], layout: Layout, size_after: int) -> int:
         staged = sum(p.result.staged_bytes for p in pieces if p.result is not None)

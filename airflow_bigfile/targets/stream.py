@@ -172,8 +172,12 @@ class StreamTarget:
             return CommitOutcome(self.kind, self._estimate_sent(pieces, layout, size_after),
                                   size_after, self.reason)
         check_identity(manifest.identity, self.identity(), manifest.target)
+        # fast: each staged payload read once, its CRC32C checked after its last record;
+        # the new object only appears once everything is in, so a mismatch abandons it
+        precheck = options.get("verify", "fast") == "full"
         return CommitOutcome(self.kind, self._write(stage, pieces, manifest, layout,
-                                                    size_after), size_after, self.reason)
+                                                    size_after, precheck),
+                             size_after, self.reason)
 
     def stream_rewrite(self, stage: Staging, pieces: Iterator[Piece], manifest: Manifest,
                        layout: Layout, after_pieces: Callable[[], None],
@@ -183,17 +187,17 @@ class StreamTarget:
         after_pieces()
         size_after = sum(p.length for p in ready) + layout.tail_length
         return self.commit(stage, ready, manifest, layout, "auto", size_after, dry_run=False,
-                           options={})
+                           options={"verify": verify})
 
     def _estimate_sent(self, pieces: Sequence[Piece], layout: Layout, size_after: int) -> int:
         return size_after
 
     def _write(self, stage: Staging, pieces: Sequence[Piece], manifest: Manifest,
-               layout: Layout, size_after: int) -> int:
+               layout: Layout, size_after: int, precheck: bool = True) -> int:
         """The stream rewrites its temporary object from the start, so a transient failure
-        anywhere in it is retried whole."""
+        anywhere in it is retried whole. ``precheck`` as for :func:`new_segments`."""
         return retried(lambda: self._stream(
-            new_segments(stage, pieces, manifest, tail_items(layout)), manifest))
+            new_segments(stage, pieces, manifest, tail_items(layout), precheck), manifest))
 
     def _read(self, source: Source, offset: int, length: int) -> bytes:
         buf = bytearray(length)
@@ -229,14 +233,18 @@ class StreamTarget:
 
 
 def new_segments(stage: Staging, pieces: Sequence[Piece], manifest: Manifest,
-              tail: Sequence[Data | int]) -> Iterator[tuple[str, Any, int]]:
-    """The new content as ``("C", source_offset, length)`` and ``("D", bytes, length)``."""
+                 tail: Sequence[Data | int], precheck: bool = True
+                 ) -> Iterator[tuple[str, Any, int]]:
+    """The new content as ``("C", source_offset, length)`` and ``("D", bytes, length)``.
+    Without ``precheck`` each staged payload is read once and its CRC32C checked after its
+    last record (see :func:`~airflow_bigfile.commit.verify.open_staged`)."""
     for piece in pieces:
         if piece.staged is None:
             if piece.length:
                 yield "C", piece.start, piece.length
             continue
-        for kind, length, value in staged_records(stage, piece, manifest):
+        for kind, length, value in staged_records(stage, piece, manifest,
+                                                  precheck=precheck):
             yield kind, value, length
     for item in tail:
         if isinstance(item, int):

@@ -300,19 +300,23 @@ def test_source_changed_before_commit(tmp_path: Path, edits: list, mode: str,
     assert [n for n in _leftovers(staged.path) if "journal" in n or n.endswith(".new")] == []
 
 
-@pytest.mark.parametrize("other_writer", WRITERS[:3])
-def test_source_changed_before_patch(tmp_path: Path, other_writer) -> None:
-    """Changed between plan and patch: the worker's source check or the commit refuses."""
+@pytest.mark.parametrize("verify", ["fast", "full"])
+@pytest.mark.parametrize("other_writer", WRITERS)
+def test_source_changed_before_patch(tmp_path: Path, other_writer, verify: str) -> None:
+    """Changed between plan and patch: the workers notice (fast: the target's identity,
+    checked before any byte is read; full: also the CRCs taken when planning), and the
+    commit refuses."""
     path = _target(tmp_path)
-    planned = plan_edit(str(path), [Replace(b"@old.com", b"@new.com")], shard_size=SHARD)
+    planned = plan_edit(str(path), [Replace(b"@old.com", b"@new.com")], shard_size=SHARD,
+                        verify=verify)
     other_writer(path)
     theirs = path.read_bytes()
     errors = [e for batch in planned.batches for e in patch_batch(batch)["errors"]]
     with pytest.raises((SourceChangedError, ShardChecksumError)):
-        commit_edit(planned.staging, batches=planned.batches)
+        commit_edit(planned.staging, batches=planned.batches, verify=verify)
     assert path.read_bytes() == theirs
-    if other_writer is not _append_byte:  # an append leaves the planned ranges as they were
-        assert errors, "the workers read a changed source without noticing"
+    assert errors, "the workers read a changed source without noticing"
+    assert _leftovers(path) == []
 
 
 # -- I/O failing during the commit ----------------------------------------------------------

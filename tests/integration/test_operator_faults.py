@@ -90,9 +90,11 @@ class Run:
             return BigFileEditOperator(task_id="edit", path=TARGET, edits=EDITS,
                                        shard_size=512, workers=1).execute({})
         if step == "plan":
+            # verify="full": the plan reads every shard (a fast plan reads only the
+            # target's identity, and its workers meet the faults in the patch step)
             self.batches = BigFilePlanOperator(task_id="plan", path=TARGET, edits=EDITS,
                                                staging=self.staging, shard_size=512,
-                                               max_batches=2).execute({})
+                                               max_batches=2, verify="full").execute({})
             return self.batches
         if step == "patch":
             self.results = [BigFilePatchShardsOperator(task_id="patch", batch=b).execute({})

@@ -387,7 +387,7 @@ def test_edit_group_builds_plan_patch_commit():
         group = bigfile_edit_group("mask", path="/d.csv", staging="s3://b/st",
                                    edits=[{"op": "append", "data": "x"}], shard_size="1MiB",
                                    patch_kwargs={"retries": 3}, verify="full")
-    assert dag.task_dict["mask.commit"].verify == "full"
+    assert dag.task_dict["mask.commit"].verify == dag.task_dict["mask.plan"].verify == "full"
     assert set(dag.task_dict) == {"mask.plan", "mask.patch", "mask.commit"}
     assert group.group_id == "mask"
     assert dag.task_dict["mask.patch"].upstream_task_ids == {"mask.plan"}
