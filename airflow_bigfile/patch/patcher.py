@@ -326,6 +326,15 @@ class Patcher:
             # One regex and nothing else near: its matches cannot conflict with anything in
             # this block, so a dense run of them is joined in one go, not event by event.
             matcher = self.matchers[0]
+            bulk = matcher.bulk(win, cur, b1)
+            if bulk is not None:  # RE2 did the bulk; re does the rest from its clean cut
+                if bulk.count:
+                    writer.new(bulk.data)
+                else:
+                    writer.original(cur, bulk.end - cur, bulk.data)
+                counts[0] += bulk.count
+                first, cur = bulk.first, bulk.end
+                reach_end, reach_owner = cur, matcher.index
             found = list(matcher.matches(win, cur, b1))
             prev = cur
             if len(found) > (b1 - cur) // SPARSE_GAP:
@@ -347,8 +356,8 @@ class Patcher:
                 writer.original(prev, b1 - prev, win.view(prev, b1))
             pos[0] = cur = max(prev, b1)
             if not found:
-                return cur, reach_end, reach_owner, None
-            return cur, prev, matcher.index, found[0][0]
+                return cur, reach_end, reach_owner, first
+            return cur, prev, matcher.index, found[0][0] if first is None else first
         events: list[tuple[int, int, int, int, bytes]] = []  # (start, kind, edit, end, new)
         for k, matcher in enumerate(self.matchers):
             if pos[k] >= b1:
