@@ -10,13 +10,14 @@ Method
   v1 ``/sys/fs/cgroup/memory/<name>`` with ``memory.limit_in_bytes``, whichever the machine
   has), limited to ``--limit``. The page cache a process fills is charged to its cgroup, so
   a file of ``--size`` (default four times the limit) cannot stay cached.
-* The data are ``bench/run.py``'s: a dense CSV (every 100-byte line holds ``@old.com``) and
-  a sparse one (one match per 10 MB). Reference outputs come from ``sed`` (the replaces) and
-  ``head``/``printf``/``tail`` (the insert), made once, outside the cgroup.
+* The data are the bench package's (``bench/data.py``): a dense CSV (every 100-byte line
+  holds ``@old.com``) and a sparse one (one match per 10 MB). Reference outputs come from
+  ``sed`` (the replaces) and ``head``/``printf``/``tail`` (the insert), made once, outside
+  the cgroup.
 * Every run starts from a fresh copy of the data (not timed), then ``sync`` and
   ``echo 3 > /proc/sys/vm/drop_caches``: nothing is cached. The measured command joins the
   cgroup before it execs (``cgroup.procs``); it is timed fork to exit with its peak RSS
-  (``bench/run.py``'s launcher).
+  (``bench/launcher.py``).
 * Rows: the floor, ``cp --reflink=never`` + ``sync FILE`` + ``mv`` (a durable copy that
   replaces the file; on ext4 ``cp`` copies with ``copy_file_range``, a real in-kernel copy of
   the data, since ext4 cannot share blocks); a dense same-length replace; the same with
@@ -39,27 +40,24 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from run import (  # bench/run.py: the data, the launcher and the reference commands
+# Run as a script, this folder is on sys.path; the bench package needs the repository.
+sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+from bench import REPO  # noqa: E402
+from bench.common import human, log, size_arg  # noqa: E402
+from bench.data import generate, identical, remove  # noqa: E402
+from bench.launcher import run_proc  # noqa: E402
+from bench.report import LTM_END, LTM_HEADING, LTM_START  # noqa: E402
+from bench.suite import (  # noqa: E402
     DENSE_REPLACE,
     DURABLE_COPY,
     FIND,
     INSERT_DATA,
     INSERT_OFFSET,
-    LTM_END,
-    LTM_HEADING,
-    LTM_START,
-    REPO,
     SED_DENSE,
     SED_SPARSE,
     SPARSE_REPLACE,
     bigfile_cmd,
-    generate,
-    human,
-    identical,
-    log,
-    parse_size,
-    remove,
-    run_proc,
 )
 
 DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
@@ -258,9 +256,9 @@ def report(path: Path, command: str, args: argparse.Namespace, rows: list[Row],
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--limit", type=parse_size, default=parse_size("1GiB"),
+    p.add_argument("--limit", type=size_arg, default=size_arg("1GiB"),
                    help="the cgroup's memory limit (default 1GiB)")
-    p.add_argument("--size", type=parse_size,
+    p.add_argument("--size", type=size_arg,
                    help="file size (default: four times the limit)")
     p.add_argument("--runs", type=int, default=2, help="rounds; medians (default 2)")
     p.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "bigfile-ltm",

@@ -297,8 +297,8 @@ class BigFilePlanOperator(_BigFileOperator):
     :param align: shard boundaries are multiples of this.
 
     How many batches: shards are grouped into contiguous batches of about ``batch_bytes``
-    each, because every mapped task pays a start-up (about 0.8 s of wall time per task and 3 s
-    of a worker slot under LocalExecutor, measured) that small batches would not outweigh;
+    each, because every mapped task pays a start-up (a new process, the DAG file parsed
+    again, the task API calls) that small batches would not outweigh;
     at most ``max_batches``, never more than ``core.max_map_length``, at least one. An 8 MB
     file in 4 KiB shards is one batch; 10 GB is 38.
     :param shared_staging: the local ``staging`` path is a mount every worker shares, so it

@@ -79,7 +79,7 @@ _NO_SEEK_HOLE = _NO_PREALLOCATE
 
 def preallocate(fd: int, length: int, holes: bool = False) -> None:
     """Reserve ``length`` bytes for a file about to be written whole: writes into reserved
-    blocks are faster (ext4: about 1.5x for kernel copies) and a full disk fails here, before
+    blocks are faster (on ext4, for kernel copies) and a full disk fails here, before
     any byte is written. Where the filesystem cannot, or the new file is to keep the holes of
     a sparse source (``holes``), the file is just sized."""
     fn = getattr(os, "posix_fallocate", None)
@@ -181,8 +181,8 @@ def _sync_range(fd: int, offset: int, length: int, flags: int) -> bool:
 def start_writeback(fd: int, offset: int, length: int) -> None:
     """Start writing the whole pages among these dirty bytes to disk now (Linux
     ``sync_file_range``), so writeback overlaps the rest of the writing and the final fsync
-    finds little left to do (a 2 GiB copy + fsync: 1.4 s -> 0.8 s). Partial pages at either
-    end are left alone: a later write into a page under writeback would wait for the disk.
+    finds little left to do. Partial pages at either end are left alone: a later write into
+    a page under writeback would wait for the disk.
     It promises nothing: durability still comes from fsync. A no-op where the call is
     missing."""
     _sync_range(fd, offset, length, _SYNC_FILE_RANGE_WRITE)
@@ -223,9 +223,8 @@ def find_all(buf: bytearray | bytes, sub: bytes, start: int, end: int, limit: in
     ``bytes.replace`` counts), or None as soon as there are more than ``limit``.
 
     Searches with libc ``memmem`` through ctypes, which releases the GIL, so threads
-    scanning different blocks run side by side: 0.08 s/GiB against 0.35 s/GiB for
-    ``bytearray.find`` (which holds the GIL) on a CSV with a candidate ``@`` every 100
-    bytes. Where libc has no ``memmem`` (Windows) it is ``bytes.find``."""
+    scanning different blocks run side by side, where ``bytearray.find`` holds the GIL.
+    Where libc has no ``memmem`` (Windows) it is ``bytes.find``."""
     hits: list[int] = []
     with _searcher(buf) as find:
         i = start

@@ -459,7 +459,7 @@ def test_wasb_connection_edits_a_blob_on_azurite(monkeypatch, azure, azurite, au
 
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
-    from tests.conftest import AZURE_ACCOUNT, AZURE_KEY
+    from tests.azurite import AZURE_ACCOUNT, AZURE_KEY
 
     extra = {"blob_endpoint": f"{azurite}/{AZURE_ACCOUNT}"}
     conn = {"conn_type": "wasb", "login": AZURE_ACCOUNT, "extra": extra}

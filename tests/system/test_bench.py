@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.neighbours import require_root
 
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
 
@@ -47,11 +48,11 @@ LTM = BENCH.with_name("ltm.py")
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.skipif(os.geteuid() != 0, reason="creates a memory cgroup and drops the page "
-                    "cache: root only")
 def test_bench_ltm_runs_every_row_in_a_cgroup(tmp_path: Path) -> None:
     """A small larger-than-memory run: every row ran, matched its reference, and the report
-    keeps the rest of the file; the cgroup is gone afterwards."""
+    keeps the rest of the file; the cgroup is gone afterwards. It creates a memory cgroup and
+    drops the page cache, so it needs root, as the suite has."""
+    require_root()
     out = tmp_path / "benchmarks.md"
     out.write_text("# Benchmarks\n\nkept\n")
     before = set(_cgroups())
