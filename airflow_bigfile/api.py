@@ -140,7 +140,10 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
                 job.make_folder(distributed=False)
                 made = True
             # Workers on this machine take the source CRCs as they read (see Job.plan).
-            planned = job.plan(edit_list, exe.workers * 4, direct=local_workers,
+            # A local file's shards go one per batch, taken in file order, so the commit
+            # copies unchanged bytes right behind the workers' scan, while still cached.
+            planned = job.plan(edit_list, per_shard if target.local else exe.workers * 4,
+                               direct=local_workers,
                                checksum=not target.local)
             incoming = job.patch(planned, progress)
             if not dry_run and mode != "inplace" and rewrite_certain(planned.manifest):
@@ -151,6 +154,11 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
         finally:
             exe.close()
             job.clean(made)
+
+
+def per_shard(size: int, shards: int) -> int:
+    """One batch per shard to patch."""
+    return shards
 
 
 @translated
