@@ -1,16 +1,20 @@
 # make test   build .venv from nothing (if needed) and run the whole test suite
 # make demo   mask e-mails in a few-hundred-MB CSV with the mapped Airflow example DAG
 # make bench  run the benchmarks
+# make bench-ltm  files larger than memory: rewrites against cp + sync + mv in a memory cgroup (root)
 # make system-test  the mapped example on CeleryExecutor + Redis, two workers, S3 staging
+# make azurite  the Azure Blob emulator the tests start (npm, into .azurite/)
 PYTHON ?= python3
 VENV   := .venv
 STAMP  := $(VENV)/.installed-stamp
-EXTRAS := test,s3,dask,airflow,lineage
+EXTRAS := test,s3,azure,dask,airflow,lineage
 # Known-good versions of every dependency: a fresh install resolves at once instead of
 # backtracking through moto[server]'s and Airflow's trees (regenerate with `pip freeze`).
 CONSTRAINTS := constraints.txt
+AZURITE_VERSION := 3.37.0
+AZURITE := .azurite/node_modules/.bin/azurite-blob
 
-.PHONY: all venv test demo bench system-test clean distclean
+.PHONY: all venv azurite test demo bench bench-ltm system-test clean distclean
 
 all: test
 
@@ -22,15 +26,26 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 
 venv: $(STAMP)
 
-test: $(STAMP)
+# Azurite runs on the machine's Node (20 works, though its package asks for 22).
+$(AZURITE):
+	@command -v npm >/dev/null || { apt-get update -q && apt-get install -y -q nodejs npm; }
+	npm install --prefix .azurite --no-audit --no-fund --loglevel=error azurite@$(AZURITE_VERSION)
+
+azurite: $(AZURITE)
+
+test: $(STAMP) $(AZURITE)
 	$(VENV)/bin/pytest -q
 
 demo: $(STAMP)
 	VENV=$(CURDIR)/$(VENV) scripts/demo.sh
 
-bench: $(STAMP)
+bench: $(STAMP) $(AZURITE)
 	$(VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[$(EXTRAS),bench]'
 	$(VENV)/bin/python bench/run.py
+
+# A 4 GiB file in a 1 GiB memory cgroup, caches dropped before each run (LTM_ARGS to change).
+bench-ltm: $(STAMP)
+	$(VENV)/bin/python bench/ltm.py $(LTM_ARGS)
 
 # Celery and Redis only for this target (as bench adds its extra); redis-server from Debian.
 system-test: $(STAMP)
@@ -42,4 +57,4 @@ clean:
 	rm -rf demo-data
 
 distclean: clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .azurite

@@ -25,7 +25,7 @@ from airflow_bigfile.commit.results import (
 )
 from airflow_bigfile.commit.verify import check_identity
 from airflow_bigfile.edits import check_offsets, coerce_edits
-from airflow_bigfile.io.errors import translated
+from airflow_bigfile.io.errors import is_transient, translated
 from airflow_bigfile.io.trust import check_batch, check_same_target
 from airflow_bigfile.pipeline import (
     Job,
@@ -57,7 +57,7 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
               scheduler: str | None = None, client: Any = None,
               block_size: int | str | None = None, writer: str = "pwrite",
               stop: threading.Event | None = None,
-              break_hardlinks: bool = False) -> EditResult:
+              break_hardlinks: bool = False, verify: str = "fast") -> EditResult:
     """Apply ``edits`` to the file at ``url`` as one atomic change.
 
     Parameters
@@ -83,6 +83,11 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     break_hardlinks : rewrite a file that has other hard links (they keep the old bytes);
         without it such a file is committed in place where the edits allow, else refused
         with :class:`HardLinkError`.
+    verify : ``"fast"`` (default): every byte is read once and written once; CRC32Cs are
+        taken as the bytes stream and the source's identity (size, mtime, ctime, inode,
+        device) is checked under the lock before the commit. ``"full"`` also reads the
+        source again and the bytes workers wrote into the new file, and checks them against
+        those CRC32Cs: up to two more reads of the file.
 
     Returns
     -------
@@ -103,7 +108,7 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     edit_list = coerce_edits(edits)
     settings = Settings.parse(shard_size=shard_size, align=align, block_size=block_size,
                               delimiter=delimiter, mode=mode, writer=writer, wait=wait,
-                              break_hardlinks=break_hardlinks)
+                              break_hardlinks=break_hardlinks, verify=verify)
     if executor is None or isinstance(executor, str):
         check_executor(executor, workers)
     target = open_target(url, storage_options)
@@ -135,7 +140,10 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
                 job.make_folder(distributed=False)
                 made = True
             # Workers on this machine take the source CRCs as they read (see Job.plan).
-            planned = job.plan(edit_list, exe.workers * 4, direct=local_workers,
+            # A local file's shards go one per batch, taken in file order, so the commit
+            # copies unchanged bytes right behind the workers' scan, while still cached.
+            planned = job.plan(edit_list, per_shard if target.local else exe.workers * 4,
+                               direct=local_workers,
                                checksum=not target.local)
             incoming = job.patch(planned, progress)
             if not dry_run and mode != "inplace" and rewrite_certain(planned.manifest):
@@ -146,6 +154,11 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
         finally:
             exe.close()
             job.clean(made)
+
+
+def per_shard(size: int, shards: int) -> int:
+    """One batch per shard to patch."""
+    return shards
 
 
 @translated
@@ -236,10 +249,15 @@ def commit_edit(staging: str, *, target: str | None = None,
                 storage_options: dict[str, Any] | None = None,
                 staging_options: dict[str, Any] | None = None,
                 mode: str = "auto", wait: float = 0.0, writer: str = "pwrite",
-                break_hardlinks: bool = False) -> EditResult:
-    """Verify every staged shard of a planned edit and commit it atomically; the job's
-    staging folder is removed afterwards, whatever happens. A missing or corrupt shard fails
-    here, target untouched. ``break_hardlinks`` as for :func:`edit_file`.
+                break_hardlinks: bool = False, verify: str = "fast") -> EditResult:
+    """Verify every staged shard of a planned edit and commit it atomically. A missing or
+    corrupt shard fails here, target untouched. ``break_hardlinks`` and ``verify`` as for
+    :func:`edit_file`.
+
+    The job's staging folder is removed afterwards, unless the commit failed for a
+    transient reason (:class:`~airflow_bigfile.TransientStorageError`: the store stopped
+    answering): then the target is unchanged and the staging is kept, so that running the
+    commit again (Airflow's retry of the commit task) finishes the edit.
 
     Nothing in the staging folder is trusted: the manifest must have the SHA-256 the plan
     returned, from ``batches`` (the plan's batches or the patch summaries) or
@@ -247,7 +265,7 @@ def commit_edit(staging: str, *, target: str | None = None,
     """
     started = time.monotonic()
     settings = Settings.parse(mode=mode, writer=writer, wait=wait,
-                              break_hardlinks=break_hardlinks)
+                              break_hardlinks=break_hardlinks, verify=verify)
     plan, checked = commit_batches(staging, batches, manifest_sha256)
     staging = plan.staging
     stage = JobSpec(target="", staging=staging, storage_options=storage_options or {},
@@ -263,14 +281,18 @@ def commit_edit(staging: str, *, target: str | None = None,
     with goal.session(wait=wait, job=manifest.job_id, keep=staging):
         exe = make_executor("thread", None)
         job = Job(goal, spec, settings, exe, manifest.job_id, started)
+        resumable = False
         try:
             # A source changed since planning is that, not the checksum errors of workers
             # who read it after the change.
             check_identity(manifest.identity, goal.identity(), manifest.target)
             return job.commit(manifest, results, dry_run=False)
+        except Exception as exc:
+            resumable = is_transient(exc)
+            raise
         finally:
             exe.close()
-            job.clean(True)
+            job.clean(not resumable)
 
 
 @translated

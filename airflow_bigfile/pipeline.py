@@ -272,7 +272,8 @@ class Job:
                 outcome = self.target.commit(
                     stage, pieces, manifest, layout, self.settings.mode, size_after,
                     dry_run=dry_run, options={"writer": self.settings.writer,
-                                              "break_hardlinks": self.settings.break_hardlinks})
+                                              "break_hardlinks": self.settings.break_hardlinks,
+                                              "verify": self.settings.verify})
             finally:
                 stage.close_readers()
         return self._figures(manifest, pieces, outcome, dry_run=dry_run)
@@ -299,7 +300,8 @@ class Job:
         stage = self.spec.open_staging()
         try:
             outcome = self.target.stream_rewrite(stage, pieces(), manifest, manifest.layout,
-                                                 after_pieces, self.settings.break_hardlinks)
+                                                 after_pieces, self.settings.break_hardlinks,
+                                                 self.settings.verify)
         except _Unchanged:
             return None
         finally:
@@ -308,7 +310,8 @@ class Job:
 
     def _check_unchanged(self, manifest: Manifest, results: dict[int, ShardResult]) -> None:
         self.target.check_unchanged(manifest, self.spec, self.exe,
-                                    {i: r.source_crc for i, r in results.items()})
+                                    {i: r.source_crc for i, r in results.items()},
+                                    full=self.settings.verify == "full")
 
     def _check_end(self, manifest: Manifest) -> None:
         """No shard owns the offset just past the last byte, where a regex may match

@@ -13,6 +13,9 @@ DEFAULT_ALIGN = 4096
 MIN_SPREAD_SHARD = 1 << 20
 MODES = ("auto", "inplace", "rewrite")
 WRITERS = ("pwrite", "mmap")
+# fast: CRC32Cs taken as the bytes stream, the source's identity checked before the commit;
+# full: also read the source and the bytes workers wrote into the new file again.
+VERIFY_LEVELS = ("fast", "full")
 
 
 def default_align(shard_size: int) -> int:
@@ -34,12 +37,13 @@ class Settings:
     writer: str = "pwrite"
     wait: float = 0.0
     break_hardlinks: bool = False
+    verify: str = "fast"
 
     @classmethod
     def parse(cls, *, shard_size: int | str | None = None, align: int | None = None,
               block_size: int | str | None = None, delimiter: bytes | str | None = None,
               mode: str = "auto", writer: str = "pwrite", wait: float = 0.0,
-              break_hardlinks: bool = False) -> Settings:
+              break_hardlinks: bool = False, verify: str = "fast") -> Settings:
         """Check and normalise the entry points' arguments; raise :class:`EditError` naming
         the first bad one."""
         shard = None if shard_size is None else parse_size(shard_size, name="shard_size")
@@ -59,7 +63,10 @@ class Settings:
             raise EditError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         if writer not in WRITERS:
             raise EditError(f"writer must be {' or '.join(WRITERS)}, not {writer!r}")
-        return cls(shard, align, block, delimiter, mode, writer, wait, break_hardlinks)
+        if verify not in VERIFY_LEVELS:
+            raise EditError(f"verify must be {' or '.join(VERIFY_LEVELS)}, not {verify!r}")
+        return cls(shard, align, block, delimiter, mode, writer, wait, break_hardlinks,
+                   verify)
 
     def for_target(self, default_shard_size: int, *, size: int | None = None,
                    workers: int | None = None) -> Settings:

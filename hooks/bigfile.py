@@ -8,6 +8,12 @@ Connection types understood:
 * ``google_cloud_platform`` -- extra ``key_path`` (a JSON key file), ``keyfile_dict`` (the key
   itself) and ``project``; neither key means application default credentials.
 * ``fs`` -- the local filesystem; extra ``path`` is a base folder for relative paths.
+* ``wasb`` and ``adls`` (Azure Blob Storage, ADLS Gen2) -- login is the account name (or
+  host the account URL), password the account key; extra may hold ``connection_string``,
+  ``shared_access_key``, ``sas_token``, ``tenant_id`` (then login/password are a service
+  principal's client id and secret) and ``blob_endpoint`` (an ``http://`` endpoint such as
+  the Azurite emulator's, whose account path follows the host). A key or a SAS lets the
+  Azure target copy unchanged ranges server-side; other credentials get the stream commit.
 * ``bigfile`` (and Airflow's ``generic``) -- the extra JSON is the fsspec storage options
   themselves (or holds them under ``"storage_options"``), for any fsspec backend.
 
@@ -37,6 +43,8 @@ CONN_PROTOCOLS: dict[str, tuple[str, ...] | None] = {
     "aws": ("s3", "s3a"),
     "google_cloud_platform": ("gs", "gcs"),
     "fs": ("file", "local"),
+    "wasb": ("az", "abfs", "abfss"),
+    "adls": ("az", "abfs", "abfss"),
     "bigfile": None,
     "generic": None,
 }
@@ -88,7 +96,8 @@ class BigFileHook(BaseHook):
     """Storage options and an fsspec filesystem for a URL, from an Airflow connection.
 
     :param conn_id: an Airflow connection of type ``aws``, ``google_cloud_platform``, ``fs``,
-        ``bigfile`` or ``generic``; ``None`` for no connection (default credentials).
+        ``wasb``, ``adls``, ``bigfile`` or ``generic``; ``None`` for no connection (default
+        credentials).
     """
 
     conn_name_attr = "conn_id"
@@ -138,6 +147,8 @@ class BigFileHook(BaseHook):
             "aws": self._aws_options,
             "google_cloud_platform": self._gcp_options,
             "fs": self._fs_options,
+            "wasb": self._azure_options,
+            "adls": self._azure_options,
         }.get(conn_type, self._generic_options)
         if conn_type not in CONN_PROTOCOLS:
             log.info("Connection %s has type %s; reading its extra as fsspec storage options",
@@ -192,6 +203,44 @@ class BigFileHook(BaseHook):
         project = _pick(extra, "project")
         if project:
             options["project"] = project
+        return options
+
+    def _azure_options(self, conn: Connection) -> dict[str, Any]:
+        """adlfs options from a ``wasb``/``adls`` connection (the fields Airflow's Azure
+        provider reads)."""
+        extra = _extra(conn)
+        connection_string = _pick(extra, "connection_string")
+        if connection_string:
+            _mask(connection_string)
+            return {"connection_string": connection_string}
+        host = conn.host or ""
+        account = _pick(extra, "account_name")
+        if host.startswith("https://") and ".blob." in host:
+            account = host.split("://", 1)[1].split(".", 1)[0]
+        tenant = _pick(extra, "tenant_id")
+        if tenant:
+            _mask(conn.password)
+            return {"account_name": account, "tenant_id": tenant, "client_id": conn.login,
+                    "client_secret": conn.password}
+        account = account or conn.login
+        key = conn.password or _pick(extra, "shared_access_key")
+        sas = _pick(extra, "sas_token")
+        endpoint = _pick(extra, "blob_endpoint")
+        if endpoint:  # an http endpoint (an emulator) needs a connection string
+            parts = [f"DefaultEndpointsProtocol={endpoint.split('://', 1)[0]}",
+                     f"AccountName={account}", f"BlobEndpoint={endpoint.rstrip('/')}"]
+            parts += [f"AccountKey={key}"] if key else []
+            parts += [f"SharedAccessSignature={sas.lstrip('?')}"] if sas and not key else []
+            _mask(key)
+            _mask(sas)
+            return {"connection_string": ";".join(parts) + ";"}
+        options: dict[str, Any] = {"account_name": account}
+        if key:
+            _mask(key)
+            options["account_key"] = key
+        elif sas:
+            _mask(sas)
+            options["sas_token"] = sas
         return options
 
     def _fs_options(self, conn: Connection) -> dict[str, Any]:

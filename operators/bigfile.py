@@ -6,12 +6,20 @@ retries) into engine calls: :func:`~airflow_bigfile.api.edit_file` for the one-t
 :func:`~airflow_bigfile.api.plan_edit`, :func:`~airflow_bigfile.api.patch_batch` and
 :func:`~airflow_bigfile.api.commit_edit` for the fleet.
 
-Permanent engine errors (every :class:`~airflow_bigfile.BigFileError` but a held lock and a
-:class:`~airflow_bigfile.TransientStorageError`) fail the task without retries
-(``AirflowFailException``); those two (another job holds the target; a lost connection or a
-timeout that outlived the engine's own retries) propagate and Airflow retries the task,
-which is safe: planning starts a new job, patching a batch overwrites its own staged shards,
-and a commit either happened or did not.
+What is retried, and by whom (the policy itself is :mod:`airflow_bigfile.io.errors`):
+
+1. The engine retries each call to a remote store that fails transiently (a lost
+   connection, a timeout, throttling, HTTP 408/429/5xx): 5 attempts with exponential
+   backoff and jitter (tenacity).
+2. A transient failure that outlives those retries leaves the engine as
+   :class:`~airflow_bigfile.TransientStorageError`, and a lock held by another job as
+   :class:`~airflow_bigfile.TargetLockedError`; the operators let both propagate, so
+   Airflow retries the task as its ``retries`` and ``retry_delay`` say. That is safe:
+   planning starts a new job, patching a batch overwrites its own staged shards, and a
+   failed commit changed nothing and kept its staging for the retry.
+3. Every other :class:`~airflow_bigfile.BigFileError` (bad edits, EIO, ENOSPC, permission
+   denied, a changed source, a corrupt shard) is permanent: the task fails at once with
+   ``AirflowFailException``, without retries.
 """
 
 from __future__ import annotations
@@ -44,7 +52,8 @@ DEFAULT_MAX_MAP_LENGTH = 1024
 
 @contextlib.contextmanager
 def _engine_errors(what: str) -> Iterator[None]:
-    """Turn permanent engine errors into ``AirflowFailException`` (no retry)."""
+    """Turn permanent engine errors into ``AirflowFailException`` (no retry); transient
+    ones and a held lock propagate for Airflow's retries."""
     try:
         yield
     except (TargetLockedError, TransientStorageError):
@@ -182,7 +191,9 @@ class BigFileEditOperator(_BigFileOperator):
     """Apply an edit list to one file in this task, with the engine's own thread pool.
 
     Returns the result figures (``size_before``, ``size_after``, ``matches``, ``shards``,
-    ``shards_changed``, ``bytes_written``, ``commit_mode``, ...) as XCom.
+    ``shards_changed``, ``bytes_written``, ``commit_mode``, ...) as XCom. A store that stops
+    answering is retried by the engine, then raised as ``TransientStorageError`` for
+    Airflow's retries; a permanent error fails the task at once (see the module docstring).
 
     :param path: local path or fsspec URL of the file to edit. (templated)
     :param edits: list of edit dicts (``{"op": "replace", "find": ..., "replace": ...}``) or
@@ -198,6 +209,9 @@ class BigFileEditOperator(_BigFileOperator):
     :param wait: seconds to wait for another job's lock on the target.
     :param break_hardlinks: allow a rewrite of a file with other hard links (they keep the
         old bytes); without it such a file is edited in place or the task fails.
+    :param verify: ``fast`` (each byte read once and written once, the file's identity
+        checked before the commit) or ``full`` (also reads the source and the new bytes
+        again); see :func:`~airflow_bigfile.edit_file`.
     :param progress_interval: seconds between progress lines in the task log (bytes and
         shards done, rate, time left).
 
@@ -213,7 +227,7 @@ class BigFileEditOperator(_BigFileOperator):
                  conn_id: str | None = None, shard_size: int | str | None = None,
                  workers: int | None = None, mode: str = "auto",
                  delimiter: str | bytes | None = None, dry_run: bool = False,
-                 wait: float = 0.0, break_hardlinks: bool = False,
+                 wait: float = 0.0, break_hardlinks: bool = False, verify: str = "fast",
                  progress_interval: float = 30.0, **kwargs: Any) -> None:
         kwargs["outlets"] = with_edited_files(kwargs.get("outlets"))
         super().__init__(conn_id=conn_id, **kwargs)
@@ -227,6 +241,7 @@ class BigFileEditOperator(_BigFileOperator):
         self.dry_run = dry_run
         self.wait = wait
         self.break_hardlinks = break_hardlinks
+        self.verify = verify
         self.progress_interval = progress_interval
 
     @cached_property
@@ -247,7 +262,7 @@ class BigFileEditOperator(_BigFileOperator):
                                delimiter=self.delimiter, dry_run=self.dry_run,
                                wait=self.wait, progress=self._kill_switch,
                                stop=self._kill_switch.killed,
-                               break_hardlinks=self.break_hardlinks)
+                               break_hardlinks=self.break_hardlinks, verify=self.verify)
         figures = result.to_dict()
         self.log.info("Edited %s: %s", url, figures)
         self._edited = url
@@ -282,8 +297,8 @@ class BigFilePlanOperator(_BigFileOperator):
     :param align: shard boundaries are multiples of this.
 
     How many batches: shards are grouped into contiguous batches of about ``batch_bytes``
-    each, because every mapped task pays a start-up (about 0.8 s of wall time per task and 3 s
-    of a worker slot under LocalExecutor, measured) that small batches would not outweigh;
+    each, because every mapped task pays a start-up (a new process, the DAG file parsed
+    again, the task API calls) that small batches would not outweigh;
     at most ``max_batches``, never more than ``core.max_map_length``, at least one. An 8 MB
     file in 4 KiB shards is one batch; 10 GB is 38.
     :param shared_staging: the local ``staging`` path is a mount every worker shares, so it
@@ -360,8 +375,10 @@ class BigFilePatchShardsOperator(_BigFileOperator):
     """Patch one batch of shards from ``BigFilePlanOperator`` and stage the result; meant to
     be mapped: ``BigFilePatchShardsOperator.partial(task_id="patch").expand(batch=plan.output)``.
 
-    Idempotent: a retry overwrites its own staged shards. Returns a small summary (staging,
-    shard range, matches, shards changed) for the commit.
+    Idempotent: a retry overwrites its own staged shards, so a ``TransientStorageError``
+    (the store stopped answering after the engine's retries) is left to Airflow's retries;
+    a permanent error fails the task at once. Returns a small summary (staging, shard
+    range, matches, shards changed) for the commit.
 
     :param batch: one item of the plan's output.
     :param conn_id: Airflow connection for the file's store.
@@ -403,7 +420,9 @@ class BigFilePatchShardsOperator(_BigFileOperator):
 class BigFileCommitOperator(_BigFileOperator):
     """Verify every staged shard of a planned edit and commit it atomically; any missing or
     corrupt shard, or a source that changed since the plan, fails the task (no retry) and
-    leaves the target untouched. Returns the same figures as ``BigFileEditOperator``.
+    leaves the target untouched. A store that stops answering raises
+    ``TransientStorageError`` with the target untouched and the staging kept, so Airflow's
+    retry of this task commits. Returns the same figures as ``BigFileEditOperator``.
 
     :param results: the mapped patch task's output (``patch.output``): one summary per batch,
         each naming the staging and carrying the manifest's SHA-256.
@@ -414,6 +433,7 @@ class BigFileCommitOperator(_BigFileOperator):
     :param wait: seconds to wait for another job's lock on the target.
     :param break_hardlinks: allow a rewrite of a file with other hard links (see
         ``BigFileEditOperator``).
+    :param verify: ``fast`` or ``full`` (see ``BigFileEditOperator``).
 
     The committed file is reported as an Asset and an OpenLineage dataset, as
     ``BigFileEditOperator`` does.
@@ -423,7 +443,7 @@ class BigFileCommitOperator(_BigFileOperator):
 
     def __init__(self, *, results: Any, path: str | None = None, conn_id: str | None = None,
                  mode: str = "auto", wait: float = 0.0, break_hardlinks: bool = False,
-                 **kwargs: Any) -> None:
+                 verify: str = "fast", **kwargs: Any) -> None:
         kwargs["outlets"] = with_edited_files(kwargs.get("outlets"))
         super().__init__(conn_id=conn_id, **kwargs)
         self.results = results
@@ -431,6 +451,7 @@ class BigFileCommitOperator(_BigFileOperator):
         self.mode = mode
         self.wait = wait
         self.break_hardlinks = break_hardlinks
+        self.verify = verify
 
     def execute(self, context: Context) -> dict[str, Any]:
         from airflow_bigfile.api import commit_edit
@@ -455,7 +476,7 @@ class BigFileCommitOperator(_BigFileOperator):
             result = commit_edit(staging, target=target, storage_options=self._options(None),
                                  mode=self.mode, wait=self.wait, batches=summaries,
                                  staging_options=self._options(staging),
-                                 break_hardlinks=self.break_hardlinks)
+                                 break_hardlinks=self.break_hardlinks, verify=self.verify)
         figures = result.to_dict()
         self.log.info("Committed %s: %s", figures.get("target"), figures)
         self._edited = figures.get("target")
@@ -474,7 +495,8 @@ def bigfile_edit_group(group_id: str, *, path: str, edits: Any, staging: str | N
                        mode: str = "auto",
                        delimiter: str | bytes | None = None, align: int | None = None,
                        shared_staging: bool = False, patch_kwargs: dict[str, Any] | None = None,
-                       break_hardlinks: bool = False, **group_kwargs: Any) -> TaskGroup:
+                       break_hardlinks: bool = False, verify: str = "fast",
+                       **group_kwargs: Any) -> TaskGroup:
     """Build plan -> mapped patch -> commit as one ``TaskGroup`` named ``group_id``.
 
     ``patch_kwargs`` go to the mapped patch task's ``partial()`` (``retries``, ``pool``,
@@ -491,5 +513,6 @@ def bigfile_edit_group(group_id: str, *, path: str, edits: Any, staging: str | N
         patch = BigFilePatchShardsOperator.partial(
             task_id="patch", conn_id=conn_id, **(patch_kwargs or {})).expand(batch=plan.output)
         BigFileCommitOperator(task_id="commit", results=patch.output, path=path,
-                              conn_id=conn_id, mode=mode, break_hardlinks=break_hardlinks)
+                              conn_id=conn_id, mode=mode, break_hardlinks=break_hardlinks,
+                              verify=verify)
     return group

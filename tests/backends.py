@@ -1,22 +1,28 @@
-"""Storage backends for the suites that every backend must pass (local, memory, S3 on moto).
+"""Storage backends for the suites that every backend passes: the engine
+(``tests/integration/test_backends.py``), the ``bigfile`` fsspec protocol
+(``test_fsspec.py``) and pandas/Dask by URL (``test_pandas_dask.py``).
 
-A :class:`Backend` is an inner fsspec filesystem with a fresh folder for one test; the
-fixtures ``local_backend``, ``memory_backend`` and ``s3_backend`` (``tests/conftest.py``)
-make them. :func:`require_engine` skips a test, with the reason, while ``edit_file`` cannot
-edit that kind of URL yet.
+A :class:`Backend` is an inner fsspec filesystem with a fresh folder for one test. The
+fixtures ``local_backend``, ``memory_backend``, ``s3_backend`` and ``azure_backend`` in
+``tests/conftest.py`` make them, and ``any_backend`` is each in turn. To add a backend: write
+its fixture (a fresh folder on a real server, torn down after the test) returning a
+:class:`Backend`, and add its name to ``any_backend``'s params; every shared suite then runs
+on it.
 """
 
 from __future__ import annotations
 
-import uuid
+import json
+import os
+import random
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 import fsspec
-import pytest
 
-from airflow_bigfile.edits import Append
-from airflow_bigfile.exceptions import BigFileError
+from airflow_bigfile.edits import Append, Patch
 from airflow_bigfile.fs.filesystem import BigFileFileSystem
 
 
@@ -29,7 +35,9 @@ class Backend:
     root: str                                        # inner path of the test's folder
     options: dict[str, Any] = field(default_factory=dict)   # the inner fs's storage options
     examples: int = 40                               # state machine runs
-    edit_options: dict[str, Any] = field(default_factory=dict)
+    edit_options: dict[str, Any] = field(default_factory=dict)  # the bigfile fs's
+    sample: int = 256 << 10                          # bytes of the engine suite's sample
+    commit_modes: tuple[str, ...] = ("stream",)      # how the engine commits an edit here
 
     @property
     def fs(self) -> BigFileFileSystem:
@@ -61,32 +69,24 @@ class Backend:
         return sorted(p.rsplit("/", 1)[-1] for p in self.inner.ls(self.root, detail=False))
 
 
-_ENGINE: dict[str, str | None] = {}
+def sample(size: int, seed: int = 1) -> bytes:
+    """``size`` bytes over ``ab,\\n``: short records, dense and self-overlapping matches."""
+    rng = random.Random(seed)
+    block = bytes(rng.choice(b"ab,\n") for _ in range(1 << 16))
+    return (block * (size // len(block) + 1))[:size]
 
 
-def engine_support(backend: Backend) -> str | None:
-    """None if ``edit_file`` edits this backend, else why not (probed once per backend)."""
-    if backend.name not in _ENGINE:
-        from airflow_bigfile import edit_file
-
-        name = f"probe-{uuid.uuid4().hex}"
-        probe = backend.put(name, b"probe")
-        try:
-            edit_file(backend.target(name), [Append(b"!")], storage_options=backend.options)
-            _ENGINE[backend.name] = None
-        except BigFileError as exc:
-            if "only local files" not in str(exc):
-                raise
-            _ENGINE[backend.name] = str(exc)
-        finally:
-            backend.inner.rm_file(probe)
-    return _ENGINE[backend.name]
+#: the edit list :func:`killed_edit` runs (the object store crash tests)
+KILLED_EDITS = [Patch(3 << 20, b"NEW"), Append(b"more")]
 
 
-
-
-def require_engine(backend: Backend) -> None:
-    """Skip the calling test while the engine cannot edit ``backend``'s targets."""
-    reason = engine_support(backend)
-    if reason is not None:
-        pytest.skip(f"the engine cannot edit {backend.name} targets yet ({reason})")
+def killed_edit(url: str, storage_options: dict[str, Any], point: str
+                ) -> subprocess.CompletedProcess[bytes]:
+    """Run :data:`KILLED_EDITS` on ``url`` in a fresh interpreter that SIGKILLs itself at
+    the crash point ``point`` (``name:N``, see :mod:`airflow_bigfile.commit.crash`)."""
+    script = ("import json, sys; from airflow_bigfile import edit_file, Patch, Append; "
+              "edit_file(sys.argv[1], [Patch(3 << 20, b'NEW'), Append(b'more')], "
+              "storage_options=json.loads(sys.argv[2]))")
+    env = {**os.environ, "BIGFILE_CRASH": point}
+    return subprocess.run([sys.executable, "-c", script, url, json.dumps(storage_options)],
+                          env=env, capture_output=True)

@@ -1,34 +1,34 @@
-"""Shared fixtures: a moto S3 server over HTTP on 127.0.0.1, fresh buckets, and a counting
-reverse proxy in front of it to measure the bytes that cross the network.
+"""Shared fixtures for every layer: a moto S3 server and an Azurite blob server over HTTP on
+127.0.0.1, fresh buckets and containers, a counting reverse proxy in front of each to measure
+the bytes that cross the network, and the storage backends of the shared suites.
+
+The suite runs on Linux, as root (the Safety tests act as a second user, uid 65534), with
+every extra of ``make test`` installed: nothing is skipped, a missing requirement fails.
 
 ``s3``          -> :class:`S3Env` ``(storage_options, bucket)`` straight to moto
 ``s3_counted``  -> the same through :class:`CountingProxy`; ask for ``counting_proxy`` too
                    to read its counters (reset at the start of every test)
+``azure``       -> :class:`AzureEnv` ``(storage_options, container)`` straight to Azurite
+``azure_counted`` -> the same through ``azure_proxy`` (a :class:`CountingProxy`)
 
-Bytes are counted at the HTTP level by a proxy rather than with botocore event hooks: the
-engine makes its own s3fs instances (and may run in other threads or processes), and a proxy
-sees every request whichever client sends it. Counted are request and response *bodies*
-(headers are not); an ``UploadPartCopy`` therefore counts as zero bytes sent.
+The proxy is :class:`tests.proxy.CountingProxy` (the benchmarks count S3 bytes with it too).
 """
 
 from __future__ import annotations
 
 import contextlib
-import http.client
 import logging
 import os
 import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NamedTuple
-from urllib.parse import urlsplit
 
 import pytest
 
+from tests.azurite import azure_connection_string, start_azurite
 from tests.backends import Backend
+from tests.proxy import CountingProxy
 
 # Airflow writes its config under AIRFLOW_HOME at import: never into the user's ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="bigfile-airflow-home-"))
@@ -58,133 +58,6 @@ class S3Env(NamedTuple):
         return s3fs.S3FileSystem(**self.storage_options)
 
 
-@dataclass
-class Exchange:
-    """One request that went through the proxy."""
-
-    method: str
-    path: str
-    status: int
-    sent: int
-    received: int
-
-
-class CountingProxy:
-    """A threaded HTTP reverse proxy on 127.0.0.1 (ephemeral port) that forwards every
-    request to ``upstream`` and counts request body bytes (:attr:`sent`) and response body
-    bytes (:attr:`received`)."""
-
-    def __init__(self, upstream: str) -> None:
-        parts = urlsplit(upstream)
-        self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
-        self.exchanges: list[Exchange] = []
-        self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="counting-proxy")
-
-    @property
-    def endpoint_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    @property
-    def sent(self) -> int:
-        """Request body bytes sent to the store since the last :meth:`reset`."""
-        with self._lock:
-            return sum(e.sent for e in self.exchanges)
-
-    @property
-    def received(self) -> int:
-        """Response body bytes received from the store since the last :meth:`reset`."""
-        with self._lock:
-            return sum(e.received for e in self.exchanges)
-
-    def requests(self, method: str | None = None) -> list[Exchange]:
-        """The exchanges so far (of one HTTP method, if given)."""
-        with self._lock:
-            return [e for e in self.exchanges if method in (None, e.method)]
-
-    def reset(self) -> None:
-        with self._lock:
-            self.exchanges.clear()
-
-    def record(self, exchange: Exchange) -> None:
-        with self._lock:
-            self.exchanges.append(exchange)
-
-    def start(self) -> CountingProxy:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
-
-
-_HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te",
-               "trailer", "trailers", "transfer-encoding", "upgrade", "expect", "content-length"}
-
-
-def _handler(proxy: CountingProxy) -> type[BaseHTTPRequestHandler]:
-    local = threading.local()
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def _body(self) -> bytes:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks = []
-                while True:
-                    size = int(self.rfile.readline().split(b";")[0].strip(), 16)
-                    if not size:
-                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                            pass
-                        return b"".join(chunks)
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
-            return self.rfile.read(int(self.headers.get("Content-Length") or 0))
-
-        def _forward(self) -> None:
-            body = self._body()
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-            if body or self.command in ("PUT", "POST"):
-                headers["Content-Length"] = str(len(body))
-            for attempt in (0, 1):
-                conn = getattr(local, "conn", None)
-                if conn is None:
-                    conn = local.conn = http.client.HTTPConnection(*proxy.upstream, timeout=60)
-                try:
-                    conn.request(self.command, self.path, body=body, headers=headers)
-                    resp = conn.getresponse()
-                    data = resp.read()
-                    break
-                except (http.client.HTTPException, ConnectionError):
-                    conn.close()
-                    local.conn = None
-                    if attempt:
-                        raise
-            proxy.record(Exchange(self.command, self.path, resp.status, len(body), len(data)))
-            self.send_response_only(resp.status, resp.reason)
-            for key, value in resp.getheaders():
-                if key.lower() not in _HOP_BY_HOP:
-                    self.send_header(key, value)
-            length = resp.getheader("Content-Length") if self.command == "HEAD" else None
-            self.send_header("Content-Length", length or str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-
-        do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
-
-    return Handler
-
-
 @pytest.fixture(scope="session")
 def aws_env() -> Iterator[dict[str, str]]:
     """Fake credentials and the region in the environment (never in client_kwargs: moto
@@ -200,9 +73,9 @@ def aws_env() -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="session")
 def s3_server(aws_env: dict[str, str]) -> Iterator[str]:
     """moto's S3 server on 127.0.0.1 and an ephemeral port; yields its endpoint URL."""
-    pytest.importorskip("s3fs")
-    server_mod = pytest.importorskip("moto.server")
-    server = server_mod.ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     logging.getLogger("werkzeug").setLevel(logging.WARNING)    # moto logs every request
     server.start()
     host, port = server.get_host_and_port()
@@ -235,7 +108,7 @@ def _options(endpoint: str) -> dict[str, Any]:
 @pytest.fixture(scope="session")
 def _s3_admin(s3_server: str) -> Any:
     """One long-lived client that creates and removes the test buckets (a new s3fs client
-    costs about a second: botocore loads its service models)."""
+    is slow to make: botocore loads its service models)."""
     import s3fs
 
     return s3fs.S3FileSystem(skip_instance_cache=True, **_options(s3_server))
@@ -272,6 +145,96 @@ def s3_counted(_s3_admin: Any, counting_proxy: CountingProxy) -> Iterator[S3Env]
         yield env
 
 
+# -- Azure Blob Storage: Azurite, installed by `make azurite` into .azurite/ ---------------
+
+class AzureEnv(NamedTuple):
+    """A fresh container on the test Azurite server and the adlfs options that reach it."""
+
+    storage_options: dict[str, Any]
+    container: str
+
+    def url(self, key: str = "") -> str:
+        """``az://container/key``."""
+        return f"az://{self.container}/{key}"
+
+    def path(self, key: str) -> str:
+        return f"{self.container}/{key}"
+
+    @property
+    def fs(self) -> Any:
+        """An ``adlfs.AzureBlobFileSystem`` with :attr:`storage_options`."""
+        import adlfs
+
+        return adlfs.AzureBlobFileSystem(skip_instance_cache=True, **self.storage_options)
+
+    def blob(self, key: str) -> Any:
+        """A synchronous ``BlobClient`` for ``key`` (block lists, ETags)."""
+        from azure.storage.blob import BlobClient
+
+        return BlobClient.from_connection_string(self.storage_options["connection_string"],
+                                                 self.container, key)
+
+
+@pytest.fixture(scope="session")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Azurite's blob service on 127.0.0.1 and an ephemeral port, in memory; yields its
+    endpoint URL."""
+    try:
+        proc, endpoint = start_azurite(tmp_path_factory.mktemp("azurite"))
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    try:
+        yield endpoint
+    finally:
+        proc.kill()  # in memory: nothing to flush
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def _azure_proxy_server(azurite: str) -> Iterator[CountingProxy]:
+    proxy = CountingProxy(azurite).start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture
+def azure_proxy(_azure_proxy_server: CountingProxy) -> CountingProxy:
+    """The counting proxy in front of Azurite, counters reset for this test."""
+    _azure_proxy_server.reset()
+    return _azure_proxy_server
+
+
+@contextlib.contextmanager
+def _container(endpoint: str, admin_endpoint: str) -> Iterator[AzureEnv]:
+    from azure.storage.blob import BlobServiceClient
+
+    admin = BlobServiceClient.from_connection_string(azure_connection_string(admin_endpoint))
+    container = f"bigfile-{uuid.uuid4().hex[:16]}"
+    admin.create_container(container)
+    try:
+        yield AzureEnv({"connection_string": azure_connection_string(endpoint)}, container)
+    finally:
+        with contextlib.suppress(Exception):
+            admin.delete_container(container)
+
+
+@pytest.fixture
+def azure(azurite: str) -> Iterator[AzureEnv]:
+    """A fresh, empty container; yields ``AzureEnv(storage_options, container)``."""
+    with _container(azurite, azurite) as env:
+        yield env
+
+
+@pytest.fixture
+def azure_counted(azurite: str, azure_proxy: CountingProxy) -> Iterator[AzureEnv]:
+    """Like ``azure`` but its ``storage_options`` go through ``azure_proxy``."""
+    with _container(azure_proxy.endpoint_url, azurite) as env:
+        azure_proxy.reset()
+        yield env
+
+
 # -- backends for the suites every backend passes (tests/backends.py) -----------------------
 
 @pytest.fixture
@@ -282,7 +245,8 @@ def local_backend(tmp_path: Any) -> Backend:
     root = tmp_path / "data"
     root.mkdir()
     return Backend("local", LocalFileSystem(), root.as_posix(), examples=60,
-                   edit_options={"shard_size": 64, "workers": 2})
+                   edit_options={"shard_size": 64, "workers": 2},
+                   commit_modes=("inplace", "rewrite"))
 
 
 @pytest.fixture
@@ -300,11 +264,21 @@ def memory_backend() -> Iterator[Backend]:
 
 @pytest.fixture
 def s3_backend(s3: S3Env) -> Backend:
-    """A fresh bucket on the moto S3 server."""
-    return Backend("s3", s3.fs, s3.bucket, options=dict(s3.storage_options), examples=12)
+    """A fresh bucket on the moto S3 server. The sample is small: part sizing has its unit
+    tests (tests/unit/test_parts.py) and test_s3.py moves copy parts of tens of MiB."""
+    return Backend("s3", s3.fs, s3.bucket, options=dict(s3.storage_options), examples=12,
+                   sample=1 << 20, commit_modes=("multipart",))
 
 
-@pytest.fixture(params=["local", "memory", "s3"])
+@pytest.fixture
+def azure_backend(azure: AzureEnv) -> Backend:
+    """A fresh container on the Azurite server."""
+    return Backend("azure", azure.fs, azure.container, options=dict(azure.storage_options),
+                   examples=12, sample=1 << 20, commit_modes=("blocklist",))
+
+
+@pytest.fixture(params=["local", "memory", "s3", "azure"])
 def any_backend(request: pytest.FixtureRequest) -> Backend:
-    """Each backend in turn."""
+    """Each backend in turn: a new backend joins every shared suite by its name here (and
+    its ``<name>_backend`` fixture)."""
     return request.getfixturevalue(f"{request.param}_backend")

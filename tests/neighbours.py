@@ -13,40 +13,37 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
-
 NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
-def switch_user() -> list[str] | None:
-    """The command prefix that runs a command as uid 65534, or None."""
-    if os.geteuid() != 0:
-        return None
+def require_root() -> None:
+    """Fail, never skip, where the suite cannot play a second user: the Safety tests run as
+    root (as ``make test`` does in CI) and act as uid 65534 beside it."""
+    assert os.geteuid() == 0, "this test acts as a second user (uid 65534): run it as root"
+
+
+def switch_user() -> list[str]:
+    """The command prefix that runs a command as uid 65534."""
+    require_root()
     if shutil.which("setpriv"):
         return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
     if shutil.which("runuser"):
         return ["runuser", "-u", "nobody", "--"]
-    return None
-
-
-needs_second_user = pytest.mark.skipif(
-    switch_user() is None or not os.path.exists(SYSTEM_PYTHON),
-    reason="needs root and setpriv or runuser to act as a second user")
+    raise AssertionError("neither setpriv nor runuser is installed: cannot act as uid 65534")
 
 
 def as_nobody(*cmd: str, check: bool = True, **kwargs: object
               ) -> subprocess.CompletedProcess[str]:
     """Run ``cmd`` as uid 65534."""
-    switch = switch_user()
-    assert switch is not None
-    return subprocess.run([*switch, *cmd], capture_output=True, text=True, check=check,
-                          timeout=60, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run([*switch_user(), *cmd], capture_output=True, text=True,
+                          check=check, timeout=60, **kwargs)  # type: ignore[call-overload]
 
 
 def nobody_python(code: str, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     """Run Python ``code`` as uid 65534 (the system interpreter: the project's may sit
     under a home folder that user cannot enter)."""
+    assert os.path.exists(SYSTEM_PYTHON), f"{SYSTEM_PYTHON} is needed to run code as uid 65534"
     return as_nobody(SYSTEM_PYTHON, "-c", code, *args, **kwargs)
 
 
@@ -81,6 +78,7 @@ def forked_as_nobody(fn: Callable[[], object]) -> object:
     """Run ``fn`` in a forked child whose user is uid/gid 65534 (the engine is already
     imported, so nothing needs to be readable by that user); returns what ``fn`` returned
     (JSON-able), or raises ``RuntimeError`` with the child's error."""
+    require_root()
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child

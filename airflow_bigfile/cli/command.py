@@ -121,6 +121,11 @@ def _common_options(*, edit: bool) -> argparse.ArgumentParser:
                            help="allow a rewrite of a file with other hard links (they keep "
                                 "the old bytes); without it such a file is edited in place "
                                 "or the edit is refused")
+        group.add_argument("--verify", choices=("fast", "full"),
+                           help="fast: every byte read once and written once, CRC32Cs taken "
+                                "as bytes stream, the file's identity checked before the "
+                                "commit; full: also read the source and the new bytes "
+                                "again (default: fast)")
     group.add_argument("--storage-option", type=_storage_option, action="append", default=[],
                        metavar="KEY=VALUE", dest="storage_options",
                        help="fsspec storage option, repeatable; VALUE is JSON if it parses "
@@ -532,7 +537,8 @@ def _engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"mode": args.mode, "dry_run": args.dry_run}
     if args.break_hardlinks:
         kwargs["break_hardlinks"] = True
-    for name in ("shard_size", "workers", "staging", "delimiter", "wait", "executor"):
+    for name in ("shard_size", "workers", "staging", "delimiter", "wait", "executor",
+                 "verify"):
         value = getattr(args, name)
         if value is not None:
             kwargs[name] = value

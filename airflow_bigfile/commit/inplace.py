@@ -134,8 +134,7 @@ def commit_truncate(path: str, url: str, identity: Identity, size: int) -> None:
     fd = os.open(Sidecars.of(path).path, os.O_RDWR | getattr(os, "O_BINARY", 0))
     try:
         st = os.fstat(fd)
-        check_identity(identity, Identity(size=st.st_size, mtime_ns=st.st_mtime_ns,
-                                          inode=st.st_ino), url)
+        check_identity(identity, Identity.of_stat(st), url)
         os.ftruncate(fd, size)
         fsync_file(fd)
     finally:
@@ -165,8 +164,7 @@ def commit_inplace(path: str, url: str, identity: Identity | None,
         if identity is None:
             expected_size = st.st_size + sum(len(t) for t in tail if not isinstance(t, int))
         else:
-            check_identity(identity, Identity(size=st.st_size, mtime_ns=st.st_mtime_ns,
-                                              inode=st.st_ino), url)
+            check_identity(identity, Identity.of_stat(st), url)
         saved = list(ranges)
         if cut_at is not None:
             saved.append((cut_at, st.st_size - cut_at))

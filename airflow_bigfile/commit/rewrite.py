@@ -21,7 +21,9 @@ from airflow_bigfile.exceptions import (
     StagingError,
 )
 from airflow_bigfile.io.oscompat import (
+    DROP_BEHIND_FROM,
     data_runs,
+    drop_read,
     drop_written,
     fsync_dir,
     fsync_file,
@@ -41,10 +43,6 @@ log = logging.getLogger(__name__)
 
 COPY_CHUNK = 64 << 20  # kernel copies this much at a time, starting writeback after each
 WRITEBACK_EVERY = 32 << 20
-# From this size on, the new file's pages leave the page cache once on disk, a window behind
-# the writer, so the cache never fills (the kernel would throttle the writer) and other
-# programs keep their cached data. Smaller files stay cached for whoever reads them next.
-DROP_BEHIND_FROM = 256 << 20
 _NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL, errno.ENOTSUP,
                    errno.EBADF, errno.EPERM}
 
@@ -127,6 +125,8 @@ class Assembler:
             n = self._kernel_copy(offset, min(length, COPY_CHUNK))
             if n == 0:
                 raise StagingError(f"the source ended early while copying at offset {offset}")
+            if self.drop_behind:
+                drop_read(self.src, offset, n)
             offset += n
             length -= n
             self.pos += n
@@ -145,6 +145,14 @@ class Assembler:
         if data:
             write_all(self.dst, data, self.pos)
         return len(data)
+
+    def done_with(self, offset: int, length: int) -> None:
+        """The source's bytes of a staged piece are in (its workers read them): out of the
+        page cache for a large file, except those of a copy not made yet (dropped once it
+        is, by :meth:`_copy_run`)."""
+        end = offset + length if self._copy is None else min(offset + length, self._copy[0])
+        if self.drop_behind and end > offset:
+            drop_read(self.src, offset, end - offset)
 
     def finish(self) -> int:
         self._flush()
@@ -168,10 +176,13 @@ def replace_file(src: str, dst: str, attempts: int = 10) -> None:
 
 def assemble(assembler: Assembler, staging: Staging, pieces: Iterable[Piece],
              manifest: Manifest, tail: Sequence[Data | int],
-             after_pieces: Callable[[], None] | None = None) -> int:
+             after_pieces: Callable[[], None] | None = None, verify: str = "fast") -> int:
     """Write every piece then the tail (data, or an int for that many zero bytes);
-    ``after_pieces`` runs between the two (a trailing unchanged run is not copied yet)."""
-    if manifest.direct:
+    ``after_pieces`` runs between the two (a trailing unchanged run is not copied yet).
+    ``verify="full"`` reads back every byte the workers wrote into the new file and checks
+    it against the CRC32C they took as they wrote it, and reads each staged payload through
+    once before using it."""
+    if manifest.direct and verify == "full":
         # Check every byte the workers wrote before overwriting any (a match straddling
         # into the next shard's range is written over that shard's bytes).
         pieces = list(pieces)
@@ -180,7 +191,10 @@ def assemble(assembler: Assembler, staging: Staging, pieces: Iterable[Piece],
         if piece.staged is None:
             assembler.copy(piece.start, piece.end - piece.start)
             continue
-        for kind, length, value in staged_records(staging, piece, manifest):
+        # The new file is abandoned if a payload's CRC32C fails at its end: in fast mode
+        # each staged byte is read once.
+        for kind, length, value in staged_records(staging, piece, manifest,
+                                                  precheck=verify == "full"):
             if kind == "C":
                 assembler.copy(value, length)  # type: ignore[arg-type]
             elif kind == "W":
@@ -190,6 +204,7 @@ def assemble(assembler: Assembler, staging: Staging, pieces: Iterable[Piece],
                 assembler.skip(length)
             else:
                 assembler.write(value)  # type: ignore[arg-type]
+        assembler.done_with(piece.start, piece.end - piece.start)
         crashpoint("rewrite-write")
     if after_pieces is not None:
         after_pieces()
@@ -205,14 +220,15 @@ def assemble(assembler: Assembler, staging: Staging, pieces: Iterable[Piece],
 def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Iterable[Piece],
                    manifest: Manifest, tail: Sequence[Data | int], expected_size: int | None,
                    after_pieces: Callable[[], None] | None = None,
-                   break_hardlinks: bool = False) -> int:
+                   break_hardlinks: bool = False, verify: str = "fast") -> int:
     """Build the new file beside ``path`` and rename it over the target. Returns bytes written.
 
     ``expected_size`` None means the pieces are still being made (they stream in as workers
     finish): the size is then what they add up to. ``after_pieces`` (see :func:`assemble`)
     may raise to abandon the new file before it is finished. The new file gets the target's
     metadata (:mod:`.metadata`) before the rename; a target with other hard links is refused
-    before the new file exists, unless ``break_hardlinks``."""
+    before the new file exists, unless ``break_hardlinks``. ``verify`` as for
+    :func:`assemble`."""
     cars = Sidecars.of(path)
     name = cars.new_name(manifest.job_id)
     tmp = cars.at(name)
@@ -227,7 +243,7 @@ def commit_rewrite(path: str, source_fd: int, staging: Staging, pieces: Iterable
                     item if isinstance(item, int) else len(item) for item in tail),
                     holes=has_holes(st))
             written = assemble(Assembler(source_fd, fd), staging, pieces, manifest, tail,
-                               after_pieces)
+                               after_pieces, verify)
             if expected_size is None:
                 os.ftruncate(fd, written)  # cut what the estimate reserved beyond the end
             elif written != expected_size:

@@ -24,7 +24,7 @@ from airflow_bigfile.run.tasks import JobSpec, checksum_ranges
 
 def check_identity(was: Identity, now: Identity, url: str) -> None:
     """Refuse to commit if the source ``url`` is no longer the one that was planned."""
-    for name in ("size", "mtime_ns", "inode", "etag"):
+    for name in ("size", "mtime_ns", "ctime_ns", "inode", "device", "etag"):
         before, after = getattr(was, name), getattr(now, name)
         if before is not None and after is not None and before != after:
             raise SourceChangedError(
@@ -32,9 +32,13 @@ def check_identity(was: Identity, now: Identity, url: str) -> None:
                 f"nothing was committed, run the edit again")
 
 
-def open_staged(staging: Staging, piece: Piece, manifest: Manifest
+def open_staged(staging: Staging, piece: Piece, manifest: Manifest, precheck: bool = True
                 ) -> tuple[BinaryIO, ShardHeader]:
-    """Open a staged shard and check its header against the manifest and the result."""
+    """Open a staged shard and check its header against the manifest and the result.
+
+    ``precheck`` reads the payload through and checks its CRC32C before returning; without
+    it the caller must consume every record (:func:`iter_records` checks the CRC32C at the
+    end) and be able to abandon what it made of them."""
     assert piece.staged is not None and piece.result is not None
     name, base = parse_staged(piece.staged)  # a batch file of this job's staging, nothing else
     f = staging.reader(name)  # the handle is shared by the batch's shards: staging closes it
@@ -51,7 +55,8 @@ def open_staged(staging: Staging, piece: Piece, manifest: Manifest
         raise StagingError(f"staged shard {piece.staged} does not match the manifest and "
                            f"its worker's result (index, offset, length, start, output, "
                            f"payload CRC: {found} != {expected})")
-    _check_payload(f, header, piece.staged, base)
+    if precheck:
+        _check_payload(f, header, piece.staged, base)
     read = shard.crc if shard.crc is not None else result.source_crc
     if read is not None and header.source_crc != read:
         raise StagingError(f"staged shard {piece.staged} was made from other source bytes "
@@ -103,14 +108,21 @@ def check_all_written(staging: Staging, pieces: Sequence[Piece], manifest: Manif
 
 
 def staged_records(staging: Staging, piece: Piece, manifest: Manifest,
-                   written_fd: int | None = None):
+                   written_fd: int | None = None, precheck: bool = True):
     """Yield a staged piece's output records, skipping its first ``piece.skip`` bytes.
 
     ``W`` records (bytes already in the new file) are checked whole through
-    ``written_fd`` (when given) before any of them is skipped."""
-    f, header = open_staged(staging, piece, manifest)
+    ``written_fd`` (when given) before any of them is skipped. Without ``precheck`` the
+    payload is read once, its CRC32C checked after the last record (see
+    :func:`open_staged`)."""
+    f, header = open_staged(staging, piece, manifest, precheck)
     skip = piece.skip
+    size = manifest.identity.size
     for kind, length, value in iter_records(f, header, piece.staged or ""):
+        if kind in "CW" and (value if kind == "C" else value[0]) + length > size:
+            # checked before the CRC32C at the payload's end, so nothing reads past the file
+            raise StagingError(f"staged shard {piece.staged} refers to bytes past the end "
+                               f"of the {size}-byte file")
         if kind == "W":
             if not manifest.direct:
                 raise StagingError(f"staged shard {piece.staged} refers to a new file "

@@ -1,48 +1,23 @@
-"""Retrying transient I/O errors with tenacity; permanent ones fail at once.
+"""Scheduling retries of transient failures with tenacity.
 
-Transient: interrupted or would-block calls, timeouts, dropped connections, a store's
-throttling and 5xx answers. Permanent: no space, no permission, EIO, a CRC mismatch, and
-everything else; those are reported, never retried.
+What is transient is decided by the error policy, :func:`airflow_bigfile.io.errors.
+is_transient`; this module only says how often and how long to wait: 5 attempts,
+exponential backoff with jitter, a warning logged before each wait.
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow_bigfile.exceptions import BigFileError
+from airflow_bigfile.io.errors import is_transient
 
 if TYPE_CHECKING:
     import tenacity
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-TRANSIENT_ERRNOS = {errno.EINTR, errno.EAGAIN, errno.ETIMEDOUT, errno.ECONNRESET,
-                    errno.ECONNABORTED, errno.EPIPE, errno.EBUSY}
-TRANSIENT_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout",
-                   "RequestTimeTooSkewed", "InternalError", "ServiceUnavailable",
-                   "503", "500", "502", "504", "TooManyRequests", "429"}
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether retrying ``exc`` may succeed."""
-    if isinstance(exc, BigFileError):
-        return False
-    if isinstance(exc, (TimeoutError, ConnectionError)):
-        return True
-    if isinstance(exc, OSError) and exc.errno in TRANSIENT_ERRNOS:
-        return True
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        code = str(response.get("Error", {}).get("Code", ""))
-        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        return code in TRANSIENT_CODES or (isinstance(status, int) and status >= 500)
-    name = type(exc).__name__
-    return name in {"EndpointConnectionError", "ConnectionClosedError", "ReadTimeoutError",
-                    "ConnectTimeoutError", "ServerDisconnectedError", "ClientOSError"}
 
 
 def policy(attempts: int = 5, initial: float = 0.05, maximum: float = 2.0,
@@ -60,8 +35,7 @@ def policy(attempts: int = 5, initial: float = 0.05, maximum: float = 2.0,
     )
 
 
-# Made on first use (importing tenacity costs ~60 ms); tests swap it for one that never
-# sleeps.
+# Made on first use (importing tenacity is slow); tests swap it for one that never sleeps.
 DEFAULT: tenacity.Retrying | None = None
 
 

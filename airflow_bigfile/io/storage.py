@@ -8,14 +8,18 @@ import os
 import posixpath
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from airflow_bigfile.exceptions import StagingError
-from airflow_bigfile.io.oscompat import readinto
+from airflow_bigfile.io.oscompat import DROP_BEHIND_FROM, advise_sequential, drop_read, readinto
+from airflow_bigfile.io.retry import retried
+
+T = TypeVar("T")
 
 
 def is_local(fs: fsspec.AbstractFileSystem) -> bool:
@@ -23,7 +27,7 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
-def resolve(url: str, storage_options: dict[str, Any] | None = None
+def url_to_fs(url: str, storage_options: dict[str, Any] | None = None
             ) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem and path for ``url`` (a local path or any fsspec URL)."""
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
@@ -32,22 +36,31 @@ def resolve(url: str, storage_options: dict[str, Any] | None = None
 
 @dataclass(frozen=True)
 class Identity:
-    """What must not change between plan and commit: size, plus mtime/inode locally or the
-    ETag/version on object stores."""
+    """What must not change between plan and commit: size, plus mtime, ctime, inode and
+    device locally, or the ETag/version on object stores. Any write moves a local file's
+    ctime, and no writer can set it back, so a writer that keeps size, mtime and inode is
+    still told apart."""
 
     size: int
     mtime_ns: int | None = None
     inode: int | None = None
     etag: str | None = None
+    ctime_ns: int | None = None
+    device: int | None = None
+
+    @classmethod
+    def of_stat(cls, st: os.stat_result) -> Identity:
+        """A local file's identity from its ``stat``."""
+        return cls(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino,
+                   ctime_ns=st.st_ctime_ns, device=st.st_dev)
 
     def to_dict(self) -> dict[str, Any]:
         return {"size": self.size, "mtime_ns": self.mtime_ns, "inode": self.inode,
-                "etag": self.etag}
+                "etag": self.etag, "ctime_ns": self.ctime_ns, "device": self.device}
 
 
 def local_identity(path: str) -> Identity:
-    st = os.stat(path)
-    return Identity(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
+    return Identity.of_stat(os.stat(path))
 
 
 class Source:
@@ -57,11 +70,12 @@ class Source:
         self.fs, self.path = fs, path
         self._fd: int | None = None
         self._file: BinaryIO | None = None
+        self._drop_behind = False
         if is_local(fs):
             self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            advise_sequential(self._fd)
+            self._drop_behind = os.fstat(self._fd).st_size >= DROP_BEHIND_FROM
         else:
-            from airflow_bigfile.io.retry import retried
-
             self._file = retried(fs.open, path, "rb", block_size=0, cache_type="none")
 
     def readinto(self, offset: int, view: memoryview) -> int:
@@ -69,8 +83,6 @@ class Source:
         Transient failures of remote reads are retried."""
         if self._fd is not None:  # local: the kernel retries EINTR, nothing else is transient
             return self._readinto(offset, view)
-        from airflow_bigfile.io.retry import retried
-
         return retried(self._readinto, offset, view)
 
     def _readinto(self, offset: int, view: memoryview) -> int:
@@ -86,6 +98,12 @@ class Source:
                 break
             done += n
         return done
+
+    def done_with(self, offset: int, length: int) -> None:
+        """Bytes no one will read again: out of the page cache, for a local file of at least
+        :data:`~airflow_bigfile.io.oscompat.DROP_BEHIND_FROM` bytes."""
+        if self._drop_behind and self._fd is not None:
+            drop_read(self._fd, offset, length)
 
     @property
     def fileno(self) -> int | None:
@@ -125,8 +143,6 @@ class _Upload:
         if self.file.closed:
             return
         self.file.seek(0)
-        from airflow_bigfile.io.retry import retried
-
         def upload() -> None:
             self.file.seek(0)
             with self.fs.open(self.path, "wb") as out:
@@ -156,8 +172,12 @@ class Staging:
         protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
         return self.root if protocol in ("file", "local") else f"{protocol}://{self.root}"
 
+    def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)``; on a remote store, transient failures are retried."""
+        return fn(*args, **kwargs) if self.local else retried(fn, *args, **kwargs)
+
     def create(self) -> None:
-        self.fs.makedirs(self.root, exist_ok=True)
+        self._call(self.fs.makedirs, self.root, exist_ok=True)
 
     def open_write(self, name: str) -> BinaryIO:
         """A seekable file for a staged shard; on object stores it is spooled to a local
@@ -170,7 +190,7 @@ class Staging:
         try:
             if self.local:
                 return open(self.path(name), "rb")  # noqa: SIM115 - closed by its caller
-            return self.fs.open(self.path(name), "rb")
+            return self._call(self.fs.open, self.path(name), "rb")
         except FileNotFoundError as exc:
             raise StagingError(f"staged file {self.path(name)} is missing") from exc
 
@@ -198,14 +218,14 @@ class Staging:
                 f.write(data)
             os.replace(tmp, self.path(name))
         else:
-            self.fs.pipe_file(self.path(name), data)
+            self._call(self.fs.pipe_file, self.path(name), data)
 
     def read_json(self, name: str) -> Any:
         return self.parse_json(name, self.read_bytes(name))
 
     def read_bytes(self, name: str) -> bytes:
         try:
-            return self.fs.cat_file(self.path(name))
+            return self._call(self.fs.cat_file, self.path(name))
         except FileNotFoundError as exc:
             raise StagingError(f"staged file {self.path(name)} is missing") from exc
 
@@ -220,4 +240,4 @@ class Staging:
         """Remove the whole staging folder."""
         self.close_readers()
         with contextlib.suppress(FileNotFoundError):
-            self.fs.rm(self.root, recursive=True)
+            self._call(self.fs.rm, self.root, recursive=True)

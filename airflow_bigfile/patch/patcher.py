@@ -193,9 +193,10 @@ class Patcher:
 
     # -- one shard -----------------------------------------------------------------------
 
-    def patch(self, shard: Shard, resume: Sequence[int] | None = None) -> ShardResult:
-        """Patch ``shard``; ``resume`` gives each replace's scan position (default: the
-        shard's start). Raises on a conflict, a pattern error or a source CRC mismatch."""
+    def apply(self, shard: Shard, resume: Sequence[int] | None = None) -> ShardResult:
+        """Apply the edits to ``shard`` and stage its output; ``resume`` gives each replace's
+        scan position (default: the shard's start). Raises on a conflict, a pattern error or
+        a source CRC mismatch."""
         start, end = shard.offset, shard.end
         if resume is None and start > 0 and self.matchers:
             resume = self._guess_resume(start)
@@ -240,6 +241,10 @@ class Patcher:
         except BaseException:
             writer.abandon()  # its bytes in the batch file are never referenced
             raise
+        if place is not None and header is not None:
+            # Its output is in the new file: no one reads these source bytes again (an
+            # unchanged shard's are, by the commit's copy, which drops them itself).
+            self.source.done_with(start, shard.length)
         return ShardResult(
             index=shard.index, resume_in=resume_in,
             resume_out=[max(end, p) for p in pos], output_start=output_start,
@@ -421,9 +426,10 @@ def _new(writer: RecordWriter, data: Data) -> None:
         writer.new(piece)
 
 
-def patch_batch(patcher: Patcher, shards: Sequence[Shard],
-                resume: Sequence[int] | None = None) -> list[ShardResult]:
-    """Patch contiguous ``shards`` in order, chaining each one's scan state into the next.
+def apply_shards(patcher: Patcher, shards: Sequence[Shard],
+                 resume: Sequence[int] | None = None) -> list[ShardResult]:
+    """Apply the edits to contiguous ``shards`` in order, chaining each one's scan state
+    into the next.
 
     A failure is recorded in the failing shard's result (and the rest are left out), so the
     committer can decide whether it stands or came from a wrong guess of ``resume``.
@@ -433,7 +439,7 @@ def patch_batch(patcher: Patcher, shards: Sequence[Shard],
         if not shard.patch:
             continue
         try:
-            result = patcher.patch(shard, resume)
+            result = patcher.apply(shard, resume)
         except BigFileError as exc:
             results.append(ShardResult(
                 index=shard.index, resume_in=[max(shard.offset, r) for r in resume] if resume

@@ -10,7 +10,7 @@ a sparsely edited shard cost no staging space and are later copied by the kernel
                                   (when output offsets are known, workers write there
                                   directly and bytes move once); ``crc`` is their CRC32C
 
-The header (little-endian, 68 bytes) says which job and shard it belongs to and carries the
+The header (little-endian, 72 bytes) says which job and shard it belongs to and carries the
 CRC32C of the source range the worker read, of the payload, and of the header itself.
 """
 

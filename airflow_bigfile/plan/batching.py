@@ -1,13 +1,10 @@
 """How many batches (mapped tasks) a planned edit is split into.
 
 Every mapped task pays a fixed start-up under a real scheduler (queueing, a new process, the
-DAG file parsed again, the task API calls) before it patches a byte: measured here under
-LocalExecutor at about 0.8 s of wall time per task, some 3 s of a worker slot, even for a task
-that does nothing; one task patches about 80 MB/s with a literal replace and 10-25 MB/s with
-a regex. A plan therefore hands each task at least :data:`DEFAULT_BATCH_BYTES` of shards to
-patch (seconds of work for a literal replace, half a minute for a regex), so the work
-outweighs the start-up, and never more tasks than ``ceiling`` (the operators pass
-``core.max_map_length``).
+DAG file parsed again, the task API calls) before it patches a byte, even a task that does
+nothing. A plan therefore hands each task at least :data:`DEFAULT_BATCH_BYTES` of shards to
+patch, so the work outweighs the start-up, and never more tasks than ``ceiling`` (the
+operators pass ``core.max_map_length``).
 
 The rule, for ``B`` bytes of shards to patch:
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol, TypeVar
 
 from airflow_bigfile.cancel import check_stop, run_with_stop
 from airflow_bigfile.exceptions import BigFileError
+from airflow_bigfile.io.errors import call_translated
 from airflow_bigfile.run.workers import start_worker
 
 T = TypeVar("T")
@@ -41,6 +42,7 @@ class PoolExecutor:
     never the target's lock) and die with this process (see :mod:`.workers`)."""
 
     POLL = 0.2  # seconds between looks at ``stop`` while waiting for results
+    AHEAD = 2  # calls in flight per worker
 
     def __init__(self, workers: int, *, processes: bool = False,
                  stop: threading.Event | None = None) -> None:
@@ -54,12 +56,25 @@ class PoolExecutor:
         self._futures: list[Any] = []
 
     def run(self, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]]) -> Iterator[T]:
-        call = fn if self._processes else functools.partial(run_with_stop, self.stop, fn)
-        futures = [self._pool.submit(call, *args) for args in calls]
-        self._futures += futures
-        pending = set(futures)
+        """Yield results as calls complete, with at most ``AHEAD`` per worker submitted and
+        not yet yielded: workers never run far ahead of the consumer (a streamed commit
+        copies a shard's unchanged bytes right behind its scan, while they are cached)."""
+        call = (functools.partial(call_translated, fn) if self._processes
+                else functools.partial(run_with_stop, self.stop, fn))
+        todo = iter(calls)
+        futures: list[Any] = []
+        pending: set[Any] = set()
         try:
-            while pending:
+            while True:
+                while len(pending) < self.AHEAD * self.workers:
+                    args = next(todo, None)
+                    if args is None:
+                        break
+                    futures.append(self._pool.submit(call, *args))
+                    self._futures.append(futures[-1])
+                    pending.add(futures[-1])
+                if not pending:
+                    return
                 check_stop(self.stop)
                 done, pending = wait(pending, self.POLL, FIRST_COMPLETED)
                 for future in done:
@@ -129,7 +144,8 @@ class DaskExecutor:
     def run(self, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]]) -> Iterator[T]:
         from distributed import as_completed as dask_completed
 
-        futures = [self.client.submit(fn, *args, pure=False) for args in calls]
+        futures = [self.client.submit(call_translated, fn, *args, pure=False)
+                   for args in calls]
         try:
             for future in dask_completed(futures):
                 yield future.result()

@@ -89,9 +89,9 @@ class Target(Protocol):
         where the storage has no such file."""
 
     def check_unchanged(self, manifest: Manifest, spec: JobSpec, exe: Executor,
-                        source_crcs: dict[int, int | None]) -> None:
+                        source_crcs: dict[int, int | None], *, full: bool = False) -> None:
         """Right before committing, refuse if the source changed since its shards were
-        read (where the commit itself cannot tell)."""
+        read (where the commit itself cannot tell); ``full`` reads it again to be sure."""
 
     def commit(self, stage: Staging, pieces: Sequence[Piece], manifest: Manifest,
                layout: Layout, mode: str, size_after: int, *, dry_run: bool,
@@ -100,10 +100,10 @@ class Target(Protocol):
 
     def stream_rewrite(self, stage: Staging, pieces: Iterator[Piece], manifest: Manifest,
                        layout: Layout, after_pieces: Callable[[], None],
-                       break_hardlinks: bool = False) -> CommitOutcome:
+                       break_hardlinks: bool = False, verify: str = "fast") -> CommitOutcome:
         """Rewrite from pieces still being made, calling ``after_pieces`` once the last is
         in (it may raise to abandon the commit). Where the storage allows, the scan and the
-        copy overlap."""
+        copy overlap. ``verify`` as :class:`~airflow_bigfile.settings.Settings` has it."""
 
     def discard(self, job_id: str) -> None:
         """Remove what ``job_id`` left beside the target (empty staging root, new file)."""

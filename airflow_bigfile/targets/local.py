@@ -22,7 +22,7 @@ from airflow_bigfile.commit.inplace import (
 from airflow_bigfile.commit.metadata import check_hardlinks, refuse_linked_rewrite
 from airflow_bigfile.commit.recover import RecoveryResult, check_no_journal, recover_local
 from airflow_bigfile.commit.rewrite import commit_rewrite
-from airflow_bigfile.commit.verify import check_sources
+from airflow_bigfile.commit.verify import check_identity, check_sources
 from airflow_bigfile.edits import Layout
 from airflow_bigfile.exceptions import (
     EditError,
@@ -153,10 +153,13 @@ class LocalTarget:
         return True
 
     def check_unchanged(self, manifest: Manifest, spec: JobSpec, exe: Executor,
-                        source_crcs: dict[int, int | None]) -> None:
-        """Read every shard a worker read again and check its CRC: a writer that kept the
-        size, mtime and inode is caught here."""
-        check_sources(self.url, manifest, spec, exe, source_crcs)
+                        source_crcs: dict[int, int | None], *, full: bool = False) -> None:
+        """Compare the file's identity (size, mtime, ctime, inode, device) with the
+        planned one, under the lock: any write since moved its ctime. ``full`` also reads
+        every shard a worker read again and checks its CRC32C."""
+        check_identity(manifest.identity, self.identity(), self.url)
+        if full:
+            check_sources(self.url, manifest, spec, exe, source_crcs)
 
     def commit_offsets(self, layout: Layout, identity: Identity, mode: str, *,
                        dry_run: bool, writer: str) -> CommitOutcome | None:
@@ -258,17 +261,19 @@ class LocalTarget:
         with self.source() as source:
             assert source.fileno is not None
             written = commit_rewrite(self.path, source.fileno, stage, pieces, manifest, tail,
-                                     size_after, break_hardlinks=break_links)
+                                     size_after, break_hardlinks=break_links,
+                                     verify=options.get("verify", "fast"))
         return CommitOutcome("rewrite", written, size_after, reason)
 
     def stream_rewrite(self, stage: Staging, pieces: Iterator[Piece], manifest: Manifest,
                        layout: Layout, after_pieces: Callable[[], None],
-                       break_hardlinks: bool = False) -> CommitOutcome:
+                       break_hardlinks: bool = False, verify: str = "fast") -> CommitOutcome:
         """Rewrite from pieces that are still being made (see ``commit_rewrite``)."""
         with self.source() as source:
             assert source.fileno is not None
             written = commit_rewrite(self.path, source.fileno, stage, pieces, manifest,
-                                     tail_items(layout), None, after_pieces, break_hardlinks)
+                                     tail_items(layout), None, after_pieces, break_hardlinks,
+                                     verify)
         return CommitOutcome("rewrite", written, written,
                              "the edits move bytes (an insert, a delete or a replace of "
                              "another length): only a rewrite commits that")

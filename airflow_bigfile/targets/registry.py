@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_bigfile.exceptions import EditError, TargetError
-from airflow_bigfile.io.storage import is_local, resolve
+from airflow_bigfile.io.storage import is_local, url_to_fs
+from airflow_bigfile.targets.azure import AzureTarget, is_azure
 from airflow_bigfile.targets.base import Target
 from airflow_bigfile.targets.local import LocalTarget
 from airflow_bigfile.targets.s3 import S3Target, is_s3
@@ -13,15 +14,17 @@ from airflow_bigfile.targets.stream import StreamTarget
 
 
 def open_target(url: str, storage_options: dict[str, Any] | None = None) -> Target:
-    """The target behind ``url``: a local file, an S3 object, or a file on any other fsspec
-    filesystem."""
+    """The target behind ``url``: a local file, an S3 object, an Azure blob, or a file on any
+    other fsspec filesystem."""
     if not isinstance(url, str) or not url:
         raise EditError(f"the target must be a path or URL, not {url!r}")
     try:
-        fs, path = resolve(url, storage_options)
+        fs, path = url_to_fs(url, storage_options)
     except (ImportError, ValueError) as exc:
         raise TargetError(f"{url}: {exc}") from exc
     if is_local(fs):
         return LocalTarget(fs, path, url)
-    return S3Target(fs, path, url) if is_s3(fs) else StreamTarget(fs, path, url)
+    if is_s3(fs):
+        return S3Target(fs, path, url)
+    return AzureTarget(fs, path, url) if is_azure(fs) else StreamTarget(fs, path, url)
 

@@ -21,19 +21,14 @@ from airflow_bigfile.commit.crash import crashpoint
 from airflow_bigfile.commit.recover import RecoveryResult
 from airflow_bigfile.commit.verify import check_identity
 from airflow_bigfile.edits import Layout
-from airflow_bigfile.exceptions import (
-    StagingError,
-)
 from airflow_bigfile.io.retry import retried
 from airflow_bigfile.io.sidecars import JOB_ID
-from airflow_bigfile.io.storage import Source, Staging
+from airflow_bigfile.io.storage import Staging
 from airflow_bigfile.plan.manifest import Manifest
 from airflow_bigfile.targets.base import tail_items
+from airflow_bigfile.targets.parts import MAX_PARTS, MIN_PART, Parts
 from airflow_bigfile.targets.stream import UPLOADS, StreamTarget, new_segments
 
-MIN_PART = 5 << 20
-MAX_PART = 5 << 30
-MAX_PARTS = 10_000
 DATA_PART = 16 << 20
 
 
@@ -109,15 +104,27 @@ class S3Target(StreamTarget):
         bucket, key, _ = self.fs.split_path(self.path)
         call = self.fs.call_s3
         etag = manifest.identity.etag
-        upload = retried(call, "create_multipart_upload", Bucket=bucket, Key=key)
-        upload_id = upload["UploadId"]
+        upload_id = retried(call, "create_multipart_upload", Bucket=bucket, Key=key)["UploadId"]
         marker = posixpath.join(self.staging_root, UPLOADS, upload_id)
         try:
             retried(self.fs.pipe_file, marker, manifest.job_id.encode())
-            parts = _Parts(self, call, bucket, key, upload_id, etag,
-                           max(DATA_PART, -(-size_after // (MAX_PARTS - 100))))
+            copy_if = {"CopySourceIfMatch": etag} if etag else {}
+
+            def upload(number: int, body: bytes) -> str:
+                return retried(call, "upload_part", Bucket=bucket, Key=key, UploadId=upload_id,
+                               PartNumber=number, Body=body)["ETag"]
+
+            def copy(number: int, offset: int, length: int) -> str:
+                out = retried(call, "upload_part_copy", Bucket=bucket, Key=key,
+                              UploadId=upload_id, PartNumber=number,
+                              CopySource={"Bucket": bucket, "Key": key},
+                              CopySourceRange=f"bytes={offset}-{offset + length - 1}", **copy_if)
+                return out["CopyPartResult"]["ETag"]
+
             with self.source() as source:
-                parts.source = source
+                parts = Parts(max(DATA_PART, -(-size_after // (MAX_PARTS - 100))),
+                              read=lambda offset, length: self._read(source, offset, length),
+                              upload=upload, copy=copy)
                 for kind, value, length in segments:
                     if kind == "C":
                         parts.copy(value, length)
@@ -146,88 +153,3 @@ class S3Target(StreamTarget):
         self.fs.invalidate_cache(self.path)
         return parts.sent
 
-
-class _Parts:
-    """Builds the parts of a multipart upload from copy and data segments."""
-
-    def __init__(self, target: S3Target, call: Any, bucket: str, key: str,
-                 upload_id: str, etag: str | None, part_size: int) -> None:
-        self.target, self.call = target, call
-        self.bucket, self.key, self.upload_id, self.etag = bucket, key, upload_id, etag
-        self.part_size = part_size
-        self.buf = bytearray()
-        self.run: list[int] | None = None  # pending copy run [offset, length]
-        self.done: list[dict[str, Any]] = []
-        self.sent = 0
-        self.source: Source | None = None
-
-    def copy(self, offset: int, length: int) -> None:
-        if self.run and self.run[0] + self.run[1] == offset:
-            self.run[1] += length
-        else:
-            self._end_run(last=False)
-            self.run = [offset, length]
-
-    def data(self, data: bytes | memoryview) -> None:
-        self._end_run(last=False)
-        self.buf += data
-        if len(self.buf) >= self.part_size:
-            self._upload()
-
-    def finish(self) -> None:
-        self._end_run(last=True)
-        if self.buf or not self.done:
-            self._upload()
-
-    def _download(self, offset: int, length: int) -> None:
-        assert self.source is not None
-        self.buf += self.target._read(self.source, offset, length)
-
-    def _end_run(self, *, last: bool) -> None:
-        if not self.run:
-            return
-        offset, length = self.run
-        self.run = None
-        if self.buf:  # pending bytes must grow to a full part before a copy part follows
-            take = min(length, max(0, MIN_PART - len(self.buf)))
-            self._download(offset, take)
-            offset, length = offset + take, length - take
-            if length >= MIN_PART or (last and length > 0):
-                self._upload()
-            elif length:
-                self._download(offset, length)
-                length = 0
-            if len(self.buf) >= self.part_size:
-                self._upload()
-        if length >= MIN_PART or (last and length > 0 and not self.buf):
-            count = -(-length // MAX_PART)
-            step = -(-length // count)
-            for start in range(offset, offset + length, step):
-                self._copy_part(start, min(step, offset + length - start))
-        elif length:
-            self._download(offset, length)
-
-    def _number(self) -> int:
-        number = len(self.done) + 1
-        if number > MAX_PARTS:
-            raise StagingError("the new object would need more than 10,000 parts; "
-                               "use a larger shard size")
-        return number
-
-    def _copy_part(self, offset: int, length: int) -> None:
-        number = self._number()
-        source: dict[str, Any] = {"Bucket": self.bucket, "Key": self.key}
-        extra = {"CopySourceIfMatch": self.etag} if self.etag else {}
-        out = retried(self.call, "upload_part_copy", Bucket=self.bucket, Key=self.key,
-                      UploadId=self.upload_id, PartNumber=number, CopySource=source,
-                      CopySourceRange=f"bytes={offset}-{offset + length - 1}", **extra)
-        self.done.append({"PartNumber": number, "ETag": out["CopyPartResult"]["ETag"]})
-
-    def _upload(self) -> None:
-        number = self._number()
-        body = bytes(self.buf)
-        self.buf = bytearray()
-        out = retried(self.call, "upload_part", Bucket=self.bucket, Key=self.key,
-                      UploadId=self.upload_id, PartNumber=number, Body=body)
-        self.sent += len(body)
-        self.done.append({"PartNumber": number, "ETag": out["ETag"]})

@@ -118,7 +118,7 @@ class StreamTarget:
         return False
 
     def check_unchanged(self, manifest: Manifest, spec: JobSpec, exe: Executor,
-                        source_crcs: dict[int, int | None]) -> None:
+                        source_crcs: dict[int, int | None], *, full: bool = False) -> None:
         """The commit checks the ETag, a digest of the content: nothing to read again."""
 
     def discard(self, job_id: str) -> None:
@@ -177,7 +177,7 @@ class StreamTarget:
 
     def stream_rewrite(self, stage: Staging, pieces: Iterator[Piece], manifest: Manifest,
                        layout: Layout, after_pieces: Callable[[], None],
-                       break_hardlinks: bool = False) -> CommitOutcome:
+                       break_hardlinks: bool = False, verify: str = "fast") -> CommitOutcome:
         """An object is written once every piece is in."""
         ready = list(pieces)
         after_pieces()
@@ -197,7 +197,7 @@ class StreamTarget:
 
     def _read(self, source: Source, offset: int, length: int) -> bytes:
         buf = bytearray(length)
-        n = retried(source.readinto, offset, memoryview(buf))
+        n = source.readinto(offset, memoryview(buf))
         if n != length:
             raise SourceChangedError(f"{self.url} ended early at {offset + n}; it changed")
         return bytes(buf)

@@ -9,7 +9,9 @@ the error comes out of ``edit_file``.
 from __future__ import annotations
 
 import os
+import re
 import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +28,12 @@ from airflow_bigfile import (
     edit_file,
 )
 from airflow_bigfile.edits import Append, Delete, Insert, Patch, Replace, Truncate
+from tests.neighbours import NOBODY, forked_as_nobody, require_root, shared_folder
 
 CONTENT = b"".join(b"id=%04d;name=user%d;mail=u%d@old.com;aaaaaaaa\n" % (i, i, i)
                    for i in range(500))
 SIZE = len(CONTENT)
 FILE_MODE = 0o640
-ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 
 def _target(tmp_path: Path) -> Path:
@@ -181,28 +183,56 @@ def test_folder(tmp_path: Path) -> None:
     assert os.listdir(folder) == ["inside"]
 
 
-def test_read_only_target(tmp_path: Path) -> None:
+def test_root_writes_a_read_only_target(tmp_path: Path) -> None:
+    """Root may write a 0444 file: the edit goes through and the mode bits stay."""
+    require_root()
     path = _target(tmp_path)
     os.chmod(path, 0o444)
-    if ROOT:  # root may write anyway: the edit goes through and the mode bits stay
-        edit_file(str(path), [Insert(0, b"#"), Patch(5, b"X")], workers=1)
-        assert path.read_bytes()[:1] == b"#"
-    else:
-        with pytest.raises(TargetPermissionError, match=r"data\.csv.*read-only"):
-            edit_file(str(path), [Patch(5, b"X")], workers=1)
-        assert path.read_bytes() == CONTENT
+    edit_file(str(path), [Insert(0, b"#"), Patch(5, b"X")], workers=1)
+    assert path.read_bytes()[:1] == b"#"
     assert stat.S_IMODE(path.stat().st_mode) == 0o444
     assert sorted(os.listdir(path.parent)) == [path.name]
 
 
-@pytest.mark.skipif(ROOT, reason="root may write into a read-only folder")
-def test_read_only_folder(tmp_path: Path) -> None:
-    path = _target(tmp_path)
-    os.chmod(path.parent, 0o555)
-    try:
-        with pytest.raises(TargetPermissionError, match=r"folder.*read-only"):
-            edit_file(str(path), [Insert(0, b"#")], workers=1)
-    finally:
-        os.chmod(path.parent, 0o755)
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A folder that uid 65534 can reach."""
+    yield from shared_folder()
+
+
+def _edit_as_nobody(path: Path, edits: list[Any]) -> str:
+    """``edit_file`` run as uid 65534: ``"ErrorClass: message"`` of what it raised."""
+    def edit() -> None:
+        edit_file(str(path), edits, workers=1)
+
+    with pytest.raises(RuntimeError) as info:
+        forked_as_nobody(edit)
+    return str(info.value)
+
+
+def test_read_only_target(shared: Path) -> None:
+    path = shared / "data.csv"
+    path.write_bytes(CONTENT)
+    os.chmod(path, 0o444)
+    error = _edit_as_nobody(path, [Patch(5, b"X")])
+    refused = rf"{TargetPermissionError.__name__}: .*data\.csv.*read-only.*"
+    assert re.fullmatch(refused, error), error
+    assert path.read_bytes() == CONTENT
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert sorted(os.listdir(shared)) == [path.name]
+
+
+def test_read_only_folder(shared: Path) -> None:
+    folder = shared / "target"
+    folder.mkdir()
+    path = folder / "data.csv"
+    path.write_bytes(CONTENT)
+    os.chown(path, NOBODY, NOBODY)
+    os.chmod(path, FILE_MODE)
+    os.chmod(folder, 0o555)
+    error = _edit_as_nobody(path, [Insert(0, b"#")])
+    refused = rf"{TargetPermissionError.__name__}: .*folder.*read-only.*"
+    assert re.fullmatch(refused, error), error
     assert path.read_bytes() == CONTENT
     assert stat.S_IMODE(path.stat().st_mode) == FILE_MODE
+    assert os.listdir(folder) == [path.name]

@@ -46,9 +46,6 @@ from airflow_bigfile.edits import (
 from tests.model import apply_model
 from tests.procs import descendants, wait_until_gone
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork") or not hasattr(signal, "SIGKILL"),
-                                reason="needs fork and SIGKILL")
-
 NAME = "data.bin"
 FILE_MODE = 0o640
 SHARD = 8192
@@ -443,7 +440,6 @@ def test_kill_fresh_interpreter(sc: Scenario, tmp_path: Path) -> None:
         TOTALS[sc.mode, "killed"]["trials"] += 1
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="walks /proc (Linux)")
 @pytest.mark.parametrize("sc", [SCENARIOS[0], SCENARIOS[1]], ids=["inplace", "rewrite"])
 def test_kill_with_process_workers(sc: Scenario, tmp_path: Path) -> None:
     """With ``executor="process"``: kills at the first pass of commit points, and kills while
@@ -530,7 +526,7 @@ def test_crash_summary() -> None:
     """Over the module: at least 200 killed trials, both outcomes seen in both modes."""
     if not any(mode == "inplace" for mode, _ in TOTALS) or \
             not any(mode == "rewrite" for mode, _ in TOTALS):
-        pytest.skip("the crash trials did not all run (deselected?)")
+        raise AssertionError("the summary counts the module's crash trials: run them too")
     print("\ncrash trials, outcome after recovery:")
     for (mode, point), c in sorted(TOTALS.items()):
         if point != "killed":

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import random
 
+import distributed
 import pytest
 
 from airflow_bigfile import Insert, Patch, Replace, edit_file
-
-distributed = pytest.importorskip("distributed")
 
 
 @pytest.fixture(scope="module")

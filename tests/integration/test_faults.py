@@ -1,5 +1,7 @@
-"""Fault injection through a faulty fsspec wrapper: transient errors are retried and the
-edit succeeds; EIO and ENOSPC fail cleanly with the target intact."""
+"""Fault injection through a faulty fsspec wrapper, at every call of an edit in turn:
+transient errors are retried and the edit succeeds; EIO and ENOSPC fail cleanly with the
+target intact. Faults that outlive the retries, through each operator:
+``test_operator_faults.py``; the mapping itself: ``tests/unit/test_error_policy.py``."""
 
 from __future__ import annotations
 
@@ -14,7 +16,6 @@ from airflow_bigfile import (
     Patch,
     Replace,
     StorageError,
-    TransientStorageError,
     edit_file,
 )
 from airflow_bigfile.io import retry as retry_module
@@ -103,45 +104,3 @@ def test_permanent_faults_fail_cleanly(target: str, kind: str) -> None:
         FaultyFileSystem.reset()
         assert _leftovers() == [], f"leftovers after {kind} at call {call}"
     assert failed > total // 2
-
-
-@pytest.mark.parametrize("kind", TRANSIENT)
-def test_retries_are_bounded_then_the_error_is_transient(target: str, kind: str) -> None:
-    """A connection lost for good from the 3rd call on outlives the engine's retries and
-    leaves ``edit_file`` as a TransientStorageError (a StorageError: the job may be run
-    again later), never as the raw backend error and never as a permanent one."""
-    FaultyFileSystem.reset({n: kind for n in range(3, 1000)})
-    with pytest.raises(TransientStorageError, match="run the job again later") as info:
-        edit_file(target, EDITS, shard_size=512, workers=1)
-    assert isinstance(info.value, StorageError)
-    FaultyFileSystem.reset()
-    assert _content() == DATA and _leftovers() == []
-
-
-def test_the_error_mapping_is_complete() -> None:
-    """Every fault the wrapper can raise maps to exactly one class of the tree: the
-    transient ones to TransientStorageError, the others to a permanent StorageError."""
-    from airflow_bigfile.io.errors import translate
-    from tests.faulty import FAULTS
-
-    for kind, make in FAULTS.items():
-        mapped = translate(make())
-        assert isinstance(mapped, StorageError), kind
-        assert isinstance(mapped, TransientStorageError) == (kind in TRANSIENT), kind
-
-
-@pytest.mark.parametrize("kind", ["reset", "EIO"])
-def test_operators_let_airflow_retry_only_transient_errors(target: str, kind: str) -> None:
-    pytest.importorskip("airflow")
-    from airflow.sdk.exceptions import AirflowFailException
-    from airflow_bigfile.operators import BigFileEditOperator
-
-    op = BigFileEditOperator(task_id="edit", path=target, shard_size=512, workers=1,
-                             edits=[{"op": "replace", "find": "aab", "replace": "Q"}])
-    FaultyFileSystem.reset({n: kind for n in range(3, 1000)})
-    expected = TransientStorageError if kind == "reset" else AirflowFailException
-    with pytest.raises(expected) as info:
-        op.execute({})
-    assert not isinstance(info.value, AirflowFailException) or kind == "EIO"
-    FaultyFileSystem.reset()
-    assert _content() == DATA

@@ -1,9 +1,8 @@
 """The ``bigfile`` fsspec protocol, one suite for every backend (local, memory, S3 on moto).
 
-:class:`BigFileSuite` holds the tests; each ``Test*`` subclass provides a ``backend`` fixture
-(fsspec's ``tests/abstract`` pattern). Tests that need the engine to edit the backend ask for
-the ``engine`` fixture, which skips with the reason while ``edit_file`` refuses that kind of
-URL, so they turn on by themselves when the engine supports it.
+:class:`TestEveryBackend` runs on each backend of ``any_backend`` (``tests/backends.py``:
+a new backend joins by one fixture param); what only one backend has is in
+:class:`TestLocal` and :class:`TestS3`.
 
 The ``r+b`` file is checked against a ``bytearray`` by a hypothesis state machine (zarr's
 ``testing/stateful.py`` pattern), committed (or discarded) at the end of every run.
@@ -36,18 +35,18 @@ from hypothesis.stateful import (
 from airflow_bigfile.edits import Append, Patch, Truncate
 from airflow_bigfile.exceptions import SourceChangedError
 from airflow_bigfile.fs.filesystem import BigFileFileSystem, EditFile, SpoolFile
-from tests.backends import Backend, require_engine
+from tests.backends import Backend
 
 EXAMPLES = {"quick": 0.2, "default": 1.0, "thorough": 10.0}[
     os.environ.get("BIGFILE_HYPOTHESIS_PROFILE", "default")]
 
 
-class BigFileSuite:
-    """Every backend passes these. Subclasses define the ``backend`` fixture."""
+class TestEveryBackend:
+    """Every backend passes these."""
 
     @pytest.fixture
-    def engine(self, backend: Backend) -> None:
-        require_engine(backend)
+    def backend(self, any_backend: Backend) -> Backend:
+        return any_backend
 
     # -- URLs and delegation --------------------------------------------------------------
 
@@ -156,7 +155,7 @@ class BigFileSuite:
             f.write(b"first\n")
         assert backend.get("new.log") == b"first\n"
 
-    def test_ab_appends(self, backend: Backend, engine: None) -> None:
+    def test_ab_appends(self, backend: Backend) -> None:
         backend.put("a.log", b"one\n")
         with backend.fs.open(backend.path("a.log"), "ab") as f:
             f.write(b"two\n")
@@ -177,7 +176,7 @@ class BigFileSuite:
 
     # -- r+b ------------------------------------------------------------------------------
 
-    def test_rplus(self, backend: Backend, engine: None) -> None:
+    def test_rplus(self, backend: Backend) -> None:
         backend.put("a.csv", b"id,mail\n1,a@old.com\n2,b@old.com\n")
         with backend.fs.open(backend.path("a.csv"), "r+b") as f:
             assert f.read(8) == b"id,mail\n"
@@ -191,7 +190,7 @@ class BigFileSuite:
             assert f.read() == b"id,mail\n1,a@NEW.com\n2,b@NEW.com\n3,c@new.com\n"
         assert backend.get("a.csv") == b"id,mail\n1,a@NEW.com\n2,b@NEW.com\n3,c@new.com\n"
 
-    def test_rplus_truncate_and_text(self, backend: Backend, engine: None) -> None:
+    def test_rplus_truncate_and_text(self, backend: Backend) -> None:
         backend.put("a.txt", b"keep this|drop this")
         with fsspec.open(backend.url("a.txt"), "r+b", **backend.options) as f:
             f.truncate(9)
@@ -214,7 +213,7 @@ class BigFileSuite:
         assert backend.get("a.bin") == b"0123456789"
         assert backend.names() == ["a.bin"]
 
-    def test_rplus_discard_and_commit(self, backend: Backend, engine: None) -> None:
+    def test_rplus_discard_and_commit(self, backend: Backend) -> None:
         backend.put("a.bin", b"0123456789")
         f = backend.fs.open(backend.path("a.bin"), "r+b")
         f.write(b"XX")
@@ -236,13 +235,9 @@ class BigFileSuite:
             backend.put("a.bin", b"changed by someone else")
         assert backend.get("a.bin") == b"changed by someone else"
 
-    def test_rplus_model(self, backend: Backend, engine: None) -> None:
+    def test_rplus_model(self, backend: Backend) -> None:
         """Random seek/read/write/truncate sequences equal a bytearray (stateful test)."""
-        run_state_machine_as_test(
-            machine_for(backend),
-            settings=settings(max_examples=max(3, int(backend.examples * EXAMPLES)),
-                              stateful_step_count=25, deadline=None,
-                              suppress_health_check=list(HealthCheck)))
+        check_against_a_bytearray(backend)
 
     # -- transactions ---------------------------------------------------------------------
 
@@ -275,7 +270,7 @@ class BigFileSuite:
         assert (backend.get("a.bin"), backend.get("c.bin")) == (b"old a", b"old c")
         assert not fs._intrans
 
-    def test_transaction_with_edits(self, backend: Backend, engine: None) -> None:
+    def test_transaction_with_edits(self, backend: Backend) -> None:
         backend.put("a.bin", b"old a")
         backend.put("c.log", b"one\n")
         fs = backend.fs
@@ -289,6 +284,16 @@ class BigFileSuite:
 
 
 # -- the state machine ----------------------------------------------------------------------
+
+def check_against_a_bytearray(backend: Backend) -> None:
+    """Run :func:`machine_for`'s state machine on ``backend``; its rules, invariant and
+    teardown assert every read, position, size and the committed (or discarded) bytes."""
+    run_state_machine_as_test(
+        machine_for(backend),
+        settings=settings(max_examples=max(3, int(backend.examples * EXAMPLES)),
+                          stateful_step_count=25, deadline=None,
+                          suppress_health_check=list(HealthCheck)))
+
 
 def machine_for(backend: Backend) -> type[RuleBasedStateMachine]:
     """A state machine comparing an ``r+b`` file on ``backend`` with a ``bytearray``."""
@@ -366,9 +371,9 @@ def machine_for(backend: Backend) -> type[RuleBasedStateMachine]:
     return RPlusMachine
 
 
-# -- the backends ---------------------------------------------------------------------------
+# -- one backend only ----------------------------------------------------------------------
 
-class TestLocal(BigFileSuite):
+class TestLocal:
     @pytest.fixture
     def backend(self, local_backend: Backend) -> Backend:
         return local_backend
@@ -407,13 +412,28 @@ class TestLocal(BigFileSuite):
         assert fs.local and fs.inner_url(inner) == path
 
 
-class TestMemory(BigFileSuite):
-    @pytest.fixture
-    def backend(self, memory_backend: Backend) -> Backend:
-        return memory_backend
+class TestAzure:
+    @pytest.mark.parametrize("mode", ["ab", "r+b"])
+    def test_small_writes_send_little(self, azure_counted: Any, azure_proxy: Any,
+                                      mode: str) -> None:
+        """``ab`` and a one-byte ``r+b`` write on a 12 MiB blob send a few KiB, headers
+        included: the blob's bytes are copied by the store."""
+        data = os.urandom(12 << 20)
+        azure_counted.fs.pipe_file(azure_counted.path("big.bin"), data)
+        backend = Backend("azure", azure_counted.fs, azure_counted.container,
+                          options=dict(azure_counted.storage_options))
+        azure_proxy.reset()
+        with fsspec.open(backend.url("big.bin"), mode, **backend.options) as f:
+            if mode == "r+b":
+                f.seek(5 << 20)
+            f.write(b"tail\n")
+        assert azure_proxy.sent_headers < 64 << 10, azure_proxy.requests()
+        expected = data + b"tail\n" if mode == "ab" else \
+            data[:5 << 20] + b"tail\n" + data[(5 << 20) + 5:]
+        assert backend.get("big.bin") == expected
 
 
-class TestS3(BigFileSuite):
+class TestS3:
     @pytest.fixture
     def backend(self, s3_backend: Backend) -> Backend:
         return s3_backend
@@ -429,7 +449,6 @@ class TestS3(BigFileSuite):
         s3_counted.fs.pipe_file(f"{s3_counted.bucket}/big.bin", data)
         backend = Backend("s3", s3_counted.fs, s3_counted.bucket,
                           options=dict(s3_counted.storage_options))
-        require_engine(backend)
         counting_proxy.reset()
         with fsspec.open(backend.url("big.bin"), "ab", **backend.options) as f:
             f.write(b"tail\n")
@@ -444,7 +463,6 @@ class TestS3(BigFileSuite):
         s3_counted.fs.pipe_file(f"{s3_counted.bucket}/big.bin", data)
         backend = Backend("s3", s3_counted.fs, s3_counted.bucket,
                           options=dict(s3_counted.storage_options))
-        require_engine(backend)
         counting_proxy.reset()
         with fsspec.open(backend.url("big.bin"), "r+b", edit_options={"shard_size": "5MiB"},
                          **backend.options) as f:

@@ -335,7 +335,6 @@ FAULTS = [
 ]
 
 
-@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
 @pytest.mark.parametrize(("mode", "edits", "call", "err", "where", "nth"), FAULTS)
 def test_io_error_during_commit_leaves_the_old_file(tmp_path: Path, monkeypatch, mode: str,
                                                      edits: list, call: str, err: int,

@@ -187,7 +187,7 @@ def _order_from(data: bytes, tags: set[int]) -> list[int]:
     return order
 
 
-def _check_race(path: Path, succeeded: set[int]) -> list[int]:
+def check_race(path: Path, succeeded: set[int]) -> list[int]:
     data = path.read_bytes()
     order = _order_from(data, succeeded)
     model = RACE_ORIGINAL
@@ -203,7 +203,7 @@ def test_threads_race_with_wait(tmp_path: Path) -> None:
     with ThreadPoolExecutor(4) as pool:
         list(pool.map(lambda tag: edit_file(str(path), race_edits(tag), wait=60, workers=1,
                                             shard_size="4KiB"), range(6)))
-    _check_race(path, set(range(6)))
+    check_race(path, set(range(6)))
 
 
 def test_threads_race_without_wait(tmp_path: Path) -> None:
@@ -221,7 +221,7 @@ def test_threads_race_without_wait(tmp_path: Path) -> None:
     with ThreadPoolExecutor(4) as pool:
         ran = list(pool.map(job, range(4)))
     assert any(ran)
-    _check_race(path, {tag for tag, ok in enumerate(ran) if ok})
+    check_race(path, {tag for tag, ok in enumerate(ran) if ok})
 
 
 # -- separate processes -------------------------------------------------------------------
@@ -310,4 +310,4 @@ def test_processes_race(tmp_path: Path) -> None:
             assert proc.returncode == 1 and "TargetLockedError" in err, err
             assert tag % 2 == 1, f"job {tag} waited but failed: {err}"
     assert {0, 2, 4} <= succeeded
-    _check_race(path, succeeded)
+    check_race(path, succeeded)

@@ -22,14 +22,25 @@ import pytest
 
 from airflow_bigfile import Delete, HardLinkError, Insert, Replace, edit_file
 from airflow_bigfile.io.lock import TargetLock
-from tests.neighbours import cli_as_nobody, forked_as_nobody, shared_folder
+from tests.neighbours import (
+    NOBODY,
+    cli_as_nobody,
+    forked_as_nobody,
+    require_root,
+    shared_folder,
+)
 
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-needs_root = pytest.mark.skipif(not IS_ROOT or not hasattr(os, "setxattr"),
-                                reason="chown to other users and trusted.* need root on Linux")
 CLI = [sys.executable, "-m", "airflow_bigfile"]
-NOBODY = 65534
 DATA = b"id,email\n" + b"".join(b"%04d,abc@old.com\n" % i for i in range(400))
+
+
+@pytest.fixture
+def as_root() -> None:
+    """chown to other users and trusted.* xattrs need root: fail, never skip, without it."""
+    require_root()
+
+
+needs_root = pytest.mark.usefixtures("as_root")
 
 # posix_acl_xattr: u32 version 2, then entries (u16 tag, u16 perm, u32 id), little-endian
 ACL_USER_OBJ, ACL_USER, ACL_GROUP_OBJ, ACL_MASK, ACL_OTHER = 0x01, 0x02, 0x04, 0x10, 0x20
@@ -257,7 +268,6 @@ def test_fsspec_wb_on_a_linked_file(linked: tuple[Path, Path], tmp_path: Path) -
 
 
 def test_operators_take_break_hardlinks(linked: tuple[Path, Path], tmp_path: Path) -> None:
-    pytest.importorskip("airflow")
     from airflow.sdk import DAG
     from airflow.sdk.exceptions import AirflowFailException
     from airflow_bigfile.operators import (

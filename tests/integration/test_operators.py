@@ -9,12 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("airflow")
-
-from airflow.sdk.exceptions import AirflowException, AirflowFailException  # noqa: E402
-from airflow_bigfile.hooks import BigFileHook  # noqa: E402
-from airflow_bigfile.operators import (  # noqa: E402
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow_bigfile.hooks import BigFileHook
+from airflow_bigfile.operators import (
     BigFileCommitOperator,
     BigFileEditOperator,
     BigFilePatchShardsOperator,
@@ -22,14 +19,14 @@ from airflow_bigfile.operators import (  # noqa: E402
     bigfile_edit_group,
 )
 
-from airflow_bigfile.exceptions import (  # noqa: E402
+from airflow_bigfile.exceptions import (
     EditConflictError,
     ShardChecksumError,
     SourceChangedError,
     TargetLockedError,
     TransientStorageError,
 )
-from tests.samples import model, sample_csv  # noqa: E402
+from tests.samples import model, sample_csv
 
 
 def render(op, **params):
@@ -357,13 +354,40 @@ def test_local_staging_refused_under_distributed_executor(tmp_path, monkeypatch,
     assert shared.execute({})
 
 
+@pytest.mark.parametrize("verify", ["fast", "full"])
+def test_operators_take_the_verify_level(tmp_path, verify):
+    data = sample_csv(3000)
+    edits = [{"op": "replace", "find": "@old.com", "replace": "@newer.com"}]
+    target = tmp_path / "data.csv"
+    target.write_bytes(data)
+    BigFileEditOperator(task_id="edit", path=str(target), edits=edits, shard_size="8KiB",
+                        verify=verify).execute({})
+    assert target.read_bytes() == model(data, edits)
+    target.write_bytes(data)
+    _, summaries = run_fleet(target, tmp_path / "staging", edits, shard_size=8192,
+                             max_batches=3)
+    BigFileCommitOperator(task_id="commit", results=summaries, verify=verify).execute({})
+    assert target.read_bytes() == model(data, edits)
+
+
+def test_a_bad_verify_level_fails_the_task_and_touches_nothing(tmp_path):
+    data = sample_csv(300)
+    target = tmp_path / "data.csv"
+    target.write_bytes(data)
+    with pytest.raises(AirflowFailException, match="verify must be fast or full"):
+        BigFileEditOperator(task_id="edit", path=str(target), verify="most",
+                            edits=[{"op": "append", "data": "x"}]).execute({})
+    assert target.read_bytes() == data
+
+
 def test_edit_group_builds_plan_patch_commit():
     from airflow.sdk import DAG
 
     with DAG("g", schedule=None) as dag:
         group = bigfile_edit_group("mask", path="/d.csv", staging="s3://b/st",
                                    edits=[{"op": "append", "data": "x"}], shard_size="1MiB",
-                                   patch_kwargs={"retries": 3})
+                                   patch_kwargs={"retries": 3}, verify="full")
+    assert dag.task_dict["mask.commit"].verify == "full"
     assert set(dag.task_dict) == {"mask.plan", "mask.patch", "mask.commit"}
     assert group.group_id == "mask"
     assert dag.task_dict["mask.patch"].upstream_task_ids == {"mask.plan"}
@@ -390,6 +414,26 @@ def test_edit_group_builds_plan_patch_commit():
                  "abfs://c/k", {"account_name": "a", "sas_token": "tok"}, id="generic"),
     pytest.param({"conn_type": "generic", "extra": {"anon": True}}, "s3://b/k",
                  {"anon": True}, id="generic-flat"),
+    pytest.param({"conn_type": "wasb", "login": "acct", "password": "s3cr3t-key"},
+                 "az://c/k", {"account_name": "acct", "account_key": "s3cr3t-key"},
+                 id="wasb-key"),
+    pytest.param({"conn_type": "wasb", "host": "https://acct.blob.core.windows.net",
+                  "extra": {"sas_token": "sv=1&sig=s3cr3t"}},
+                 "abfs://c/k", {"account_name": "acct", "sas_token": "sv=1&sig=s3cr3t"},
+                 id="wasb-sas"),
+    pytest.param({"conn_type": "wasb", "extra": {"connection_string": "AccountName=a;s3cr3t"}},
+                 "bigfile::az://c/k", {"connection_string": "AccountName=a;s3cr3t"},
+                 id="wasb-connection-string"),
+    pytest.param({"conn_type": "adls", "login": "client-id", "password": "s3cr3t",
+                  "extra": {"tenant_id": "t1", "account_name": "acct"}},
+                 "abfss://c/k", {"account_name": "acct", "tenant_id": "t1",
+                                 "client_id": "client-id", "client_secret": "s3cr3t"},
+                 id="adls-service-principal"),
+    pytest.param({"conn_type": "wasb", "login": "dev", "password": "s3cr3t",
+                  "extra": {"blob_endpoint": "http://127.0.0.1:10000/dev"}},
+                 "az://c/k", {"connection_string": "DefaultEndpointsProtocol=http;"
+                              "AccountName=dev;BlobEndpoint=http://127.0.0.1:10000/dev;"
+                              "AccountKey=s3cr3t;"}, id="wasb-emulator"),
 ])
 def test_hook_storage_options(monkeypatch, conn, url, expected):
     monkeypatch.setenv("AIRFLOW_CONN_BF_TEST", json.dumps(conn))
@@ -405,6 +449,35 @@ def test_hook_without_connection_and_fs_base_path(monkeypatch, tmp_path):
     (tmp_path / "a.txt").write_bytes(b"hi")
     fs, path = BigFileHook("bf_fs").get_fs("a.txt")
     assert fs.cat_file(path) == b"hi"
+
+
+@pytest.mark.parametrize("auth", ["key", "sas"])
+def test_wasb_connection_edits_a_blob_on_azurite(monkeypatch, azure, azurite, auth):
+    """A wasb connection (account key, or a container SAS) reaches the emulator; the edit
+    is a block list of server-side copies either way."""
+    from datetime import datetime, timedelta, timezone
+
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    from tests.azurite import AZURE_ACCOUNT, AZURE_KEY
+
+    extra = {"blob_endpoint": f"{azurite}/{AZURE_ACCOUNT}"}
+    conn = {"conn_type": "wasb", "login": AZURE_ACCOUNT, "extra": extra}
+    if auth == "key":
+        conn["password"] = AZURE_KEY
+    else:
+        extra["sas_token"] = generate_container_sas(
+            AZURE_ACCOUNT, azure.container, account_key=AZURE_KEY,
+            permission=ContainerSasPermissions(read=True, write=True, list=True, add=True,
+                                               create=True, delete=True),
+            expiry=datetime.now(timezone.utc) + timedelta(hours=1))
+    monkeypatch.setenv("AIRFLOW_CONN_BF_WASB", json.dumps(conn))
+    azure.fs.pipe(azure.path("d.csv"), b"id,email\n" + b"1,a@old.com\n" * 1000)
+    out = BigFileEditOperator(task_id="e", path=azure.url("d.csv"), conn_id="bf_wasb",
+                              edits=[{"op": "replace", "find": "@old.com",
+                                      "replace": "@new.org"}]).execute({})
+    assert out["commit_mode"] == "blocklist" and out["matches"] == 1000
+    assert azure.fs.cat(azure.path("d.csv")) == b"id,email\n" + b"1,a@new.org\n" * 1000
 
 
 def test_hook_refuses_a_connection_for_another_store(monkeypatch):

@@ -1,6 +1,7 @@
 """Large rewrites drop the new file's pages behind the writer once they are on disk
-(``sync_file_range`` + ``POSIX_FADV_DONTNEED``), so a rewrite of a file larger than memory
-does not evict other programs' cached data. Residency is read with ``mincore``."""
+(``sync_file_range`` + ``POSIX_FADV_DONTNEED``), and the source's pages behind the reader
+once nothing will read them again, so a rewrite of a file larger than memory does not evict
+other programs' cached data. Residency is read with ``mincore``."""
 
 from __future__ import annotations
 
@@ -8,17 +9,15 @@ import ctypes
 import mmap
 import os
 import random
-import sys
 from pathlib import Path
 
 import pytest
 
 import airflow_bigfile.commit.rewrite as commit
+import airflow_bigfile.io.storage as storage
 from airflow_bigfile import Insert, Replace, edit_file
 from airflow_bigfile.io.oscompat import drop_written, start_writeback
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
-                                reason="sync_file_range and mincore are Linux calls")
 MiB = 1 << 20
 
 
@@ -52,6 +51,7 @@ def test_drop_written_takes_the_pages_out_of_the_cache(tmp_path: Path) -> None:
 def drop_behind(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every rewrite drops behind its writer, in 2 MiB windows."""
     monkeypatch.setattr(commit, "DROP_BEHIND_FROM", 1)
+    monkeypatch.setattr(storage, "DROP_BEHIND_FROM", 1)
     monkeypatch.setattr(commit, "WRITEBACK_EVERY", 2 * MiB)
     monkeypatch.setattr(commit, "COPY_CHUNK", 2 * MiB)
 
@@ -71,6 +71,41 @@ def test_a_large_rewrite_leaves_only_its_last_window_cached(tmp_path: Path, drop
                                                      b"replaced longer")
     assert path.read_bytes() == expected
     assert pages <= 3 * 2 * MiB // 4096, pages  # the last window, the one before, the rest
+
+
+DENSE = b"".join(b"%08d,user%d@old.com\n" % (i, i % 97) for i in range(1_500_000))
+READ_SIDE = [
+    pytest.param([Replace(b"@old.com", b"@new.com")], id="dense-same-length"),  # direct
+    pytest.param([Replace(b"user1@old.com", b"user1@newer.com")], id="length-changing"),
+    pytest.param([Insert(100, b"INSERTED")], id="insert"),  # kernel copies only
+]
+
+
+@pytest.mark.parametrize("edits", READ_SIDE)
+@pytest.mark.parametrize("large", [True, False], ids=["large", "small"])
+def test_the_source_leaves_the_cache_behind_the_reader(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, edits: list, large: bool) -> None:
+    """The old file (kept here by a second hard link) was fully cached before the edit: a
+    large one has left the cache when the edit is done, a small one is still there."""
+    if large:
+        monkeypatch.setattr(commit, "DROP_BEHIND_FROM", 1)
+        monkeypatch.setattr(storage, "DROP_BEHIND_FROM", 1)
+    path, old = tmp_path / "data.csv", tmp_path / "old.csv"
+    path.write_bytes(DENSE)
+    os.sync()  # clean pages, as a file long written has: dirty ones cannot be dropped
+    os.link(path, old)
+    old.read_bytes()
+    cached = resident_pages(old)
+    assert cached >= len(DENSE) // 4096
+    result = edit_file(str(path), edits, shard_size="4MiB", workers=2, break_hardlinks=True)
+    assert result.commit_mode == "rewrite"
+    left = resident_pages(old)
+    assert old.read_bytes() == DENSE
+    if large:
+        # what is left: about one 4 MiB shard's worth (read-ahead, the scans' look-ahead)
+        assert left <= cached // 6, f"{left} of {cached} source pages still cached"
+    else:
+        assert left >= cached * 0.95, f"only {left} of {cached} source pages still cached"
 
 
 def test_small_rewrites_stay_cached(tmp_path: Path) -> None:

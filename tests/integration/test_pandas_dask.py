@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import dask.dataframe as dd
+import pandas as pd
 import pytest
 
-from tests.backends import Backend, require_engine
-
-pd = pytest.importorskip("pandas")
+from tests.backends import Backend
 
 HEADER = b"id,name,score\n"
 ROWS = b"".join(b"%d,name-%d,%d.5\n" % (i, i, i % 7) for i in range(500))
@@ -40,7 +40,6 @@ def test_read_csv(csv: tuple[Backend, str, dict[str, Any]]) -> None:
 
 def test_to_csv_append(csv: tuple[Backend, str, dict[str, Any]]) -> None:
     backend, url, options = csv
-    require_engine(backend)
     more = pd.DataFrame({"id": [500, 501], "name": ["name-500", "name-501"],
                          "score": [0.5, 1.5]})
     more.to_csv(url, mode="a", header=False, index=False, storage_options=options or None)
@@ -67,7 +66,6 @@ def test_to_csv_write_is_atomic(csv: tuple[Backend, str, dict[str, Any]]) -> Non
 
 
 def test_dask_read_csv(csv: tuple[Backend, str, dict[str, Any]]) -> None:
-    dd = pytest.importorskip("dask.dataframe")
     _, url, options = csv
     ddf = dd.read_csv(url, blocksize=1000, storage_options=options or None)
     assert ddf.npartitions > 1                               # ranged reads of the inner file
@@ -78,7 +76,6 @@ def test_dask_read_csv(csv: tuple[Backend, str, dict[str, Any]]) -> None:
 def test_plain_local_paths(tmp_path: Any) -> None:
     """A local file by ``bigfile:///abs/path`` in pandas (which hands fsspec only URLs with
     ``://``) and by ``bigfile::/abs/path`` in Dask and fsspec."""
-    dd = pytest.importorskip("dask.dataframe")
     import fsspec
 
     path = tmp_path / "data.csv"

@@ -55,7 +55,7 @@ def _leftovers(path: Path) -> list[str]:
     return sorted(set(os.listdir(path.parent)) - {path.name})
 
 
-def _check(path: Path, edits: list, result, mode: str) -> None:
+def check_result(path: Path, edits: list, result, mode: str) -> None:
     assert result.commit_mode == mode
     assert path.read_bytes() == apply_model(ORIGINAL, edits)
     assert os.stat(path).st_mode & 0o7777 == 0o640
@@ -71,7 +71,7 @@ def test_no_pwrite_inplace_uses_seek_and_write(tmp_path: Path, monkeypatch) -> N
     monkeypatch.delattr(os, "pwrite")
     monkeypatch.setattr(os, "lseek", lambda *a: lseeks.append(a) or real_lseek(*a))
     result = edit_file(str(path), SAME_LENGTH, mode="inplace", **OPTIONS)
-    _check(path, SAME_LENGTH, result, "inplace")
+    check_result(path, SAME_LENGTH, result, "inplace")
     assert lseeks, "seek+write was not used"
 
 
@@ -79,7 +79,7 @@ def test_no_pwrite_rewrite(tmp_path: Path, monkeypatch) -> None:
     path = _target(tmp_path)
     monkeypatch.delattr(os, "pwrite")
     result = edit_file(str(path), LENGTH_CHANGING, mode="rewrite", **OPTIONS)
-    _check(path, LENGTH_CHANGING, result, "rewrite")
+    check_result(path, LENGTH_CHANGING, result, "rewrite")
 
 
 def test_no_pwrite_recovery(tmp_path: Path, monkeypatch) -> None:
@@ -116,7 +116,7 @@ def test_mmap_refused_falls_back_to_pwrite(tmp_path: Path, monkeypatch) -> None:
 
     monkeypatch.setattr(mmap, "mmap", refuse)
     result = edit_file(str(path), SAME_LENGTH, mode="inplace", writer="mmap", **OPTIONS)
-    _check(path, SAME_LENGTH, result, "inplace")
+    check_result(path, SAME_LENGTH, result, "inplace")
     assert tried, "mmap was never tried"
 
 
@@ -159,7 +159,7 @@ def test_mmap_failing_midway_falls_back_to_pwrite(tmp_path: Path, monkeypatch, o
 
     monkeypatch.setattr(mmap, "mmap", failing)
     result = edit_file(str(path), SAME_LENGTH, mode="inplace", writer="mmap", **OPTIONS)
-    _check(path, SAME_LENGTH, result, "inplace")
+    check_result(path, SAME_LENGTH, result, "inplace")
     assert maps and any(m.writes > ok for m in maps), "the failing mapping was not used"
 
 
@@ -169,7 +169,7 @@ def test_mmap_refused_and_no_pwrite(tmp_path: Path, monkeypatch) -> None:
         OSError(errno.ENODEV, "no mmap")))
     monkeypatch.delattr(os, "pwrite")
     result = edit_file(str(path), SAME_LENGTH, mode="inplace", writer="mmap", **OPTIONS)
-    _check(path, SAME_LENGTH, result, "inplace")
+    check_result(path, SAME_LENGTH, result, "inplace")
 
 
 # -- locking without fcntl ------------------------------------------------------------------
@@ -239,11 +239,9 @@ def test_lock_without_fcntl_after_a_crash(tmp_path: Path, monkeypatch) -> None:
     target forever: the next job (or recovery) takes it over."""
     monkeypatch.setattr(lock_module, "fcntl", None)
     path = _target(tmp_path)
-    dead = os.fork() if hasattr(os, "fork") else None
+    dead = os.fork()
     if dead == 0:
         os._exit(0)
-    if dead is None:
-        pytest.skip("needs fork to get the pid of a dead process")
     os.waitpid(dead, 0)
     with open(lock_path(str(path)), "w", encoding="utf-8") as f:
         json.dump({"pid": dead, "host": os.uname().nodename, "job": "killed",
@@ -260,7 +258,7 @@ def test_no_fcntl_module_at_all(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "fcntl", None)  # makes `import fcntl` raise ImportError
     path = _target(tmp_path)
     result = edit_file(str(path), SAME_LENGTH, mode="inplace", **OPTIONS)
-    _check(path, SAME_LENGTH, result, "inplace")
+    check_result(path, SAME_LENGTH, result, "inplace")
     result = edit_file(str(path), [Insert(0, b"x")], mode="rewrite", **OPTIONS)
     assert path.read_bytes() == b"x" + apply_model(ORIGINAL, SAME_LENGTH)
 
@@ -279,7 +277,7 @@ def test_copy_file_range_refused_falls_back(tmp_path: Path, monkeypatch, err: in
 
     monkeypatch.setattr(os, "copy_file_range", refuse, raising=False)
     result = edit_file(str(path), LENGTH_CHANGING, mode="rewrite", **OPTIONS)
-    _check(path, LENGTH_CHANGING, result, "rewrite")
+    check_result(path, LENGTH_CHANGING, result, "rewrite")
     assert calls, "copy_file_range was never tried"
 
 
@@ -287,7 +285,7 @@ def test_no_copy_file_range(tmp_path: Path, monkeypatch) -> None:
     path = _target(tmp_path)
     monkeypatch.delattr(os, "copy_file_range", raising=False)
     result = edit_file(str(path), LENGTH_CHANGING, mode="rewrite", **OPTIONS)
-    _check(path, LENGTH_CHANGING, result, "rewrite")
+    check_result(path, LENGTH_CHANGING, result, "rewrite")
 
 
 @pytest.mark.parametrize("platform", ["linux", "win32"])
@@ -305,7 +303,7 @@ def test_writeback_hint_where_there_is_one_and_where_not(tmp_path: Path, monkeyp
     assert bool(oscompat._sync_file_range) == (platform == "linux")
     result = edit_file(str(path), LENGTH_CHANGING, mode="rewrite",
                        **{**OPTIONS, "block_size": "4KiB"})
-    _check(path, LENGTH_CHANGING, result, "rewrite")
+    check_result(path, LENGTH_CHANGING, result, "rewrite")
 
 
 def test_copy_file_range_permanent_error_is_reported(tmp_path: Path, monkeypatch) -> None:
@@ -338,7 +336,7 @@ def test_replace_retried_while_target_is_held(tmp_path: Path, monkeypatch) -> No
 
     monkeypatch.setattr(os, "replace", held)
     result = edit_file(str(path), LENGTH_CHANGING, mode="rewrite", **OPTIONS)
-    _check(path, LENGTH_CHANGING, result, "rewrite")
+    check_result(path, LENGTH_CHANGING, result, "rewrite")
     assert len(refusals) == 2
 
 
@@ -373,4 +371,4 @@ def test_windows_like(tmp_path: Path, monkeypatch, edits: list, mode: str) -> No
         OSError(errno.EINVAL, "no mmap")))
     path = _target(tmp_path)
     result = edit_file(str(path), edits, mode=mode, writer="mmap", **OPTIONS)
-    _check(path, edits, result, mode)
+    check_result(path, edits, result, mode)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib.util
 import os
 import re
 import shutil
@@ -26,17 +25,16 @@ from hypothesis import HealthCheck, Phase, event, given, settings
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
-from airflow_bigfile import DataFile
+from airflow_bigfile import (
+    DataFile,
+    edit_file,  # noqa: E402
+)
+from airflow_bigfile import payload as payload_module  # noqa: E402
 from airflow_bigfile.edits import Append, Delete, Insert, Patch, Replace, Truncate
 from airflow_bigfile.exceptions import BigFileError, EditConflictError, EditError, PatternError
-from tests.model import apply_model, match_count
-
-if importlib.util.find_spec("airflow_bigfile.api") is None:   # the engine is not there yet
-    pytest.skip("airflow_bigfile.api is not available", allow_module_level=True)
-from airflow_bigfile import edit_file  # noqa: E402
-from airflow_bigfile import payload as payload_module  # noqa: E402
 from airflow_bigfile.patch import patcher as patch_module  # noqa: E402
 from airflow_bigfile.plan import manifest as plan_module  # noqa: E402
+from tests.model import apply_model, match_count
 
 # -- settings -------------------------------------------------------------------------------
 
@@ -86,12 +84,21 @@ def contents(max_size: int) -> st.SearchStrategy[bytes]:
         lambda alphabet: st.lists(st.sampled_from(alphabet), max_size=max_size).map(bytes))
 
 
+def _regex_replace(t: tuple[tuple[bytes, bytes], int]) -> Replace | None:
+    """The regex edit, or None where its pattern cannot match within ``max_match`` (the
+    constructor refuses those before any I/O, as test_max_match.py checks)."""
+    (find, replace), max_match = t
+    try:
+        return Replace(find, replace, regex=True, max_match=max_match)
+    except PatternError:
+        return None
+
+
 def edit_strategy(n: int, regexes=REGEXES, max_match=MAX_MATCH_64):
     pos = st.integers(0, n + 1)           # n + 1 is past the end
     return st.one_of(
         st.builds(Replace, st.sampled_from(LITERALS), st.sampled_from(REPLACEMENTS)),
-        st.tuples(st.sampled_from(regexes), max_match).map(
-            lambda t: Replace(t[0][0], t[0][1], regex=True, max_match=t[1])),
+        st.tuples(st.sampled_from(regexes), max_match).map(_regex_replace).filter(bool),
         st.builds(Patch, pos, small_data.filter(bool)),
         st.builds(Insert, pos, small_data),
         st.builds(Delete, pos, st.integers(1, max(1, n // 2) + 1)),
@@ -147,7 +154,7 @@ def _run(path: str, edits: list, **kw):
         return None, exc
 
 
-def check(workdir: Path, data: bytes, edits: list, *, dry_first: bool = False,
+def check_engine(workdir: Path, data: bytes, edits: list, *, dry_first: bool = False,
           engine_edits: list | None = None, **kw):
     """Run the engine on a fresh file holding ``data`` and compare with the model (which
     applies ``edits``; the engine applies ``engine_edits``, the same edits in another form,
@@ -248,7 +255,7 @@ def payloads_as(kind: str, edits: list, workdir: Path):
 def test_engine_matches_model(workdir, case, geo, dry_first, mode, gap, payload):
     data, edits = case
     with sparse_gap(gap), payloads_as(payload, edits, workdir) as ours:
-        check(workdir, data, edits, dry_first=dry_first, mode=mode, engine_edits=ours,
+        check_engine(workdir, data, edits, dry_first=dry_first, mode=mode, engine_edits=ours,
               **geo)
 
 
@@ -259,7 +266,7 @@ def test_engine_matches_model(workdir, case, geo, dry_first, mode, gap, payload)
 def test_engine_enforces_max_match(workdir, case, geo):
     """With a small max_match, a longer match must fail the edit (the model raises)."""
     data, edits = case
-    check(workdir, data, edits, **geo)
+    check_engine(workdir, data, edits, **geo)
 
 
 @scaled(0.4)
@@ -267,7 +274,7 @@ def test_engine_enforces_max_match(workdir, case, geo):
        delimiter=st.sampled_from([b"\n", b"b"]))
 def test_record_alignment_does_not_change_results(workdir, case, geo, delimiter):
     data, edits = case
-    check(workdir, data, edits, delimiter=delimiter, **geo)
+    check_engine(workdir, data, edits, delimiter=delimiter, **geo)
 
 
 @st.composite
@@ -288,12 +295,12 @@ def same_length_cases(draw):
 @given(case=same_length_cases(), geo=geometry(), mode=st.sampled_from(["inplace", "auto"]))
 def test_same_length_edits_in_place(workdir, case, geo, mode):
     data, edits = case
-    check(workdir, data, edits, mode=mode, **geo)
+    check_engine(workdir, data, edits, mode=mode, **geo)
 
 
 @pytest.mark.parametrize("edits", [[Patch(1, b"X")], [Replace(b"ab", b"AB"), Patch(2, b"\n")]])
 def test_inplace_mode_commits_in_place(workdir, edits):
-    result = check(workdir, b"abcabcab\n" * 3, edits, mode="inplace", shard_size=4, align=2,
+    result = check_engine(workdir, b"abcabcab\n" * 3, edits, mode="inplace", shard_size=4, align=2,
                    workers=2)
     assert result.commit_mode == "inplace"
 
@@ -355,10 +362,10 @@ def test_tricky_cases_for_every_shard_size(workdir, data, edits):
     for shard_size in range(1, len(data) + 2):
         for gap in (None, 1):
             with sparse_gap(gap):
-                check(workdir, data, edits, shard_size=shard_size, align=1,
+                check_engine(workdir, data, edits, shard_size=shard_size, align=1,
                       workers=1 + shard_size % 3)
 
 
 def test_process_executor(workdir):
     for data, edits in TRICKY[:3] + TRICKY[7:9]:
-        check(workdir, data, edits, shard_size=2, align=1, workers=2, executor="process")
+        check_engine(workdir, data, edits, shard_size=2, align=1, workers=2, executor="process")

@@ -1,12 +1,11 @@
-"""The engine on S3 (moto's server over HTTP on 127.0.0.1, s3fs as the client): results equal
-the in-memory model, a small change moves little, a killed commit leaves the original and
-its upload is aborted by recovery, and the CLI takes s3:// URLs like local paths."""
+"""What only S3 has (moto's server over HTTP on 127.0.0.1, s3fs as the client): a small change
+moves little, a killed multipart commit leaves the original and its upload is aborted by
+recovery, and the CLI takes s3:// URLs like local paths. The edits themselves, dry runs, bad
+input and the three steps run on S3 in the shared suite (``test_backends.py``)."""
 
 from __future__ import annotations
 
 import json
-import os
-import random
 import subprocess
 import sys
 
@@ -14,57 +13,22 @@ import pytest
 
 from airflow_bigfile import (
     Append,
-    Delete,
-    Insert,
     Patch,
-    Replace,
-    SourceChangedError,
-    Truncate,
     edit_file,
     recover_target,
 )
+from tests.backends import KILLED_EDITS, killed_edit, sample
 from tests.model import apply_model
 
 MiB = 1 << 20
-
-
-def _data(size: int, seed: int = 1) -> bytes:
-    rng = random.Random(seed)
-    block = bytes(rng.choice(b"ab,\n") for _ in range(1 << 16))
-    return (block * (size // len(block) + 1))[:size]
 
 
 def _uploads(s3) -> list:
     return s3.fs.call_s3("list_multipart_uploads", Bucket=s3.bucket).get("Uploads", [])
 
 
-EDIT_CASES = [
-    pytest.param([Replace(b"ab,", b"X")], id="replace-shrinks"),
-    pytest.param([Replace(b"a\n", b"[a]\n")], id="replace-grows"),
-    pytest.param([Replace(rb"b(a{3,}),", rb"<\1>", regex=True, max_match=256)], id="regex"),
-    pytest.param([Insert(0, b"HEAD"), Patch(7 * MiB + 3, b"PATCHED"),
-                  Delete(5 * MiB - 10, 1 * MiB), Insert(9 * MiB, b"INSERTED"),
-                  Truncate(11 * MiB + 1), Append(b"tail\n" * 1000)], id="offset-edits"),
-]
-
-
-@pytest.mark.parametrize("edits", EDIT_CASES)
-def test_edits_match_model(s3, edits) -> None:
-    data = _data(12 * MiB)
-    s3.fs.pipe(f"{s3.bucket}/obj.csv", data)
-    result = edit_file(s3.url("obj.csv"), edits, storage_options=s3.storage_options,
-                       shard_size="6MiB", workers=2)
-    expected = apply_model(data, edits)
-    s3.fs.invalidate_cache()
-    assert s3.fs.cat(f"{s3.bucket}/obj.csv") == expected
-    assert result.size_after == len(expected)
-    assert result.commit_mode == "multipart"
-    assert _uploads(s3) == []
-    assert s3.fs.ls(s3.bucket, detail=False) == [f"{s3.bucket}/obj.csv"]
-
-
 def test_one_byte_patch_sends_under_two_parts(s3_counted, counting_proxy) -> None:
-    data = _data(64 * MiB, seed=2)
+    data = sample(64 * MiB, seed=2)
     s3_counted.fs.pipe(f"{s3_counted.bucket}/big.bin", data)
     counting_proxy.reset()
     result = edit_file(s3_counted.url("big.bin"), [Patch(40 * MiB + 1, b"!")],
@@ -80,7 +44,7 @@ def test_one_byte_patch_sends_under_two_parts(s3_counted, counting_proxy) -> Non
 
 
 def test_append_moves_no_object_bytes_up(s3_counted, counting_proxy) -> None:
-    data = _data(30 * MiB, seed=3)
+    data = sample(30 * MiB, seed=3)
     s3_counted.fs.pipe(f"{s3_counted.bucket}/log.csv", data)
     counting_proxy.reset()
     rows = b"2026-11-25,new,row\n" * 500
@@ -91,41 +55,16 @@ def test_append_moves_no_object_bytes_up(s3_counted, counting_proxy) -> None:
     assert s3_counted.fs.cat(f"{s3_counted.bucket}/log.csv") == data + rows
 
 
-def test_source_change_is_refused(s3, tmp_path) -> None:
-    from airflow_bigfile import commit_edit, patch_batch, plan_edit
-
-    data = _data(12 * MiB, seed=4)
-    key = f"{s3.bucket}/obj.bin"
-    s3.fs.pipe(key, data)
-    plan = plan_edit(s3.url("obj.bin"), [Replace(b"ab", b"BA")], staging=str(tmp_path),
-                     storage_options=s3.storage_options, shard_size="6MiB")
-    for batch in plan.batches:
-        patch_batch(batch, storage_options=s3.storage_options)
-    other = data[:100] + b"another writer" + data[114:]
-    s3.fs.pipe(key, other)
-    with pytest.raises(SourceChangedError):
-        commit_edit(plan.staging, storage_options=s3.storage_options, batches=plan.batches)
-    s3.fs.invalidate_cache()
-    assert s3.fs.cat(key) == other
-    assert _uploads(s3) == []
-
-
 @pytest.mark.parametrize("point", ["parts-uploaded", "completed"])
 def test_killed_multipart_commit_leaves_old_or_new(s3, point) -> None:
-    data = _data(16 * MiB, seed=5)
+    data = sample(16 * MiB, seed=5)
     key = f"{s3.bucket}/obj.bin"
     s3.fs.pipe(key, data)
-    edits = [Patch(3 * MiB, b"NEW"), Append(b"more")]
-    script = ("import json, sys; from airflow_bigfile import edit_file, Patch, Append; "
-              "edit_file(sys.argv[1], [Patch(3 << 20, b'NEW'), Append(b'more')], "
-              "storage_options=json.loads(sys.argv[2]))")
-    env = {**os.environ, "BIGFILE_CRASH": f"{point}:1"}
-    proc = subprocess.run([sys.executable, "-c", script, s3.url("obj.bin"),
-                           json.dumps(s3.storage_options)], env=env, capture_output=True)
+    proc = killed_edit(s3.url("obj.bin"), s3.storage_options, f"{point}:1")
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     s3.fs.invalidate_cache()
     content = s3.fs.cat(key)
-    assert content in (data, apply_model(data, edits))
+    assert content in (data, apply_model(data, KILLED_EDITS))
     if point == "parts-uploaded":
         assert content == data
         assert len(_uploads(s3)) == 1          # the killed commit's upload is still open

@@ -32,7 +32,7 @@ from airflow_bigfile.io.lock import TargetLock
 from airflow_bigfile.io.oscompat import fsync_file
 from airflow_bigfile.io.sidecars import Sidecars
 from tests.model import apply_model
-from tests.neighbours import NOBODY, cli_as_nobody, needs_second_user, shared_folder
+from tests.neighbours import NOBODY, cli_as_nobody, shared_folder
 
 ROWS = b"".join(b"%06d,alice@old.com,%d\n" % (i, i * 7) for i in range(4000))
 DENSE = [Replace(b"@old.com", b"@example.net")]   # length-changing: a rewrite
@@ -342,7 +342,6 @@ def test_a_cleanup_failure_after_the_commit_is_not_an_error(tmp_path: Path, monk
     assert [p.name for p in tmp_path.iterdir()] == ["data.csv"]
 
 
-@needs_second_user
 def test_an_unreadable_file_is_reported_as_unreadable() -> None:
     for folder in shared_folder():
         target = folder / "data.csv"

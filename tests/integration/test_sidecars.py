@@ -30,13 +30,10 @@ from tests.model import apply_model
 from tests.neighbours import (
     SYSTEM_PYTHON,
     listing,
-    needs_second_user,
     nobody_python,
     shared_folder,
     switch_user,
 )
-
-pytestmark = needs_second_user
 
 DATA = b"".join(b"%05d,secret-%d\n" % (i, i) for i in range(2000))
 EDIT = [Replace(b"secret", b"SECRET")]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import subprocess
 import threading
@@ -40,8 +39,8 @@ from airflow_bigfile import (
 )
 from airflow_bigfile.plan.manifest import Manifest
 from tests.model import apply_model
+from tests.neighbours import NOBODY, require_root, switch_user
 
-NOBODY = 65534
 SHARD = "4KiB"
 ORIGINAL = b"".join(b"%06d,user%d@old.com,aaaa,bbbb,cccc\n" % (i, i % 97) for i in range(1500))
 EDITS = [Replace(b"@old.com", b"@new.com")]
@@ -50,13 +49,7 @@ SECRET = b"root-only secret\n" * 100
 
 def _nobody(script: str, *args: str, stdin: bytes = b"") -> None:
     """Run a shell ``script`` (with ``args`` as $1...) as the unprivileged user."""
-    if shutil.which("runuser"):
-        cmd = ["runuser", "-u", "nobody", "--"]
-    elif shutil.which("setpriv"):
-        cmd = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
-    else:
-        pytest.skip("neither runuser nor setpriv is installed: cannot act as another user")
-    subprocess.run([*cmd, "sh", "-c", script, "sh", *args], input=stdin, check=True,
+    subprocess.run([*switch_user(), "sh", "-c", script, "sh", *args], input=stdin, check=True,
                    capture_output=True)
 
 
@@ -75,8 +68,7 @@ class Place:
 
 
 def _local_place(tmp_path: Path) -> Place:
-    if os.geteuid() != 0:
-        pytest.skip("the attacker tests run as root next to another user")
+    require_root()
     # nobody must reach the shared folder: let others traverse (not list) its ancestors
     for folder in [tmp_path, *tmp_path.parents][:4]:
         os.chmod(folder, os.stat(folder).st_mode | stat.S_IXOTH)
@@ -171,7 +163,7 @@ def _manifest(place: Place, planned: PlannedEdit) -> dict[str, Any]:
     return json.loads(place.read(f"{planned.staging}/manifest.json"))
 
 
-def _refused(victim: Victim, before: dict, call: Callable[[], Any], match: str
+def assert_refused(victim: Victim, before: dict, call: Callable[[], Any], match: str
              ) -> BigFileError:
     with pytest.raises(BigFileError, match=match) as info:
         call()
@@ -187,9 +179,9 @@ def test_forged_direct_path_is_refused(place: Place, victim: Victim) -> None:
     forged = {**_manifest(place, planned), "direct": str(victim.secret)}
     place.forge(planned.staging, {"manifest.json": json.dumps(forged).encode()})
     before = victim.snapshot()
-    _refused(victim, before, lambda: _patch(place, planned.batches[0]),
+    assert_refused(victim, before, lambda: _patch(place, planned.batches[0]),
              "does not match the plan .SHA-256")
-    _refused(victim, before, lambda: _commit(place, planned.staging, batches=planned.batches),
+    assert_refused(victim, before, lambda: _commit(place, planned.staging, batches=planned.batches),
              "changed after planning")
 
 
@@ -214,7 +206,7 @@ def test_forged_target_and_identity_are_refused(place: Place, victim: Victim) ->
                            "inode": st.st_ino, "etag": None}}
     place.forge(planned.staging, {"manifest.json": json.dumps(forged).encode()})
     before = victim.snapshot()
-    _refused(victim, before, lambda: _commit(place, planned.staging, batches=summaries),
+    assert_refused(victim, before, lambda: _commit(place, planned.staging, batches=summaries),
              "does not match the plan")
 
 
@@ -230,15 +222,15 @@ def test_traversal_job_id_is_refused(place: Place, victim: Victim) -> None:
     forged = [{**s, "job_id": TRAVERSAL, "staging": forged_staging} for s in summaries]
     before = victim.snapshot()
     message = "'staging/../../precious' is not a bigfile job id"
-    _refused(victim, before, lambda: _patch(place, forged[0]), message)
-    _refused(victim, before, lambda: _commit(place, forged_staging, batches=forged), message)
-    _refused(victim, before, lambda: _commit(place, forged_staging,
+    assert_refused(victim, before, lambda: _patch(place, forged[0]), message)
+    assert_refused(victim, before, lambda: _commit(place, forged_staging, batches=forged), message)
+    assert_refused(victim, before, lambda: _commit(place, forged_staging,
                                              manifest_sha256=planned.manifest_sha256),
              "'precious' is not a bigfile job id")
     # the same job id planted in the manifest itself
     place.forge(planned.staging, {"manifest.json": json.dumps(
         {**_manifest(place, planned), "job_id": TRAVERSAL}).encode()})
-    _refused(victim, before, lambda: _commit(place, planned.staging, batches=summaries),
+    assert_refused(victim, before, lambda: _commit(place, planned.staging, batches=summaries),
              "changed after planning")
 
 
@@ -256,7 +248,7 @@ def test_forged_staged_names_are_refused(place: Place, victim: Victim, name: str
     changed[0]["staged"] = name
     place.forge(planned.staging, {results: json.dumps(found).encode()})
     before = victim.snapshot()
-    _refused(victim, before, lambda: _commit(place, planned.staging, batches=summaries),
+    assert_refused(victim, before, lambda: _commit(place, planned.staging, batches=summaries),
              "names the staged shard .* which bigfile never makes")
 
 
@@ -269,7 +261,7 @@ def test_result_outside_its_batch_is_refused(place: Place, victim: Victim) -> No
     found[-1]["index"] = summaries[0]["last"] + 1
     place.forge(planned.staging, {results: json.dumps(found).encode()})
     before = victim.snapshot()
-    _refused(victim, before, lambda: _commit(place, planned.staging, batches=summaries),
+    assert_refused(victim, before, lambda: _commit(place, planned.staging, batches=summaries),
              f"result for shard {summaries[0]['last'] + 1}, outside its batch")
 
 
@@ -282,8 +274,8 @@ def test_manifest_swapped_after_planning_is_refused(place: Place, victim: Victim
     before = victim.snapshot()
     summaries = [_patch(place, b) for b in mine.batches]
     place.forge(mine.staging, {"manifest.json": json.dumps(swapped).encode()})
-    _refused(victim, before, lambda: _patch(place, mine.batches[0]), "changed after planning")
-    _refused(victim, before, lambda: _commit(place, mine.staging, batches=summaries),
+    assert_refused(victim, before, lambda: _patch(place, mine.batches[0]), "changed after planning")
+    assert_refused(victim, before, lambda: _commit(place, mine.staging, batches=summaries),
              "changed after planning")
     # the other plan is intact and commits its own edit
     for batch in other.batches:
@@ -299,9 +291,9 @@ def test_batch_staging_must_be_its_jobs_folder(place: Place, victim: Victim) -> 
     forged = {**planned.batches[0], "staging": evil}
     before = victim.snapshot()
     message = f"staging '{evil}' is not the folder of its job {planned.job_id}"
-    _refused(victim, before, lambda: _patch(place, forged), message)
-    _refused(victim, before, lambda: _commit(place, evil, batches=[forged]), message)
-    _refused(victim, before, lambda: _commit(place, evil,
+    assert_refused(victim, before, lambda: _patch(place, forged), message)
+    assert_refused(victim, before, lambda: _commit(place, evil, batches=[forged]), message)
+    assert_refused(victim, before, lambda: _commit(place, evil,
                                              manifest_sha256=planned.manifest_sha256),
              "the staging .*/evil: 'evil' is not a bigfile job id")
 
@@ -313,9 +305,9 @@ def test_commit_needs_the_plan_and_its_target(place: Place, victim: Victim) -> N
     for batch in planned.batches:
         _patch(place, batch)
     before = victim.snapshot()
-    _refused(victim, before, lambda: _commit(place, planned.staging),
+    assert_refused(victim, before, lambda: _commit(place, planned.staging),
              "needs the plan's batches .* or its manifest_sha256")
-    _refused(victim, before, lambda: _commit(place, planned.staging, batches=planned.batches,
+    assert_refused(victim, before, lambda: _commit(place, planned.staging, batches=planned.batches,
                                              target=str(victim.secret)),
              f"the plan is for {victim.target}, not for {victim.secret}")
     link = victim.folder.parent / "link.csv"
@@ -328,7 +320,6 @@ def test_commit_needs_the_plan_and_its_target(place: Place, victim: Victim) -> N
 
 def test_commit_operator_refuses_a_plan_of_another_path(tmp_path: Path, victim: Victim
                                                         ) -> None:
-    pytest.importorskip("airflow.sdk")
     from airflow.sdk.exceptions import AirflowFailException
     from airflow_bigfile.operators import BigFileCommitOperator
 

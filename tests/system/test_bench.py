@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.neighbours import require_root
+
 BENCH = Path(__file__).resolve().parents[2] / "bench" / "run.py"
 
 
 @pytest.mark.timeout(300)
 def test_bench_quick_writes_a_table(tmp_path: Path) -> None:
-    if not BENCH.exists():
-        pytest.skip("bench/run.py is missing")
     out = tmp_path / "benchmarks.md"
     proc = subprocess.run(
         [sys.executable, str(BENCH), "--quick", "--data-dir", str(tmp_path / "data"),
@@ -35,8 +35,44 @@ def test_bench_quick_writes_a_table(tmp_path: Path) -> None:
             "10,000 8-byte patches", "insert at offset 100", "regex replace",
             "insert into a sparse file (holes)", "bound: raw pwrite loop vs a rewrite"} <= labels
     assert "cp + fsync + mv" in text and "### Sparse files" in text
+    assert "### Azure Blob (Azurite)" in text and "blob identical to the expected bytes: yes" \
+        in text and "Azure append of 1 MiB sends < 1.1 MiB" in text
     # every output of ours matched the reference tool byte for byte
     ours = [row for row in rows if not row.startswith("| bound:")]
     assert ours and all(row.endswith(" yes |") for row in ours), ours
     assert (tmp_path / "bigfile-bench-results.json").exists() or (
         tmp_path / "data" / "bigfile-bench-results.json").exists()
+
+
+LTM = BENCH.with_name("ltm.py")
+
+
+@pytest.mark.timeout(600)
+def test_bench_ltm_runs_every_row_in_a_cgroup(tmp_path: Path) -> None:
+    """A small larger-than-memory run: every row ran, matched its reference, and the report
+    keeps the rest of the file; the cgroup is gone afterwards. It creates a memory cgroup and
+    drops the page cache, so it needs root, as the suite has."""
+    require_root()
+    out = tmp_path / "benchmarks.md"
+    out.write_text("# Benchmarks\n\nkept\n")
+    before = set(_cgroups())
+    proc = subprocess.run(
+        [sys.executable, str(LTM), "--limit", "256MiB", "--size", "24MiB", "--runs", "1",
+         "--data-dir", str(tmp_path / "data"), "--out", str(out)],
+        capture_output=True, text=True, timeout=580)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    text = out.read_text()
+    assert text.startswith("# Benchmarks\n\nkept\n")
+    assert "## Larger than memory (issue 15)" in text and "python bench/ltm.py --limit" in text
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    labels = [row.split(" | ")[0].lstrip("| ") for row in rows[1:]]
+    assert labels == ["cp + sync + mv (the durable-copy floor)", "dense same-length replace",
+                      "dense same-length replace, --verify full",
+                      "sparse length-changing replace", "insert at offset 100"]
+    assert all(row.endswith(" yes |") for row in rows[1:]), rows
+    assert set(_cgroups()) == before
+
+
+def _cgroups() -> list[str]:
+    roots = [Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/memory")]
+    return [p.name for root in roots if root.is_dir() for p in root.glob("bigfile-ltm-*")]
