@@ -19,6 +19,7 @@ from airflow_bigfile.edits import Edit, Layout, check_offsets
 from airflow_bigfile.exceptions import StagingError
 from airflow_bigfile.io.sidecars import check_job_id, make_job_folder
 from airflow_bigfile.patch.patcher import ShardResult
+from airflow_bigfile.patch.re2 import translate
 from airflow_bigfile.patch.scan import Matcher
 from airflow_bigfile.plan.batching import contiguous_runs
 from airflow_bigfile.plan.manifest import Manifest, Shard, boundaries, edit_windows, touched
@@ -44,6 +45,24 @@ def staging_parent(target: Target, staging: str | None, local_workers: bool) -> 
     if "://" not in staging or staging.startswith(("file://", "local://")):
         return target.check_staging(staging.split("://", 1)[-1])
     return staging
+
+
+def regex_engines(layout: Layout) -> list[dict[str, str]]:
+    """Which engine runs each regex replace, and why ``re`` when it does. RE2 (re2.py)
+    takes the bulk of every block where that replace is the only edit nearby; ``re`` scans
+    the ends of those blocks and every block where other edits are near."""
+    engines = []
+    for index, edit in layout.replaces:
+        if edit.pattern is None:
+            continue
+        translation = translate(edit.pattern, edit.replace)
+        reason = translation.reason or ("re at block ends and where other edits are near"
+                                        if len(layout.replaces) == 1 and not layout.ranges
+                                        and not layout.inserts
+                                        else "re where other edits are near")
+        engines.append({"edit": layout.owner(index), "engine": translation.engine,
+                        "reason": reason})
+    return engines
 
 
 def job_url(parent: str, job_id: str) -> str:
@@ -319,7 +338,7 @@ class Job:
             shards=len(manifest.shards), shards_changed=sum(1 for p in pieces if p.changed),
             bytes_written=outcome.bytes_written, commit_mode=outcome.mode, dry_run=dry_run,
             job_id=manifest.job_id, seconds=_since(self.started),
-            commit_reason=outcome.reason)
+            commit_reason=outcome.reason, regex_engines=regex_engines(manifest.layout))
 
 
 def _since(started: float) -> float:

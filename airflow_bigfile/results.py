@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -22,6 +22,8 @@ class EditResult:
     job_id: str
     seconds: float
     commit_reason: str = ""  # why commit_mode was chosen (``auto`` weighs the bytes written)
+    # per regex replace: {"edit", "engine": "re2" | "re", "reason": why re runs it}
+    regex_engines: list[dict[str, str]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -264,9 +264,10 @@ def memory_backend() -> Iterator[Backend]:
 
 @pytest.fixture
 def s3_backend(s3: S3Env) -> Backend:
-    """A fresh bucket on the moto S3 server (a sample of a few 5 MiB parts)."""
+    """A fresh bucket on the moto S3 server. The sample is small: part sizing has its unit
+    tests (tests/unit/test_parts.py) and test_s3.py moves copy parts of tens of MiB."""
     return Backend("s3", s3.fs, s3.bucket, options=dict(s3.storage_options), examples=12,
-                   sample=8 << 20, commit_modes=("multipart",))
+                   sample=1 << 20, commit_modes=("multipart",))
 
 
 @pytest.fixture

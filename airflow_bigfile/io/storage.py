@@ -27,7 +27,7 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
-def resolve(url: str, storage_options: dict[str, Any] | None = None
+def url_to_fs(url: str, storage_options: dict[str, Any] | None = None
             ) -> tuple[fsspec.AbstractFileSystem, str]:
     """The filesystem and path for ``url`` (a local path or any fsspec URL)."""
     fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))

@@ -17,7 +17,7 @@ from typing import Any
 
 from airflow_bigfile.exceptions import StagingError
 from airflow_bigfile.io import sidecars
-from airflow_bigfile.io.storage import is_local, resolve
+from airflow_bigfile.io.storage import is_local, url_to_fs
 
 #: what the patcher names a staged shard: its batch file and the shard's offset in it
 STAGED = re.compile(r"(shards-[0-9]{7}-[0-9a-f]{8}\.bin)#([0-9]{1,19})")
@@ -107,8 +107,8 @@ def check_same_target(planned: str, given: str, storage_options: dict[str, Any] 
                       ) -> None:
     """Refuse a plan made for another target than ``given``: locally the real paths (through
     symlinks) must be one file's, elsewhere the normalized URLs must be equal."""
-    fs_a, path_a = resolve(planned, storage_options)
-    fs_b, path_b = resolve(given, storage_options)
+    fs_a, path_a = url_to_fs(planned, storage_options)
+    fs_b, path_b = url_to_fs(given, storage_options)
     if is_local(fs_a) and is_local(fs_b):
         same = os.path.realpath(path_a) == os.path.realpath(path_b)
     else:

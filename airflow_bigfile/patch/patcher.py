@@ -144,6 +144,52 @@ class _Slice:
         pass
 
 
+@dataclass
+class ScanState:
+    """Where a shard's scan stands between blocks.
+
+    ``cur``: the original offset up to which output is emitted; ``pos``: where each
+    replace's scan resumes; ``counts``: each replace's matches so far; ``reach_end`` and
+    ``reach_owner``: how far changed bytes reach and whose edit they are (an event that
+    starts before ``reach_end`` conflicts with it); ``first``: the first changed offset.
+    """
+
+    cur: int
+    pos: list[int]
+    counts: list[int]
+    reach_end: int
+    reach_owner: int | None
+    first: int | None = None
+
+    @classmethod
+    def resume(cls, start: int, end: int, resume: Sequence[int], owners: Sequence[int]
+               ) -> ScanState:
+        """The state at a shard ``[start, end)`` whose replaces (edit indexes ``owners``)
+        resume at ``resume``: a match carried in from before covers up to the furthest."""
+        pos = list(resume)
+        cur = min(max(pos, default=start), end)
+        owner = owners[pos.index(max(pos))] if pos and max(pos) > start else None
+        return cls(cur, pos, [0] * len(pos), cur, owner)
+
+    def pending(self, b1: int) -> bool:
+        """Something before ``b1`` is still to scan (a shard covered by a carried match is
+        still scanned by the other replaces: a match of theirs under the cover conflicts)."""
+        return self.cur < b1 or any(p < b1 for p in self.pos)
+
+    def changed_at(self, offset: int) -> None:
+        """A change at ``offset``; changes come in order, so the first one stays."""
+        if self.first is None:
+            self.first = offset
+
+    def changes(self, end: int, owner: int) -> None:
+        """Changed bytes of edit ``owner`` reach ``end``."""
+        self.reach_end, self.reach_owner = end, owner
+
+    def resume_out(self, end: int) -> list[int]:
+        """Where each replace's scan resumes in the next shard, which starts at ``end``."""
+        return [max(end, p) for p in self.pos]
+
+
 class Patcher:
     """Applies one manifest's edits to its shards (one per worker process or thread)."""
 
@@ -201,25 +247,20 @@ class Patcher:
 
     # -- one shard -----------------------------------------------------------------------
 
-    def patch(self, shard: Shard, resume: Sequence[int] | None = None) -> ShardResult:
-        """Patch ``shard``; ``resume`` gives each replace's scan position (default: the
-        shard's start). Raises on a conflict, a pattern error or a source CRC mismatch."""
+    def apply(self, shard: Shard, resume: Sequence[int] | None = None) -> ShardResult:
+        """Apply the edits to ``shard`` and stage its output; ``resume`` gives each replace's
+        scan position (default: the shard's start). Raises on a conflict, a pattern error or
+        a source CRC mismatch."""
         start, end = shard.offset, shard.end
         if resume is None and start > 0 and self.matchers:
             resume = self._guess_resume(start)
         resume_in = [max(start, r) for r in resume] if resume else [start] * len(self.matchers)
-        pos = list(resume_in)
-        cur = min(max(pos, default=start), end)
-        output_start = cur
-        # (max end so far, owner edit index): a carried match covers [.., cur)
-        reach_end, reach_owner = cur, (self.matchers[pos.index(max(pos))].index
-                                       if self.matchers and max(pos) > start else None)
+        state = ScanState.resume(start, end, resume_in, [m.index for m in self.matchers])
+        output_start = state.cur
         self._index = shard.index
-        place = (Placement(self._direct, cur, end, self._direct_holes)
+        place = (Placement(self._direct, state.cur, end, self._direct_holes)
                  if self._direct is not None else None)
         writer = RecordWriter(_Discard if self.dry_run else self._shard_sink, place)
-        counts = [0] * len(self.matchers)
-        first_event: int | None = None
         crc = 0
         try:
             b0 = start
@@ -230,11 +271,8 @@ class Patcher:
                 crc = crc32c(win.view(b0, b1), crc)
                 # A shard covered by a match from before must still be scanned by the other
                 # replaces: a match of theirs starting under the cover is a conflict.
-                if cur < b1 or any(p < b1 for p in pos):
-                    cur, reach_end, reach_owner, first = self._block(
-                        win, b0, b1, cur, pos, counts, writer, reach_end, reach_owner)
-                    if first_event is None:
-                        first_event = first
+                if state.pending(b1):
+                    self._block(win, b0, b1, state, writer)
                 b0 = b1
             if shard.crc is not None and crc != shard.crc:
                 raise ShardChecksumError(
@@ -254,8 +292,8 @@ class Patcher:
             self.source.done_with(start, shard.length)
         return ShardResult(
             index=shard.index, resume_in=resume_in,
-            resume_out=[max(end, p) for p in pos], output_start=output_start,
-            output_length=writer.output_length, first_event=first_event, matches=counts,
+            resume_out=state.resume_out(end), output_start=output_start,
+            output_length=writer.output_length, first_event=state.first, matches=state.counts,
             new_bytes=writer.new_bytes, staged_bytes=writer.payload_length,
             payload_crc=writer.payload_crc,
             changed=header is not None,
@@ -289,78 +327,105 @@ class Patcher:
 
     # -- one block -----------------------------------------------------------------------
 
-    def _block(self, win: Window, b0: int, b1: int, cur: int, pos: list[int],
-               counts: list[int], writer: RecordWriter, reach_end: int,
-               reach_owner: int | None) -> tuple[int, int, int | None, int | None]:
-        """Emit the output for original bytes ``[cur, b1)``; returns the new ``cur`` (past a
-        match that straddles ``b1``), how far changed bytes reach and whose they are, and
-        the offset of the block's first change."""
+    def _block(self, win: Window, b0: int, b1: int, state: ScanState,
+               writer: RecordWriter) -> None:
+        """Emit the output for original bytes ``[state.cur, b1)``, leaving ``state.cur``
+        past a match that straddles ``b1``. A replace alone near this block takes a fast
+        path (literal or regex); anything else goes event by event."""
         reach = self.reach
-        r_lo = bisect.bisect_right(self.range_ends, b0 - reach)
-        r_hi = bisect.bisect_left(self.range_starts, b1 + reach)
-        i_lo = bisect.bisect_left(self.insert_offsets, b0 - reach)
-        i_hi = bisect.bisect_left(self.insert_offsets, b1 + reach)
-        first: int | None = None
-        if (len(self.matchers) == 1 and not self.matchers[0].edit.regex
-                and r_lo >= r_hi and i_lo >= i_hi):
-            # Fast path: one literal replace and nothing else near this block.
-            matcher = self.matchers[0]
-            cut = matcher.clean_cut(win, cur, b1)
-            if cut is not None:
-                find = matcher.edit.find
-                few = find_all(win.buf, find, cur - win.base, cut - win.base,
-                               (cut - cur) // SPARSE_GAP)
-                if few is not None:
-                    # Few matches: stage just them; the runs between stay source copies.
-                    for i in few:
-                        writer.original(cur, win.base + i - cur, win.view(cur, win.base + i))
-                        writer.new(matcher.edit.replace)
-                        cur = win.base + i + len(find)
-                    writer.original(cur, cut - cur, win.view(cur, cut))
-                    count = len(few)
-                    out = None
-                else:
-                    out, count = replace_all(win.buf, cur - win.base, cut - win.base, find,
-                                             matcher.edit.replace)
-                if count:
-                    first = (win.base + few[0] if few else
-                             win.buf.find(find, cur - win.base, cut - win.base) + win.base)
-                    counts[0] += count
-                    if out is not None:
-                        writer.new(out)
-                elif out is not None:
-                    writer.original(cur, cut - cur, win.view(cur, cut))
-                cur = pos[0] = reach_end = cut
-                if cur >= b1:
-                    return cur, reach_end, reach_owner, first
-        elif (len(self.matchers) == 1 and r_lo >= r_hi and i_lo >= i_hi
-              and cur == pos[0] < b1):
-            # One regex and nothing else near: its matches cannot conflict with anything in
-            # this block, so a dense run of them is joined in one go, not event by event.
-            matcher = self.matchers[0]
-            found = list(matcher.matches(win, cur, b1))
-            prev = cur
-            if len(found) > (b1 - cur) // SPARSE_GAP:
-                parts: list[bytes | memoryview] = []
-                view, base = memoryview(win.buf), win.base
-                for m_start, m_end, new in found:
-                    parts += (view[prev - base:m_start - base], new)
-                    prev = m_end
-                writer.new(b"".join(parts))
-            else:  # few: stage just them, the runs between stay source copies
-                for m_start, m_end, new in found:
-                    writer.original(prev, m_start - prev, win.view(prev, m_start))
-                    writer.new(new)
-                    prev = m_end
-            counts[0] += len(found)
-            if prev > b1:
-                self._check_beyond(matcher.index, found[-1][0], prev)
-            if prev < b1:
-                writer.original(prev, b1 - prev, win.view(prev, b1))
-            pos[0] = cur = max(prev, b1)
-            if not found:
-                return cur, reach_end, reach_owner, None
-            return cur, prev, matcher.index, found[0][0]
+        near = (bisect.bisect_right(self.range_ends, b0 - reach),
+                bisect.bisect_left(self.range_starts, b1 + reach),
+                bisect.bisect_left(self.insert_offsets, b0 - reach),
+                bisect.bisect_left(self.insert_offsets, b1 + reach))
+        alone = len(self.matchers) == 1 and near[0] >= near[1] and near[2] >= near[3]
+        if alone and not self.matchers[0].edit.regex:
+            if self._literal_block(win, b1, state, writer):
+                return
+        elif alone and state.cur == state.pos[0] < b1:
+            self._regex_block(win, b1, state, writer)
+            return
+        self._general_block(win, b0, b1, state, writer, near)
+
+    def _literal_block(self, win: Window, b1: int, state: ScanState,
+                       writer: RecordWriter) -> bool:
+        """One literal replace and nothing else near: C calls up to a clean cut; True when
+        that cut is ``b1`` (else the rest of the block goes event by event)."""
+        matcher = self.matchers[0]
+        cur = state.cur
+        cut = matcher.clean_cut(win, cur, b1)
+        if cut is None:
+            return False
+        find = matcher.edit.find
+        few = find_all(win.buf, find, cur - win.base, cut - win.base, (cut - cur) // SPARSE_GAP)
+        out: memoryview | None = None
+        if few is not None:
+            # Few matches: stage just them; the runs between stay source copies.
+            for i in few:
+                writer.original(cur, win.base + i - cur, win.view(cur, win.base + i))
+                writer.new(matcher.edit.replace)
+                cur = win.base + i + len(find)
+            writer.original(cur, cut - cur, win.view(cur, cut))
+            count = len(few)
+        else:
+            out, count = replace_all(win.buf, state.cur - win.base, cut - win.base, find,
+                                     matcher.edit.replace)
+        if count:
+            state.changed_at(win.base + few[0] if few else
+                             win.buf.find(find, state.cur - win.base, cut - win.base) + win.base)
+            state.counts[0] += count
+            if out is not None:
+                writer.new(out)
+        elif out is not None:
+            writer.original(state.cur, cut - state.cur, win.view(state.cur, cut))
+        state.cur = state.pos[0] = state.reach_end = cut
+        return cut >= b1
+
+    def _regex_block(self, win: Window, b1: int, state: ScanState,
+                     writer: RecordWriter) -> None:
+        """One regex and nothing else near: its matches cannot conflict with anything in
+        this block, so RE2 takes the bulk where it can and a dense run of the rest is joined
+        in one go, not event by event."""
+        matcher = self.matchers[0]
+        bulk = matcher.bulk(win, state.cur, b1)
+        if bulk is not None:  # RE2 did the bulk; re does the rest from its clean cut
+            if bulk.count:
+                writer.new(bulk.data)
+                state.changed_at(bulk.first)
+            else:
+                writer.original(state.cur, bulk.end - state.cur, bulk.data)
+            state.counts[0] += bulk.count
+            state.cur = bulk.end
+            state.changes(bulk.end, matcher.index)
+        found = list(matcher.matches(win, state.cur, b1))
+        prev = state.cur
+        if len(found) > (b1 - prev) // SPARSE_GAP:
+            parts: list[bytes | memoryview] = []
+            view, base = memoryview(win.buf), win.base
+            for m_start, m_end, new in found:
+                parts += (view[prev - base:m_start - base], new)
+                prev = m_end
+            writer.new(b"".join(parts))
+        else:  # few: stage just them, the runs between stay source copies
+            for m_start, m_end, new in found:
+                writer.original(prev, m_start - prev, win.view(prev, m_start))
+                writer.new(new)
+                prev = m_end
+        state.counts[0] += len(found)
+        if prev > b1:
+            self._check_beyond(matcher.index, found[-1][0], prev)
+        if prev < b1:
+            writer.original(prev, b1 - prev, win.view(prev, b1))
+        state.pos[0] = state.cur = max(prev, b1)
+        if found:
+            state.changed_at(found[0][0])
+            state.changes(prev, matcher.index)
+
+    def _general_block(self, win: Window, b0: int, b1: int, state: ScanState,
+                       writer: RecordWriter, near: tuple[int, int, int, int]) -> None:
+        """Every edit near the block as events in order: matches of each replace, ranges
+        (patch, delete) and inserts; an event inside changed bytes is a conflict."""
+        r_lo, r_hi, i_lo, i_hi = near
+        pos = state.pos
         events: list[tuple[int, int, int, int, bytes]] = []  # (start, kind, edit, end, new)
         for k, matcher in enumerate(self.matchers):
             if pos[k] >= b1:
@@ -368,7 +433,7 @@ class Patcher:
             last = pos[k]
             for m_start, m_end, new in matcher.matches(win, pos[k], b1):
                 events.append((m_start, _RANGE, matcher.index, m_end, new))
-                counts[k] += 1
+                state.counts[k] += 1
                 last = m_end
             if last > b1:
                 self._check_beyond(matcher.index, events[-1][0], last)
@@ -381,23 +446,23 @@ class Patcher:
             if b0 <= offset < b1:
                 events.append((offset, _INSERT, idx, offset, data))
         events.sort(key=lambda e: (e[0], e[1], e[2]))
+        cur = state.cur
         for ev_start, kind, idx, ev_end, new in events:
-            if ev_start < reach_end:  # inside changed bytes that started earlier
-                assert reach_owner is not None
-                self._conflict(reach_owner, idx, ev_start)
-            if first is None:
-                first = ev_start
+            if ev_start < state.reach_end:  # inside changed bytes that started earlier
+                assert state.reach_owner is not None
+                self._conflict(state.reach_owner, idx, ev_start)
+            state.changed_at(ev_start)
             if ev_start > cur:
                 writer.original(cur, ev_start - cur, win.view(cur, ev_start))
             cur = max(cur, ev_start)
             _new(writer, new)
             if kind == _RANGE:
                 cur = ev_end
-                reach_end, reach_owner = ev_end, idx
+                state.changes(ev_end, idx)
         if cur < b1:
             writer.original(cur, b1 - cur, win.view(cur, b1))
             cur = b1
-        return cur, reach_end, reach_owner, first
+        state.cur = cur
 
     def _check_beyond(self, owner: int, start: int, end: int) -> None:
         """A match reaching past its block may overlap an edit in a later block or shard."""
@@ -424,9 +489,10 @@ def _new(writer: RecordWriter, data: Data) -> None:
         writer.new(piece)
 
 
-def patch_batch(patcher: Patcher, shards: Sequence[Shard],
-                resume: Sequence[int] | None = None) -> list[ShardResult]:
-    """Patch contiguous ``shards`` in order, chaining each one's scan state into the next.
+def apply_shards(patcher: Patcher, shards: Sequence[Shard],
+                 resume: Sequence[int] | None = None) -> list[ShardResult]:
+    """Apply the edits to contiguous ``shards`` in order, chaining each one's scan state
+    into the next.
 
     A failure is recorded in the failing shard's result (and the rest are left out), so the
     committer can decide whether it stands or came from a wrong guess of ``resume``.
@@ -436,7 +502,7 @@ def patch_batch(patcher: Patcher, shards: Sequence[Shard],
         if not shard.patch:
             continue
         try:
-            result = patcher.patch(shard, resume)
+            result = patcher.apply(shard, resume)
         except BigFileError as exc:
             results.append(ShardResult.failed(
                 shard.index, [max(shard.offset, r) for r in resume] if resume

@@ -20,6 +20,7 @@ the attempts after them need the guard.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 try:
     from re import _constants as sre  # type: ignore[attr-defined]
@@ -39,34 +40,48 @@ _ATOMIC = getattr(sre, "ATOMIC_GROUP", None)
 _GLOBAL_FLAGS = re.compile(rb"\A(?:\(\?[aiLmsux]+\))+")
 
 
+def reach_source(pattern: re.Pattern[bytes]) -> bytes:
+    """A pattern (under ``pattern.flags``) for the strings an attempt reads when a path of
+    it reaches a range's end or the byte before it: a prefix of a match, then a byte."""
+    tree = sre_parse.parse(pattern.pattern, pattern.flags)
+    widths = getattr(tree.state, "groupwidths", None) or [None] * (tree.state.groups)
+    return f"{Emitter(widths).prefix(list(tree))}{ANY_BYTE}?".encode("latin-1")
+
+
 def guarded(pattern: re.Pattern[bytes]) -> re.Pattern[bytes]:
     """``pattern`` preceded, at every attempt, by a zero-width alternative that matches when
     a path of the attempt can read to the end of the searched range (``endpos``) or the
     byte before it. Group numbers and names are those of ``pattern``."""
-    tree = sre_parse.parse(pattern.pattern, pattern.flags)
-    widths = getattr(tree.state, "groupwidths", None) or [None] * (tree.state.groups)
-    prefix = _Emitter(widths).prefix(list(tree))
     body = _GLOBAL_FLAGS.sub(b"", pattern.pattern)
     end = b"\n)" if pattern.flags & re.VERBOSE else b")"
-    source = (f"(?={prefix}{ANY_BYTE}?\\Z)|(?:".encode("latin-1") + body + end)
-    return re.compile(source, pattern.flags)
+    return re.compile(b"(?=" + reach_source(pattern) + b"\\Z)|(?:" + body + end,
+                      pattern.flags)
 
 
-def factors(pattern: re.Pattern[bytes]) -> re.Pattern[bytes] | None:
-    """A pattern that matches every string read by some path of ``pattern`` from some
-    position on (the prefixes of its suffixes); None for lookaround, backreferences and
-    conditionals, whose reads this does not model."""
+def factor_source(pattern: re.Pattern[bytes]) -> bytes | None:
+    """A pattern (under ``pattern.flags``) for every string read by some path of
+    ``pattern`` from some position on (the prefixes of its suffixes); None for lookaround,
+    backreferences and conditionals, whose reads this does not model."""
     tree = sre_parse.parse(pattern.pattern, pattern.flags)
     try:
-        suffixes = _Emitter([]).suffix(list(tree))
+        suffixes = Emitter([]).suffix(list(tree))
         tree = sre_parse.parse(suffixes.encode("latin-1"), pattern.flags)
-        return re.compile(_Emitter([]).prefix(list(tree)).encode("latin-1"), pattern.flags)
+        return Emitter([]).prefix(list(tree)).encode("latin-1")
     except (_Unmodelled, RecursionError, re.error, OverflowError):
         return None
 
 
+def factors(pattern: re.Pattern[bytes]) -> re.Pattern[bytes] | None:
+    """:func:`factor_source` compiled for ``re``."""
+    source = factor_source(pattern)
+    try:
+        return re.compile(source, pattern.flags) if source is not None else None
+    except (RecursionError, re.error, OverflowError):
+        return None
+
+
 class _Unmodelled(Exception):
-    """A node whose reads :meth:`_Emitter.suffix` does not model."""
+    """A node whose reads :meth:`Emitter.suffix` does not model."""
 
 
 def _byte(c: int) -> str:
@@ -83,7 +98,7 @@ def _flags(add: int, remove: int) -> str:
     return f"(?{on}-{off}:" if off else f"(?{on}:"
 
 
-class _Emitter:
+class Emitter:
     """Writes parse-tree nodes back as pattern text: :meth:`whole` for every string a node
     can match (a superset), :meth:`prefix` for every prefix of those."""
 
@@ -114,28 +129,30 @@ class _Emitter:
             rest = self._whole(op, av) + rest
         return acc
 
-    def _class(self, items: list) -> str:
+    @staticmethod
+    def byte_class(op: object, av: Any) -> str:
+        """A node that matches one byte (literal, set, ``.``) as ``re`` text."""
+        if op is sre.LITERAL:
+            return _byte(av)
+        if op is sre.NOT_LITERAL:
+            return f"[^{_byte(av)}]"
+        if op is sre.ANY:
+            return "."
         parts = []
-        for op, av in items:
-            if op is sre.NEGATE:
+        for item, value in av:
+            if item is sre.NEGATE:
                 parts.append("^")
-            elif op is sre.LITERAL:
-                parts.append(_byte(av))
-            elif op is sre.RANGE:
-                parts.append(f"{_byte(av[0])}-{_byte(av[1])}")
+            elif item is sre.LITERAL:
+                parts.append(_byte(value))
+            elif item is sre.RANGE:
+                parts.append(f"{_byte(value[0])}-{_byte(value[1])}")
             else:  # CATEGORY
-                parts.append(_CATEGORIES[av])
+                parts.append(_CATEGORIES[value])
         return "[" + "".join(parts) + "]"
 
     def _whole(self, op: object, av: object) -> str:
-        if op is sre.LITERAL:
-            return _byte(av)  # type: ignore[arg-type]
-        if op is sre.NOT_LITERAL:
-            return f"[^{_byte(av)}]"  # type: ignore[arg-type]
-        if op is sre.ANY:
-            return "."
-        if op is sre.IN:
-            return self._class(av)  # type: ignore[arg-type]
+        if op in (sre.LITERAL, sre.NOT_LITERAL, sre.ANY, sre.IN):
+            return self.byte_class(op, av)
         if op is sre.BRANCH:
             return "(?:" + "|".join(self.whole(list(b)) for b in av[1]) + ")"  # type: ignore[index]
         if op is sre.SUBPATTERN:

@@ -17,7 +17,15 @@ from dataclasses import dataclass
 from airflow_bigfile.edits import Replace
 from airflow_bigfile.exceptions import PatternError
 from airflow_bigfile.io.oscompat import find_all
-from airflow_bigfile.patch.reach import factors, guarded
+from airflow_bigfile.patch.re2 import (
+    Bulk,
+    first_reaching_end,
+    fullmatch,
+    language,
+    substitute,
+    translate,
+)
+from airflow_bigfile.patch.reach import factor_source, factors, guarded, reach_source
 
 Match = tuple[int, int, bytes]  # (start, end, replacement), absolute original offsets
 
@@ -52,6 +60,13 @@ class Matcher:
         # for windows that end before the file does: see reach.py
         self._guarded = guarded(edit.pattern) if edit.pattern is not None else None
         self._factors = factors(edit.pattern) if edit.pattern is not None else None
+        self.translation = (translate(edit.pattern, edit.replace)
+                            if edit.pattern is not None else None)
+        # the guard and the factors as RE2 membership tests: linear, where re may backtrack
+        self._reach_re2 = self._factors_re2 = None
+        if edit.pattern is not None:
+            self._reach_re2 = language(reach_source(edit.pattern), edit.pattern.flags)
+            self._factors_re2 = language(factor_source(edit.pattern), edit.pattern.flags)
 
     def matches(self, win: Window, pos: int, limit: int) -> Iterator[Match]:
         """Yield the matches starting in ``[pos, limit)``, scanning from ``pos``."""
@@ -68,6 +83,14 @@ class Matcher:
                 return
             yield (base + i, base + i + m, repl)
             i += m
+
+    def bulk(self, win: Window, pos: int, limit: int) -> Bulk | None:
+        """RE2's replacement of the matches from ``pos`` up to a cut at or before ``limit``
+        where the scan resumes fresh (re2.py); None when ``re`` must do it all."""
+        if self.translation is None:
+            return None
+        return substitute(self.translation, self._factors, self.edit.max_match, win.buf,
+                          win.n, win.base, win.eof, pos, limit)
 
     def _regex(self, win: Window, pos: int, limit: int) -> Iterator[Match]:
         max_match, base, stop = self.edit.max_match, win.base, limit - win.base
@@ -86,13 +109,41 @@ class Matcher:
 
     def _attempts(self, win: Window, pos: int, stop: int) -> Iterator[re.Match[bytes]]:
         """The matches from ``pos`` (window-relative), as on the whole file. In a window cut
-        before the end of the file, attempts after ``fence`` run guarded (reach.py); the
-        ones before it run plain when the bytes from ``fence`` to the cut lie in no path."""
-        plain, guard, buf, n = self.edit.pattern, self._guarded, win.buf, win.n
-        assert plain is not None and guard is not None
+        before the end of the file, an attempt from which a path can read to the cut
+        stops the edit (reach.py); the attempts before ``fence`` need no such check when
+        the bytes from ``fence`` to the cut lie in no path."""
+        plain, buf, n = self.edit.pattern, win.buf, win.n
+        assert plain is not None
         if win.eof:
             yield from plain.finditer(buf, pos, n)
             return
+        if self._reach_re2 is None:
+            yield from self._guarded_attempts(win, pos, stop)
+            return
+        fence, start = n - 1 - 2 * (n - stop), pos
+        if fence > pos and self._factors_re2 is not None \
+                and not fullmatch(self._factors_re2, buf, fence, n - 1):
+            for match in plain.finditer(buf, pos, n):
+                if match.start() > fence:
+                    break
+                start = max(match.end(), match.start() + 1)
+                yield match
+            start = max(start, fence + 1)
+        guard = first_reaching_end(self._reach_re2, buf, start, n)
+        for match in plain.finditer(buf, start, n):
+            if 0 <= guard <= match.start():
+                break
+            yield match
+            if guard >= 0 and guard < match.end():  # inside a match: never attempted
+                guard = first_reaching_end(self._reach_re2, buf, match.end(), n)
+        if 0 <= guard < stop:
+            self._overflow(win.base + guard)
+
+    def _guarded_attempts(self, win: Window, pos: int, stop: int
+                          ) -> Iterator[re.Match[bytes]]:
+        """:meth:`_attempts` through ``re`` alone, for patterns RE2 cannot check."""
+        plain, guard, buf, n = self.edit.pattern, self._guarded, win.buf, win.n
+        assert plain is not None and guard is not None
         fence = n - 1 - 2 * (n - stop)
         if fence <= pos or self._factors is None or self._factors.fullmatch(buf, fence, n - 1):
             yield from guard.finditer(buf, pos, n)
@@ -104,6 +155,11 @@ class Matcher:
             yield match
         yield from guard.finditer(buf, max(pos, fence + 1), n)
 
+    def _overflow(self, offset: int) -> None:
+        raise PatternError(
+            f"{self.label}: a match at offset {offset} can be longer than "
+            f"max_match={self.edit.max_match} bytes; raise max_match or bound the pattern")
+
     def _empty(self, win: Window, start: int) -> None:
         """An empty match at ``start``: the pattern's own, or (in a window cut before the
         end of the file) the guard saying that the attempt there can read past it."""
@@ -113,9 +169,7 @@ class Matcher:
         if own is not None and own.end() == start:
             raise PatternError(f"{self.label} matches zero bytes at offset {offset}; "
                                "a pattern must match at least one byte")
-        raise PatternError(
-            f"{self.label}: a match at offset {offset} can be longer than "
-            f"max_match={self.edit.max_match} bytes; raise max_match or bound the pattern")
+        self._overflow(offset)
 
     def straddling(self, buf: bytearray, pos: int, at: int) -> int:
         """Scanning ``buf`` from ``pos``: the end of the match that starts before ``at`` and

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_bigfile.io.sidecars import Sidecars
-from airflow_bigfile.io.storage import Source, Staging, resolve
-from airflow_bigfile.patch.patcher import Patcher, ShardResult, patch_batch
+from airflow_bigfile.io.storage import Source, Staging, url_to_fs
+from airflow_bigfile.patch.patcher import Patcher, ShardResult, apply_shards
 from airflow_bigfile.plan.manifest import Manifest, source_crc
 
 
@@ -28,7 +28,7 @@ class JobSpec:
     dry_run: bool = False
 
     def source(self) -> Source:
-        fs, path = resolve(self.target, self.storage_options)
+        fs, path = url_to_fs(self.target, self.storage_options)
         return Source(fs, path)
 
     def open_staging(self) -> Staging:
@@ -38,7 +38,7 @@ class JobSpec:
         protocol = self.staging.split("://", 1)[0] if "://" in self.staging else "file"
         if not options and protocol != "file":
             options = self.storage_options
-        fs, path = resolve(self.staging, options)
+        fs, path = url_to_fs(self.staging, options)
         return Staging(fs, path)
 
 
@@ -59,6 +59,6 @@ def patch_shards(spec: JobSpec, indices: Sequence[int], resume: Sequence[int] | 
                   if manifest.direct and source.fileno is not None else None)
         patcher = Patcher(manifest, source, staging, dry_run=spec.dry_run, direct=direct)
         try:
-            return patch_batch(patcher, [manifest.shards[i] for i in indices], resume)
+            return apply_shards(patcher, [manifest.shards[i] for i in indices], resume)
         finally:
             patcher.close()

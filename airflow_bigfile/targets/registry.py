@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_bigfile.exceptions import EditError, TargetError
-from airflow_bigfile.io.storage import is_local, resolve
+from airflow_bigfile.io.storage import is_local, url_to_fs
 from airflow_bigfile.targets.azure import AzureTarget, is_azure
 from airflow_bigfile.targets.base import Target
 from airflow_bigfile.targets.local import LocalTarget
@@ -19,7 +19,7 @@ def open_target(url: str, storage_options: dict[str, Any] | None = None) -> Targ
     if not isinstance(url, str) or not url:
         raise EditError(f"the target must be a path or URL, not {url!r}")
     try:
-        fs, path = resolve(url, storage_options)
+        fs, path = url_to_fs(url, storage_options)
     except (ImportError, ValueError) as exc:
         raise TargetError(f"{url}: {exc}") from exc
     if is_local(fs):

@@ -147,6 +147,14 @@ def _reaches_max_match(data: bytes, edits: list) -> bool:
                if isinstance(e, Replace) and e.regex for m in re.finditer(e.find, data))
 
 
+def _may_read_past_a_cut(error: Exception, data: bytes, kw: dict) -> bool:
+    """The engine stops an attempt that can read more than ``max_match`` bytes past its
+    start where a shard or block cuts the file (it cannot know that attempt's match), even
+    when ``re.sub`` on the whole file finds a short one or none."""
+    cut = min(kw.get("shard_size", len(data)), kw.get("block_size", len(data))) < len(data)
+    return cut and "can be longer" in str(error)
+
+
 def _run(path: str, edits: list, **kw):
     try:
         return edit_file(path, list(edits), **kw), None
@@ -183,7 +191,8 @@ def check_engine(workdir: Path, data: bytes, edits: list, *, dry_first: bool = F
                 f"{context}")
             assert after == data, f"refused edit changed the file: {context}"
         elif (error is not None and isinstance(error, PatternError)
-              and "max_match" in str(error) and _reaches_max_match(data, edits)):
+              and "max_match" in str(error)
+              and (_reaches_max_match(data, edits) or _may_read_past_a_cut(error, data, kw))):
             note_event("engine: match reaches the window end")
             assert after == data, f"refused edit changed the file: {context}"
         else:
