@@ -165,7 +165,7 @@ def json_output(out: str):
 
 def committed_figures(log: str) -> dict:
     """The commit task's result (its XCom), from its 'Committed ...: {...}' log line."""
-    found = re.findall(r"Committed \S+: (\{.*?\})", log)
+    found = re.findall(r"Committed \S+: (\{.*\})", log)  # greedy: the dict nests
     assert found, log[-4000:]
     import ast
 
