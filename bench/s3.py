@@ -39,10 +39,12 @@ def _fake_credentials() -> Iterator[dict[str, str]]:
         os.environ.update(saved)
 
 
-def s3_patch(bigfile: list[str], object_size: int, scratch: Path) -> dict[str, Any]:
-    """``bigfile patch`` of one byte in the middle of an ``object_size`` object: bytes sent
-    and received, requests, time, peak RSS, and whether the object came out as expected."""
-    log(f"S3: moto server, 1-byte patch of a {human(object_size)} object")
+@contextlib.contextmanager
+def _object_on_moto(object_size: int) -> Iterator[tuple[Any, str, bytes, CountingProxy,
+                                                         dict[str, str]]]:
+    """A moto server with one dense CSV object of ``object_size`` bytes behind a fresh
+    counting proxy: yields the s3fs filesystem, the object's key, its bytes, the proxy and
+    the environment for a measured command. The bucket and the servers go at the end."""
     import s3fs
     from moto.server import ThreadedMotoServer
 
@@ -61,21 +63,30 @@ def s3_patch(bigfile: list[str], object_size: int, scratch: Path) -> dict[str, A
             body = (block * (object_size // len(block) + 1))[:object_size]
             key = f"{S3_BUCKET}/object.csv"
             fs.pipe_file(key, body)
-            offset = object_size // 2 + 12345
             proxy.reset()
-            cmd = [*bigfile, "patch", f"s3://{key}", "--offset", str(offset), "--hex", "5a",
-                   "--storage-option", f"endpoint_url={proxy.endpoint_url}", "--json",
-                   "--no-progress"]
-            run = run_proc(cmd, env=env, scratch=scratch)
-            if run.code != 0:
-                raise SystemExit(f"S3 patch failed: {run.stderr}")
-            sent, received, requests = proxy.sent_headers, proxy.received, len(proxy.requests())
+            yield fs, key, body, proxy, env
             fs.invalidate_cache()
-            same = fs.cat_file(key) == body[:offset] + b"\x5a" + body[offset + 1:]
             fs.rm(S3_BUCKET, recursive=True)
         finally:
             proxy.stop()
             server.stop()
+
+
+def s3_patch(bigfile: list[str], object_size: int, scratch: Path) -> dict[str, Any]:
+    """``bigfile patch`` of one byte in the middle of an ``object_size`` object: bytes sent
+    and received, requests, time, peak RSS, and whether the object came out as expected."""
+    log(f"S3: moto server, 1-byte patch of a {human(object_size)} object")
+    with _object_on_moto(object_size) as (fs, key, body, proxy, env):
+        offset = object_size // 2 + 12345
+        cmd = [*bigfile, "patch", f"s3://{key}", "--offset", str(offset), "--hex", "5a",
+               "--storage-option", f"endpoint_url={proxy.endpoint_url}", "--json",
+               "--no-progress"]
+        run = run_proc(cmd, env=env, scratch=scratch)
+        if run.code != 0:
+            raise SystemExit(f"S3 patch failed: {run.stderr}")
+        sent, received, requests = proxy.sent_headers, proxy.received, len(proxy.requests())
+        fs.invalidate_cache()
+        same = fs.cat_file(key) == body[:offset] + b"\x5a" + body[offset + 1:]
     info = json.loads(run.stdout.strip().splitlines()[-1])
     log(f"S3: sent {sent} bytes ({sent / object_size:.1%} of the object), "
         f"received {received}, identical={same}")
@@ -93,43 +104,21 @@ def s3_bytes_moved(object_size: int, verify: str = "fast") -> dict[str, Any]:
     the goal is 1 each (``verify="full"`` reads the object and the staged bytes twice)."""
     log(f"S3: bytes moved per byte of a {human(object_size)} object, plan/patch/commit, "
         f"verify {verify}")
-    import s3fs
-    from moto.server import ThreadedMotoServer
-
     from airflow_bigfile import Replace, commit_edit, patch_batch, plan_edit
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with _fake_credentials():
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        proxy = CountingProxy(f"http://{host}:{port}").start()
-        try:
-            fs = s3fs.S3FileSystem(endpoint_url=f"http://{host}:{port}", key="testing",
-                                   secret="testing")
-            with contextlib.suppress(FileExistsError):
-                fs.mkdir(S3_BUCKET)
-            block = make_block(DENSE_BLOCK_LINES, sparse=False)
-            body = (block * (object_size // len(block) + 1))[:object_size]
-            key = f"{S3_BUCKET}/object.csv"
-            fs.pipe_file(key, body)
-            options = {"endpoint_url": proxy.endpoint_url}
-            proxy.reset()
-            planned = plan_edit(f"s3://{key}", [Replace(b"@old.com", b"@new.org")],
-                                staging=f"s3://{S3_BUCKET}/staging", storage_options=options,
-                                staging_options=options, shard_size="8MiB", verify=verify)
-            summaries = [patch_batch(b, storage_options=options, staging_options=options)
-                         for b in planned.batches]
-            commit_started = len(proxy.requests())
-            commit_edit(planned.staging, batches=summaries, storage_options=options,
-                        staging_options=options, verify=verify)
-            exchanges = proxy.requests()
-            fs.invalidate_cache()
-            same = fs.cat_file(key) == body.replace(b"@old.com", b"@new.org")
-            fs.rm(S3_BUCKET, recursive=True)
-        finally:
-            proxy.stop()
-            server.stop()
+    with _object_on_moto(object_size) as (fs, key, body, proxy, _):
+        options = {"endpoint_url": proxy.endpoint_url}
+        planned = plan_edit(f"s3://{key}", [Replace(b"@old.com", b"@new.org")],
+                            staging=f"s3://{S3_BUCKET}/staging", storage_options=options,
+                            staging_options=options, shard_size="8MiB", verify=verify)
+        summaries = [patch_batch(b, storage_options=options, staging_options=options)
+                     for b in planned.batches]
+        commit_started = len(proxy.requests())
+        commit_edit(planned.staging, batches=summaries, storage_options=options,
+                    staging_options=options, verify=verify)
+        exchanges = proxy.requests()
+        fs.invalidate_cache()
+        same = fs.cat_file(key) == body.replace(b"@old.com", b"@new.org")
     obj, staged = f"/{key}", f"/{S3_BUCKET}/staging/"
     moved = {"fetched": sum(e.received for e in exchanges if e.path.startswith(obj)),
              "uploaded": sum(e.sent for e in exchanges if e.path.startswith(obj)),
