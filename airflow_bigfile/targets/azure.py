@@ -28,7 +28,7 @@ from airflow_bigfile.io.retry import retried
 from airflow_bigfile.io.storage import Source, Staging
 from airflow_bigfile.plan.manifest import Manifest
 from airflow_bigfile.targets.base import tail_items
-from airflow_bigfile.targets.stream import StreamTarget, new_segments
+from airflow_bigfile.targets.stream import StreamTarget, assemble, new_segments
 
 log = logging.getLogger(__name__)
 
@@ -138,12 +138,7 @@ class AzureTarget(StreamTarget):
                          copy_block_size(size_after))
         with self.source() as source:
             blocks.source = source
-            for kind, value, length in segments:
-                if kind == "C":
-                    blocks.copy(value, length)
-                else:
-                    blocks.data(value)
-            blocks.finish()
+            assemble(segments, blocks)
         crashpoint("parts-uploaded")
         try:
             retried(self._call, "commit_block_list", blocks.ids,

@@ -27,7 +27,7 @@ from airflow_bigfile.io.storage import Staging
 from airflow_bigfile.plan.manifest import Manifest
 from airflow_bigfile.targets.base import tail_items
 from airflow_bigfile.targets.parts import MAX_PARTS, MIN_PART, Parts
-from airflow_bigfile.targets.stream import UPLOADS, StreamTarget, new_segments
+from airflow_bigfile.targets.stream import UPLOADS, StreamTarget, assemble, new_segments
 
 DATA_PART = 16 << 20
 
@@ -125,12 +125,7 @@ class S3Target(StreamTarget):
                 parts = Parts(max(DATA_PART, -(-size_after // (MAX_PARTS - 100))),
                               read=lambda offset, length: self._read(source, offset, length),
                               upload=upload, copy=copy)
-                for kind, value, length in segments:
-                    if kind == "C":
-                        parts.copy(value, length)
-                    else:
-                        parts.data(value)
-                parts.finish()
+                assemble(segments, parts)
             crashpoint("parts-uploaded")
             check_identity(manifest.identity, self.identity(), manifest.target)
             done = {"Parts": parts.done}

@@ -13,7 +13,7 @@ import posixpath
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import fsspec
 
@@ -254,3 +254,21 @@ def new_segments(stage: Staging, pieces: Sequence[Piece], manifest: Manifest,
         else:
             for piece in chunks(item):
                 yield "D", piece, len(piece)
+
+
+class Assembler(Protocol):
+    """What builds an object server-side from segments: S3 parts, Azure blocks."""
+
+    def copy(self, offset: int, length: int) -> None: ...
+    def data(self, data: bytes | memoryview) -> None: ...
+    def finish(self) -> None: ...
+
+
+def assemble(segments: Iterator[tuple[str, Any, int]], assembler: Assembler) -> None:
+    """Feed :func:`new_segments` to ``assembler`` in order, then finish it."""
+    for kind, value, length in segments:
+        if kind == "C":
+            assembler.copy(value, length)
+        else:
+            assembler.data(value)
+    assembler.finish()
