@@ -91,7 +91,7 @@ def committed(log_path: str) -> dict | None:
             text = f.read()
     except OSError:
         return None
-    found = re.findall(r"Committed \S+: (\{.*?\})", text)
+    found = re.findall(r"Committed \S+: (\{.*\})", text)  # greedy: the dict nests
     return ast.literal_eval(found[-1]) if found else None
 
 
