@@ -212,3 +212,28 @@ def test_on_kill_stops_workers(big: tuple[Path, bytes], tmp_path: Path) -> None:
     assert took < 2, f"stopping took {took:.2f} s"
     assert _hash(path) == big[1]
     assert_clean(tmp_path)
+
+
+def test_signal_stops_a_runaway_regex_in_process_workers(tmp_path: Path) -> None:
+    """A pattern only ``re`` runs, backtracking for minutes: with process workers SIGTERM
+    stops it at once (the main thread is free), target unchanged, nothing left running."""
+    path = tmp_path / NAME
+    path.write_bytes(b"a" * 30 + b"b\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "airflow_bigfile", "replace", str(path), "--regex",
+         "--find", "(a+)+$", "--replace", "X", "--executor", "process", "--no-progress"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    deadline = time.monotonic() + 30
+    while not descendants(proc.pid) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    time.sleep(2)  # the worker is deep in re's backtracking now
+    workers = descendants(proc.pid)
+    assert workers and proc.poll() is None
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=10)
+    assert proc.returncode == 143, err
+    assert b"nothing was changed" in err and b"Traceback" not in err
+    assert path.read_bytes() == b"a" * 30 + b"b\n"
+    assert_clean(tmp_path)
+    assert wait_until_gone(workers, 5) == []
