@@ -99,22 +99,29 @@ class Bench:
             log(f"WARNING: {label}: output differs from the reference")
         return same
 
-    def dense(self, size: int, src: Path) -> None:
-        """Same-length replace on every line against ``sed -i`` and ``cp``; insert and
-        delete near the start (checked against the source with ``cmp`` offsets)."""
+    def _replace_rows(self, bench: str, size: int, src: Path, sed_expr: str,
+                      replacement: str) -> None:
+        """``sed -i`` and ours on the same replace (outputs compared), then ``cp`` and the
+        durable copy of the same file."""
         r = self.results
         ref, out, cpy = (self.dir / n for n in ("ref.csv", "ours.csv", "cp.csv"))
         fresh_copy(src, ref)
-        r.add("dense", size, "sed -i", self.timed(["sed", "-i", SED_DENSE, str(ref)], "sed"))
+        r.add(bench, size, "sed -i", self.timed(["sed", "-i", sed_expr, str(ref)], "sed"))
         fresh_copy(src, out)
-        run = self.timed(self.ours("replace", out, "--find", FIND, "--replace", DENSE_REPLACE),
+        run = self.timed(self.ours("replace", out, "--find", FIND, "--replace", replacement),
                          "bigfile replace")
-        r.add("dense", size, "bigfile", run, self.cmp_or_warn(out, ref, "dense replace"))
-        remove(ref, out)
+        r.add(bench, size, "bigfile", run, self.cmp_or_warn(out, ref, f"{bench} replace"))
+        remove(ref, cpy)
         fresh_copy(src, out)
-        remove(cpy)
-        r.add("dense", size, "cp", self.timed(["cp", str(out), str(cpy)], "cp"))
-        self.durable_copy("dense", size, src, out, cpy)
+        r.add(bench, size, "cp", self.timed(["cp", str(out), str(cpy)], "cp"))
+        self.durable_copy(bench, size, src, out, cpy)
+        remove(out, cpy)
+
+    def dense(self, size: int, src: Path) -> None:
+        """Same-length replace on every line against ``sed -i`` and ``cp``; insert and
+        delete near the start (checked against the source with ``cmp`` offsets)."""
+        self._replace_rows("dense", size, src, SED_DENSE, DENSE_REPLACE)
+        r, out = self.results, self.dir / "ours.csv"
         fresh_copy(src, out)
         run = self.timed(self.ours("insert", out, "--offset", str(INSERT_OFFSET),
                                    "--data", INSERT_DATA), "bigfile insert")
@@ -125,7 +132,7 @@ class Bench:
                                    "--length", str(DELETE_LENGTH)), "bigfile delete")
         r.add("delete", size, "bigfile", run,
               self._check_splice(out, src, DELETE_OFFSET, DELETE_LENGTH))
-        remove(out, cpy)
+        remove(out)
 
     @staticmethod
     def _check_splice(out: Path, src: Path, offset: int, removed: int,
@@ -140,20 +147,7 @@ class Bench:
 
     def sparse(self, size: int, src: Path) -> None:
         """Length-changing replace of one line per 10 MB against ``sed -i`` and ``cp``."""
-        r = self.results
-        ref, out, cpy = (self.dir / n for n in ("ref.csv", "ours.csv", "cp.csv"))
-        fresh_copy(src, ref)
-        r.add("sparse", size, "sed -i", self.timed(["sed", "-i", SED_SPARSE, str(ref)], "sed"))
-        fresh_copy(src, out)
-        run = self.timed(self.ours("replace", out, "--find", FIND, "--replace", SPARSE_REPLACE),
-                         "bigfile replace")
-        r.add("sparse", size, "bigfile", run, self.cmp_or_warn(out, ref, "sparse replace"))
-        remove(ref)
-        remove(cpy)
-        fresh_copy(src, out)
-        r.add("sparse", size, "cp", self.timed(["cp", str(out), str(cpy)], "cp"))
-        self.durable_copy("sparse", size, src, out, cpy)
-        remove(out, cpy)
+        self._replace_rows("sparse", size, src, SED_SPARSE, SPARSE_REPLACE)
 
     def durable_copy(self, bench: str, size: int, src: Path, out: Path, cpy: Path) -> None:
         """Copy, fsync, rename over the original: the floor of any tool that, like ours,
