@@ -118,15 +118,20 @@ class Deployment:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        settled = time.monotonic() + 5  # killed members other than the leaders exit async
+        while self.survivors() and time.monotonic() < settled:
+            time.sleep(0.05)
 
     def survivors(self) -> list[int]:
-        """Process groups of this deployment that still have a member (should be none)."""
+        """Live members of this deployment's process groups (should be none); a zombie has
+        ended and only waits for its parent to reap it."""
         groups = {p.pid for p in self.procs.values()}
         found = []
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
                 with contextlib.suppress(OSError, ValueError):
-                    if os.getpgid(int(entry.name)) in groups:
+                    state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                    if os.getpgid(int(entry.name)) in groups and state != "Z":
                         found.append(int(entry.name))
         return found
 
