@@ -221,7 +221,7 @@ def test_signal_stops_a_runaway_regex_in_process_workers(tmp_path: Path) -> None
     path.write_bytes(b"a" * 30 + b"b\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "airflow_bigfile", "replace", str(path), "--regex",
-         "--find", "(a+)+$", "--replace", "X", "--executor", "process", "--no-progress"],
+         "--find", "(a+)+\\b", "--replace", "X", "--executor", "process", "--no-progress"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
     deadline = time.monotonic() + 30
     while not descendants(proc.pid) and time.monotonic() < deadline:
