@@ -176,7 +176,7 @@ class Job:
             if made:
                 self.spec.open_staging().destroy()
             self.target.discard(self.job_id)
-        except OSError as exc:
+        except (OSError, StagingError) as exc:
             log.warning("could not remove the staging of job %s (%s); `bigfile recover` "
                         "removes it later", self.job_id, exc)
 

@@ -1,4 +1,5 @@
-"""Run one measured command in its own process: wall time (fork to exit) and peak RSS."""
+"""Run one measured command in its own process: wall time (fork to exit), peak RSS, CPU
+time and the bytes it read from and wrote to the disk."""
 
 from __future__ import annotations
 
@@ -20,12 +21,16 @@ class Run:
     code: int
     stdout: str
     stderr: str
+    cpu: float = 0.0    # user + system seconds, the command and the children it waited for
+    disk_read: int = 0  # bytes read from the disk (not from the page cache)
+    disk_written: int = 0  # bytes it dirtied for the disk (written back now or later)
 
 
-# Spawns the measured command and writes its wall time, peak RSS and exit code to the
-# descriptor named first. A small process of its own, because Linux charges a child's peak
-# RSS with the memory of whatever exec'd it: spawned straight from the benchmark process
-# (large while it runs the S3 server), every command would inherit its size in ru_maxrss.
+# Spawns the measured command and writes its wall time, peak RSS, exit code, CPU time and
+# block I/O counts to the descriptor named first. A small process of its own, because Linux
+# charges a child's peak RSS with the memory of whatever exec'd it: spawned straight from
+# the benchmark process (large while it runs the S3 server), every command would inherit
+# its size in ru_maxrss.
 LAUNCHER = (
     "import os, sys, time\n"
     "report = int(sys.argv[1])\n"
@@ -37,7 +42,9 @@ LAUNCHER = (
     "_, status, usage = os.wait4(pid, 0)\n"
     "seconds = time.perf_counter() - t0\n"
     "code = os.waitstatus_to_exitcode(status)\n"
-    "os.write(report, f'{seconds} {usage.ru_maxrss} {code}'.encode())\n"
+    "cpu = usage.ru_utime + usage.ru_stime\n"
+    "os.write(report, f'{seconds} {usage.ru_maxrss} {code} {cpu} {usage.ru_inblock} '\n"
+    "               f'{usage.ru_oublock}'.encode())\n"
 )
 
 
@@ -61,6 +68,8 @@ def run_proc(cmd: list[str], *, env: dict[str, str] | None = None, scratch: Path
         stderr = err.read().decode(errors="replace")
         if not text:
             raise SystemExit(f"could not run {shlex.join(cmd)}: {stderr}")
-        seconds, rss_kb, code = text.split()
+        seconds, rss_kb, code, cpu, blocks_in, blocks_out = text.split()
+        # ru_inblock / ru_oublock count 512-byte units (Linux's task I/O accounting)
         return Run(float(seconds), int(rss_kb) * 1024, int(code),
-                   out.read().decode(errors="replace"), stderr)
+                   out.read().decode(errors="replace"), stderr, float(cpu),
+                   int(blocks_in) * 512, int(blocks_out) * 512)

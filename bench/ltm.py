@@ -120,10 +120,17 @@ class Row:
     seconds: list[float] = field(default_factory=list)
     rss: list[int] = field(default_factory=list)
     identical: list[bool] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    disk_read: list[int] = field(default_factory=list)
+    disk_written: list[int] = field(default_factory=list)
 
     @property
     def median(self) -> float:
         return statistics.median(self.seconds)
+
+    def per_byte(self, counts: list[int]) -> float:
+        """A median byte count per byte of the source file."""
+        return statistics.median(counts) / self.source.stat().st_size
 
 
 def references(data: Path, dense: Path, sparse: Path) -> dict[str, Path]:
@@ -188,9 +195,14 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
                     raise SystemExit(f"{row.label} failed ({run.code}): {run.stderr[-2000:]}")
                 row.seconds.append(run.seconds)
                 row.rss.append(run.rss)
+                row.cpu.append(run.cpu)
+                row.disk_read.append(run.disk_read)
+                row.disk_written.append(run.disk_written)
                 row.identical.append(identical(work, row.reference))
                 log(f"round {rnd + 1}/{args.runs} {row.label}: {run.seconds:.2f} s, "
-                    f"RSS {run.rss / 1e6:.0f} MB, identical {row.identical[-1]}")
+                    f"CPU {run.cpu:.2f} s, read {run.disk_read / 2**30:.2f} GiB, written "
+                    f"{run.disk_written / 2**30:.2f} GiB, RSS {run.rss / 1e6:.0f} MB, "
+                    f"identical {row.identical[-1]}")
     finally:
         cgroup.close()
         remove(work, Path(f"{work}.copy"))
@@ -203,12 +215,15 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
 
 def table(rows: list[Row]) -> list[str]:
     floor = rows[0].median
-    lines = ["| run | median s | runs s | vs floor | peak RSS | identical |",
-             "|---|---|---|---|---|---|"]
+    lines = ["| run | median s | runs s | vs floor | CPU s | disk read / written per byte "
+             "| peak RSS | identical |",
+             "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         runs = ", ".join(f"{s:.2f}" for s in row.seconds)
         lines.append(f"| {row.label} | {row.median:.2f} | {runs} | {floor / row.median:.2f}x "
-                     f"| {max(row.rss) / 1e6:.0f} MB | {'yes' if all(row.identical) else 'NO'} |")
+                     f"| {statistics.median(row.cpu):.2f} | {row.per_byte(row.disk_read):.2f} / "
+                     f"{row.per_byte(row.disk_written):.2f} | {max(row.rss) / 1e6:.0f} MB "
+                     f"| {'yes' if all(row.identical) else 'NO'} |")
     return lines
 
 
@@ -233,7 +248,10 @@ METHOD = ("Each row runs inside a memory cgroup that bench/ltm.py creates (v2 `m
           "`sync FILE` + `mv` over the original, measured the same way in the same rounds "
           "(on ext4 `cp` copies with `copy_file_range`: the data are really read and "
           "written, in the kernel). Ratio = floor / row. Outputs are compared with `sed` "
-          "(replaces) and `head`/`printf`/`tail` (insert). Peak RSS from `wait4`.")
+          "(replaces) and `head`/`printf`/`tail` (insert). Peak RSS, CPU seconds (user + "
+          "system) and the bytes read from and written to the disk (`ru_inblock`, "
+          "`ru_oublock`: the kernel's per-task I/O accounting, over the file's size) from "
+          "`wait4`: CPU and bytes hold when the neighbours' load moves the times.")
 
 
 def report(path: Path, command: str, args: argparse.Namespace, rows: list[Row],

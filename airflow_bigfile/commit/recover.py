@@ -28,7 +28,7 @@ from airflow_bigfile.io.sidecars import (
     Sidecars,
     UntrustedSidecarError,
     read_marker,
-    remove_tree,
+    remove_job_folder,
     trusted_owner,
 )
 
@@ -178,7 +178,7 @@ def _stale_jobs(cars: Sidecars, target: os.stat_result, keep: str | None) -> lis
         marker = read_marker(folder)
         ours = JOB_ID.fullmatch(job) and stat.S_ISDIR(st.st_mode) and trusted_owner(st, target)
         if ours and marker is None and set(os.listdir(folder)) <= {MARKER}:
-            remove_tree(folder)  # a job killed while writing its marker: nothing else inside
+            remove_job_folder(folder)  # a job killed while writing its marker: nothing else inside
             removed.append(folder)
             continue
         if (not ours or marker is None
@@ -191,6 +191,6 @@ def _stale_jobs(cars: Sidecars, target: os.stat_result, keep: str | None) -> lis
         if marker.get("distributed") and (not isinstance(created, (int, float))
                                           or time.time() - created < DISTRIBUTED_TTL):
             continue
-        remove_tree(folder)
+        remove_job_folder(folder)
         removed.append(folder)
     return removed

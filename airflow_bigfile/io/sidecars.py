@@ -260,15 +260,31 @@ def read_marker(folder: str) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
-def remove_tree(path: str) -> None:
-    """Remove a folder bigfile made; links inside are removed, never followed."""
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    if not stat.S_ISDIR(st.st_mode):  # lstat: a link is not a folder
-        raise StagingError(f"{path} is not a folder bigfile made; left as it is")
+def remove_job_folder(path: str) -> None:
+    """Remove a job folder bigfile made, its marker last. A removal killed half way leaves
+    the marker (or an empty folder), so the next recovery still knows the folder for
+    bigfile's and finishes it; links inside are removed, never followed."""
     if not shutil.rmtree.avoids_symlink_attacks:  # pragma: no cover - Linux has it
         raise StagingError(f"cannot safely remove {path} on this platform; remove it by hand")
+    try:
+        dfd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _NOFOLLOW
+                      | _CLOEXEC)
+    except FileNotFoundError:
+        return
+    except OSError as exc:  # a link (ELOOP) or a file (ENOTDIR)
+        raise StagingError(f"{path} is not a folder bigfile made; left as it is") from exc
+    try:
+        for entry in os.scandir(dfd):
+            if entry.name == MARKER:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.name, dir_fd=dfd)
+                else:
+                    os.unlink(entry.name, dir_fd=dfd)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(MARKER, dir_fd=dfd)
+    finally:
+        os.close(dfd)
     with contextlib.suppress(FileNotFoundError):
-        shutil.rmtree(path)
+        os.rmdir(path)

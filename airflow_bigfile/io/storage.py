@@ -18,6 +18,7 @@ from fsspec.implementations.local import LocalFileSystem
 from airflow_bigfile.exceptions import StagingError
 from airflow_bigfile.io.oscompat import DROP_BEHIND_FROM, advise_sequential, drop_read, readinto
 from airflow_bigfile.io.retry import retried
+from airflow_bigfile.io.sidecars import remove_job_folder
 
 T = TypeVar("T")
 
@@ -237,7 +238,11 @@ class Staging:
             raise StagingError(f"staged file {self.path(name)} is not valid JSON") from exc
 
     def destroy(self) -> None:
-        """Remove the whole staging folder."""
+        """Remove the whole staging folder (a local one marker last, so that a kill half
+        way leaves a folder recovery still knows for bigfile's)."""
         self.close_readers()
+        if self.local:
+            remove_job_folder(self.root)
+            return
         with contextlib.suppress(FileNotFoundError):
             self._call(self.fs.rm, self.root, recursive=True)

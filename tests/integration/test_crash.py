@@ -71,7 +71,20 @@ ZYGOTE = textwrap.dedent(r"""
     import airflow_bigfile.api as api
     import airflow_bigfile.commit.crash as crash
 
+    def kill_on_removal(n):
+        # SIGKILL at the n-th file or folder removal (audit events); counts them all
+        seen = [0]
+        def hook(event, args):
+            if event in ("os.remove", "os.rmdir"):
+                seen[0] += 1
+                crash._counts["removal"] = seen[0]
+                if seen[0] == n:
+                    os.kill(os.getpid(), signal.SIGKILL)
+        sys.addaudithook(hook)
+
     def child(cmd, w):
+        if cmd.get("kill_on_removal"):
+            kill_on_removal(cmd["kill_on_removal"])
         if cmd.get("crash"):
             os.environ["BIGFILE_CRASH"] = cmd["crash"]
         else:
@@ -505,6 +518,30 @@ def test_kill_through_a_link(sc: Scenario, zygotes: ZygotePool, tmp_path: Path) 
             assert link.is_symlink() and os.listdir(links) == ["alias.bin"]
             TOTALS[sc.mode, point][outcome] += 1
             TOTALS[sc.mode, "killed"]["trials"] += 1
+
+
+@pytest.mark.parametrize("sc", [SCENARIOS[0], SCENARIOS[1]], ids=["inplace", "rewrite"])
+def test_kill_at_every_removal(sc: Scenario, zygotes: ZygotePool, tmp_path: Path) -> None:
+    """A kill at each file or folder the job removes (its journal, its staged shards and
+    results, the marker, its folder): whatever was left half removed, recovery finds the old
+    or the new file and removes the rest, as the next job does."""
+    path = _fresh_target(tmp_path / "count", sc.old)
+    reply = zygotes.run(**_command(sc, path, kill_on_removal=10**9))
+    count = reply["info"]["counts"]["removal"]
+    assert count >= 4, reply  # staged files, marker and folder at least
+    settle(sc, path, via_edit=False)
+
+    def one(n: int) -> str:
+        path = _fresh_target(tmp_path / f"t{n}", sc.old)
+        reply = zygotes.run(**_command(sc, path, kill_on_removal=n))
+        assert reply["signal"] == signal.SIGKILL, (n, reply)
+        return settle(sc, path, via_edit=n % 2 == 0)
+
+    with concurrent.futures.ThreadPoolExecutor(PARALLEL) as pool:
+        outcomes = collections.Counter(pool.map(one, range(1, count + 1)))
+    assert outcomes["new"], outcomes  # the clean-up comes after the commit
+    TOTALS[sc.mode, "removal"].update(outcomes)
+    TOTALS[sc.mode, "killed"]["trials"] += count
 
 
 def test_kill_during_recovery(zygotes: ZygotePool, tmp_path: Path) -> None:

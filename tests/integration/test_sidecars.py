@@ -193,8 +193,15 @@ def test_recovery_removes_only_job_folders_bigfile_made(shared: Path) -> None:
     stale.mkdir()
     (stale / "job.json").write_text(json.dumps(
         {"job_id": stale.name, "target": cars.path, "distributed": False}))
+    outside = shared / "outside"
+    outside.mkdir()
+    (outside / "f").write_bytes(b"keep\n")
+    (stale / "sub").mkdir()
+    (stale / "sub" / "link").symlink_to(outside)  # removed as links, never followed
+    (stale / "link").symlink_to(outside / "f")
     result = recover_target(str(target))
-    assert result.removed == [str(stale)]
+    assert result.removed == [str(stale)] and not stale.exists()
+    assert (outside / "f").read_bytes() == b"keep\n"
     assert sorted(p.name for p in root.iterdir()) == [planted.name, foreign.name]
     assert (planted / "notes.txt").read_bytes() == b"not bigfile's\n"
 

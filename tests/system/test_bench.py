@@ -72,6 +72,10 @@ def test_bench_ltm_runs_every_row_in_a_cgroup(tmp_path: Path) -> None:
                       "dense same-length replace, --verify full",
                       "sparse length-changing replace", "insert at offset 100"]
     assert all(row.endswith(" yes |") for row in rows[1:]), rows
+    # the floor reads the file from the disk once and writes its copy once
+    assert rows[0].split(" | ")[5] == "disk read / written per byte"
+    read, written = (float(x) for x in rows[1].split(" | ")[5].split(" / "))
+    assert 0.95 <= read <= 1.2 and 0.95 <= written <= 1.2, rows[1]
     assert set(_cgroups()) == before
 
 
