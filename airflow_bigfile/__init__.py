@@ -17,6 +17,7 @@ from airflow_bigfile.exceptions import (
     PatternError,
     PayloadError,
     RecoveryError,
+    RegexTimeoutError,
     ShardChecksumError,
     SourceChangedError,
     StagingError,
@@ -46,7 +47,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Append", "BigFileError", "DataFile", "Delete", "EditConflictError", "EditError",
     "EditResult", "HardLinkError", "Insert", "Patch", "PatternError", "PayloadError",
-    "RecoveryError", "Replace", "ShardChecksumError", "SourceChangedError", "StagingError",
+    "RecoveryError", "RegexTimeoutError", "Replace", "ShardChecksumError",
+    "SourceChangedError", "StagingError",
     "StorageError", "TargetError", "TargetIsDirectoryError", "TargetLockedError",
     "TargetNotFoundError", "TargetPermissionError", "TransientStorageError", "Truncate",
     "commit_edit", "edit_file", "patch_batch",

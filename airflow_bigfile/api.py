@@ -40,9 +40,14 @@ from airflow_bigfile.pipeline import (
 from airflow_bigfile.plan.batching import MAX_BATCHES, batch_count, check_batching
 from airflow_bigfile.plan.manifest import new_job_id
 from airflow_bigfile.results import EditResult, PlannedEdit
-from airflow_bigfile.run.executors import Executor, check_executor, make_executor
+from airflow_bigfile.run.executors import (
+    Executor,
+    check_executor,
+    make_executor,
+    regex_labels,
+)
 from airflow_bigfile.run.tasks import JobSpec, patch_shards
-from airflow_bigfile.settings import Settings
+from airflow_bigfile.settings import MIN_SPREAD_SHARD, Settings
 from airflow_bigfile.targets.registry import open_target
 
 if TYPE_CHECKING:
@@ -59,7 +64,8 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
               scheduler: str | None = None, client: Any = None,
               block_size: int | str | None = None, writer: str = "pwrite",
               stop: threading.Event | None = None,
-              break_hardlinks: bool = False, verify: str = "fast") -> EditResult:
+              break_hardlinks: bool = False, verify: str = "fast",
+              regex_timeout: float | None = None) -> EditResult:
     """Apply ``edits`` to the file at ``url`` as one atomic change.
 
     Parameters
@@ -90,6 +96,11 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
         device) is checked under the lock before the commit. ``"full"`` also reads the
         source again and the bytes workers wrote into the new file, and checks them against
         those CRC32Cs: up to two more reads of the file.
+    regex_timeout : seconds (default None: no bound) that Python's ``re`` may spend
+        scanning one block (``block_size``) for one regex replace; past it the edit stops
+        with :class:`RegexTimeoutError` naming the pattern, the file unchanged. A regex that
+        only ``re`` can run (``regex_engines`` in the result says which) runs in worker
+        processes, so that it can be stopped; RE2's linear work is not timed.
 
     Returns
     -------
@@ -110,9 +121,11 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     edit_list = coerce_edits(edits)
     settings = Settings.parse(shard_size=shard_size, align=align, block_size=block_size,
                               delimiter=delimiter, mode=mode, writer=writer, wait=wait,
-                              break_hardlinks=break_hardlinks, verify=verify)
+                              break_hardlinks=break_hardlinks, verify=verify,
+                              regex_timeout=regex_timeout)
     if executor is None or isinstance(executor, str):
-        check_executor(executor, workers)
+        check_executor(executor, workers, timed=settings.regex_timeout is not None
+                       and bool(regex_labels(edit_list)))
     target = open_target(url, storage_options)
     target.check(write=not dry_run and bool(edit_list), mode=mode if edit_list else "auto",
                  break_hardlinks=break_hardlinks)
@@ -132,9 +145,11 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
         spec = JobSpec(target=url, staging=job_url(parent, job_id),
                        storage_options=storage_options or {}, dry_run=dry_run,
                        checksums=settings.verify == "full")
-        exe = make_executor(executor, workers, stop, **dask)
-        spread = {"size": target.identity().size, "workers": exe.workers} if target.local \
-            else {}
+        size = target.identity().size
+        exe = make_executor(executor, workers, stop, edits=edit_list,
+                            regex_timeout=settings.regex_timeout,
+                            small=size <= MIN_SPREAD_SHARD, **dask)
+        spread = {"size": size, "workers": exe.workers} if target.local else {}
         job = Job(target, spec, settings.for_target(target.default_shard_size, **spread), exe,
                   job_id, started)
         made = False

@@ -7,6 +7,7 @@ built-in fits, the leaf is also that built-in, so ``except ValueError`` keeps wo
     ├── EditError (ValueError)                 an edit is malformed or out of range
     │   ├── EditConflictError                  two edits touch the same bytes
     │   ├── PatternError                       a bad regex, a zero-length or too-long match
+    │   │   └── RegexTimeoutError              a regex ran on ``re`` past regex_timeout
     │   └── PayloadError                       a data file is missing, unreadable or changed
     ├── TargetError                            the target cannot be edited
     │   ├── TargetNotFoundError (FileNotFoundError)
@@ -40,6 +41,11 @@ class EditConflictError(EditError):
 
 class PatternError(EditError):
     """A search pattern is invalid, matches zero bytes, or a match exceeds ``max_match``."""
+
+
+class RegexTimeoutError(PatternError):
+    """A regex that runs on Python's ``re`` scanned one block longer than ``regex_timeout``
+    (it backtracks); the edit stopped and nothing was changed."""
 
 
 class PayloadError(EditError):

@@ -3,6 +3,7 @@ before any I/O and carried as one value."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from airflow_bigfile.exceptions import EditError
@@ -16,6 +17,17 @@ WRITERS = ("pwrite", "mmap")
 # fast: CRC32Cs taken as the bytes stream, the source's identity checked before the commit;
 # full: also read the source and the bytes workers wrote into the new file again.
 VERIFY_LEVELS = ("fast", "full")
+
+
+def check_regex_timeout(seconds: float | None) -> float | None:
+    """``regex_timeout``: None (no bound) or a positive, finite number of seconds."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
+            or not 0 < seconds < math.inf:
+        raise EditError(f"regex_timeout must be a positive number of seconds, "
+                        f"not {seconds!r}")
+    return float(seconds)
 
 
 def default_align(shard_size: int) -> int:
@@ -38,12 +50,14 @@ class Settings:
     wait: float = 0.0
     break_hardlinks: bool = False
     verify: str = "fast"
+    regex_timeout: float | None = None
 
     @classmethod
     def parse(cls, *, shard_size: int | str | None = None, align: int | None = None,
               block_size: int | str | None = None, delimiter: bytes | str | None = None,
               mode: str = "auto", writer: str = "pwrite", wait: float = 0.0,
-              break_hardlinks: bool = False, verify: str = "fast") -> Settings:
+              break_hardlinks: bool = False, verify: str = "fast",
+              regex_timeout: float | None = None) -> Settings:
         """Check and normalise the entry points' arguments; raise :class:`EditError` naming
         the first bad one."""
         shard = None if shard_size is None else parse_size(shard_size, name="shard_size")
@@ -66,7 +80,7 @@ class Settings:
         if verify not in VERIFY_LEVELS:
             raise EditError(f"verify must be {' or '.join(VERIFY_LEVELS)}, not {verify!r}")
         return cls(shard, align, block, delimiter, mode, writer, wait, break_hardlinks,
-                   verify)
+                   verify, check_regex_timeout(regex_timeout))
 
     def for_target(self, default_shard_size: int, *, size: int | None = None,
                    workers: int | None = None) -> Settings:

@@ -27,9 +27,7 @@ from bench.suite import (
     INSERT_DATA,
     INSERT_OFFSET,
     PAYLOAD_OFFSET,
-    PERL_EXPR,
-    REGEX_FIND,
-    REGEX_REPLACE,
+    REGEXES,
     SED_DENSE,
     SED_SPARSE,
     SPARSE_REPLACE,
@@ -107,6 +105,11 @@ ROW_SPECS = [  # (bench, ours tool, reference tool, label)
     ("regex", "bigfile workers=2 processes", "perl -pi", "regex replace"),
     ("regex", "bigfile workers=2 threads", "bigfile workers=1", "regex scaling"),
     ("regex", "bigfile workers=2 processes", "bigfile workers=1", "regex scaling"),
+    ("regex-date", "bigfile workers=1", "perl -pi", "date-reordering regex"),
+    ("regex-date", "bigfile workers=2 threads", "perl -pi", "date-reordering regex"),
+    ("regex-date", "bigfile workers=2 processes", "perl -pi", "date-reordering regex"),
+    ("regex-date", "bigfile workers=2 threads", "bigfile workers=1", "date regex scaling"),
+    ("regex-date", "bigfile workers=2 processes", "bigfile workers=1", "date regex scaling"),
 ]
 
 
@@ -114,7 +117,7 @@ def build_rows(res: Results, sizes: list[int], regex_sizes: list[int]) -> list[t
     """(label, row) for every row of :data:`ROW_SPECS` the run measured."""
     rows = []
     for bench, ours_tool, ref_tool, label in ROW_SPECS:
-        for size in (regex_sizes if bench == "regex" else sizes):
+        for size in (regex_sizes if bench.startswith("regex") else sizes):
             ref_bench = "dense" if bench in ("insert", "delete") or bench.startswith(
                 "payload") else bench
             o, f = res.get(bench, size, ours_tool), res.get(ref_bench, size, ref_tool)
@@ -183,10 +186,10 @@ def update_readme(path: Path, rows: list[tuple[str, Row]], s3: dict[str, Any],
     if README_START not in text or README_END not in text:
         log(f"{path} has no {README_START} ... {README_END} markers: not updated")
         return False
-    big = max(r.size for label, r in rows if not label.startswith("regex"))
+    big = max(r.size for label, r in rows if not r.bench.startswith("regex"))
     table = [["benchmark", "size", "ours (s)", "reference", "ref (s)", "ratio", "peak RSS"]]
     for label, r in rows:
-        if r.size == big or label.startswith("regex"):
+        if r.size == big or r.bench.startswith("regex"):
             name = label if r.ours_tool == "bigfile" else \
                 f"{label}, {r.ours_tool.removeprefix('bigfile ')}"
             table.append([name, human(r.size), f"{r.ours:.2f}", r.ref_tool, f"{r.ref:.2f}",
@@ -269,8 +272,9 @@ def write_markdown(path: Path, *, command: str, info: dict[str, str], table: lis
         f"# sparse file; vs sed -i '{SED_SPARSE}' F",
         "bigfile apply F --edits patches.json  # 10,000 8-byte patches; vs python -c "
         "'pwrite loop + fsync' and --mode rewrite",
-        f"bigfile replace F --regex --find '{REGEX_FIND}' --replace '{REGEX_REPLACE}' "
-        f"[--workers 1|2] [--executor process]  # vs perl -pi -e '{PERL_EXPR}' F",
+        *(f"bigfile replace F --regex --find '{find}' --replace '{replace}' "
+          f"[--workers 1|2] [--executor process]  # vs perl -pi -e '{perl}' F"
+          for find, replace, perl in REGEXES.values()),
         f"bigfile insert F --offset {INSERT_OFFSET} --data '{INSERT_DATA}'    # vs cp",
         f"bigfile delete F --offset {DELETE_OFFSET} --length {DELETE_LENGTH}                "
         "# vs cp",

@@ -42,6 +42,12 @@ SPARSE_REPLACE = "@new.example.org"     # length-changing
 REGEX_FIND = r"(\d+)@old\.com"
 REGEX_REPLACE = r"\1@new.org"
 PERL_EXPR = r"s/(\d+)\@old\.com/$1\@new.org/g"
+DATE_FIND = r"(\d{4})-(\d\d)-(\d\d)"  # the CSV's dates, 2024-01-07 -> 07.01.2024
+DATE_REPLACE = r"\3.\2.\1"
+DATE_PERL = r"s/(\d{4})-(\d\d)-(\d\d)/$3.$2.$1/g"
+# bench name -> (find, replace, the same for perl -pi -e)
+REGEXES = {"regex": (REGEX_FIND, REGEX_REPLACE, PERL_EXPR),
+           "regex-date": (DATE_FIND, DATE_REPLACE, DATE_PERL)}
 SED_DENSE = r"s/@old\.com/@new\.org/g"
 SED_SPARSE = r"s/@old\.com/@new.example.org/g"
 INSERT_OFFSET = 100
@@ -215,21 +221,23 @@ class Bench:
             remove(ref, out)
 
     def regex(self, size: int, src: Path) -> None:
-        """A regex replace against ``perl -pi``, on 1 and 2 workers (threads, processes)."""
+        """Each of :data:`REGEXES` against ``perl -pi``, on 1 and 2 workers (threads,
+        processes)."""
         r = self.results
         ref, out = self.dir / "ref.csv", self.dir / "ours.csv"
-        fresh_copy(src, ref)
-        r.add("regex", size, "perl -pi", self.timed(["perl", "-pi", "-e", PERL_EXPR, str(ref)],
-                                                    "perl"))
-        for tool, extra in (("bigfile workers=1", ["--workers", "1"]),
-                            ("bigfile workers=2 threads", ["--workers", "2"]),
-                            ("bigfile workers=2 processes",
-                             ["--workers", "2", "--executor", "process"])):
-            fresh_copy(src, out)
-            run = self.timed(self.ours("replace", out, "--regex", "--find", REGEX_FIND,
-                                       "--replace", REGEX_REPLACE, *extra), tool)
-            r.add("regex", size, tool, run, self.cmp_or_warn(out, ref, f"regex ({tool})"))
-        remove(ref, out)
+        for bench, (find, replace, perl) in REGEXES.items():
+            fresh_copy(src, ref)
+            r.add(bench, size, "perl -pi", self.timed(["perl", "-pi", "-e", perl, str(ref)],
+                                                      "perl"))
+            for tool, extra in (("bigfile workers=1", ["--workers", "1"]),
+                                ("bigfile workers=2 threads", ["--workers", "2"]),
+                                ("bigfile workers=2 processes",
+                                 ["--workers", "2", "--executor", "process"])):
+                fresh_copy(src, out)
+                run = self.timed(self.ours("replace", out, "--regex", "--find", find,
+                                           "--replace", replace, *extra), tool)
+                r.add(bench, size, tool, run, self.cmp_or_warn(out, ref, f"{bench} ({tool})"))
+            remove(ref, out)
 
 
 def default_data_dir(repo: Path) -> Path:

@@ -212,6 +212,9 @@ class BigFileEditOperator(_BigFileOperator):
     :param verify: ``fast`` (each byte read once and written once, the file's identity
         checked before the commit) or ``full`` (also reads the source and the new bytes
         again); see :func:`~airflow_bigfile.edit_file`.
+    :param regex_timeout: seconds Python's ``re`` may spend scanning one block for one
+        regex replace (default ``None``: no bound); past it the task fails, the file
+        unchanged. See :func:`~airflow_bigfile.edit_file`.
     :param progress_interval: seconds between progress lines in the task log (bytes and
         shards done, rate, time left).
 
@@ -228,7 +231,8 @@ class BigFileEditOperator(_BigFileOperator):
                  workers: int | None = None, mode: str = "auto",
                  delimiter: str | bytes | None = None, dry_run: bool = False,
                  wait: float = 0.0, break_hardlinks: bool = False, verify: str = "fast",
-                 progress_interval: float = 30.0, **kwargs: Any) -> None:
+                 regex_timeout: float | None = None, progress_interval: float = 30.0,
+                 **kwargs: Any) -> None:
         kwargs["outlets"] = with_edited_files(kwargs.get("outlets"))
         super().__init__(conn_id=conn_id, **kwargs)
         self.path = path
@@ -242,6 +246,7 @@ class BigFileEditOperator(_BigFileOperator):
         self.wait = wait
         self.break_hardlinks = break_hardlinks
         self.verify = verify
+        self.regex_timeout = regex_timeout
         self.progress_interval = progress_interval
 
     @cached_property
@@ -262,7 +267,8 @@ class BigFileEditOperator(_BigFileOperator):
                                delimiter=self.delimiter, dry_run=self.dry_run,
                                wait=self.wait, progress=self._kill_switch,
                                stop=self._kill_switch.killed,
-                               break_hardlinks=self.break_hardlinks, verify=self.verify)
+                               break_hardlinks=self.break_hardlinks, verify=self.verify,
+                               regex_timeout=self.regex_timeout)
         figures = result.to_dict()
         self.log.info("Edited %s: %s", url, figures)
         self._edited = url
@@ -480,7 +486,8 @@ class BigFileCommitOperator(_BigFileOperator):
             result = commit_edit(staging, target=target, storage_options=self._options(None),
                                  mode=self.mode, wait=self.wait, batches=summaries,
                                  staging_options=self._options(staging),
-                                 break_hardlinks=self.break_hardlinks, verify=self.verify)
+                                 break_hardlinks=self.break_hardlinks, verify=self.verify,
+                               regex_timeout=self.regex_timeout)
         figures = result.to_dict()
         self.log.info("Committed %s: %s", figures.get("target"), figures)
         self._edited = figures.get("target")

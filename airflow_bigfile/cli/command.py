@@ -80,6 +80,25 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _timeout(text: str) -> float:
+    """A positive, finite number of seconds (``--regex-timeout``)."""
+    from airflow_bigfile.exceptions import EditError
+    from airflow_bigfile.settings import check_regex_timeout
+
+    try:
+        return check_regex_timeout(float(text))  # type: ignore[return-value]
+    except (ValueError, EditError):
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number of seconds, got {text!r}") from None
+
+
+def _regex_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--regex-timeout", type=_timeout, metavar="SECONDS",
+                        help="stop the edit (file unchanged) when Python's re spends more "
+                             "than SECONDS scanning one block (8 MiB) for one regex; "
+                             "regexes on RE2 run in linear time (default: no bound)")
+
+
 def _storage_option(text: str) -> tuple[str, Any]:
     """``KEY=VALUE``; VALUE is read as JSON when it parses (``true``, ``5``, ``{...}``)."""
     key, sep, raw = text.partition("=")
@@ -292,6 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regex", action="store_true", help="FIND is a Python regular expression")
     p.add_argument("--max-match", type=_positive_int, metavar="N",
                    help="longest regex match allowed, in bytes (default: 4096)")
+    _regex_options(p)
 
     offset_help = "byte offset in the original file: 4096, 4KiB, 1.5GB or 0x1000"
     p = add("patch", "overwrite bytes at an offset", [common])
@@ -319,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("apply", "apply a JSON edit list as one atomic change", [common])
     p.add_argument("--edits", required=True, metavar="EDITS.json",
                    help="a JSON list of edits ('-' reads stdin)")
+    _regex_options(p)
 
     add("recover", "roll back an interrupted commit and remove stale staging",
         [_common_options(edit=False)])
@@ -538,8 +559,8 @@ def _engine_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     if args.break_hardlinks:
         kwargs["break_hardlinks"] = True
     for name in ("shard_size", "workers", "staging", "delimiter", "wait", "executor",
-                 "verify"):
-        value = getattr(args, name)
+                 "verify", "regex_timeout"):
+        value = getattr(args, name, None)
         if value is not None:
             kwargs[name] = value
     if args.scheduler is not None:

@@ -35,6 +35,7 @@ from airflow_bigfile.patch.scan import Matcher, Window, replace_all
 from airflow_bigfile.patch.shardfile import Placement, RecordWriter, ShardHeader
 from airflow_bigfile.payload import CHUNK, Data, chunks, is_ranged
 from airflow_bigfile.plan.manifest import Manifest, Shard
+from airflow_bigfile.scan_clock import timed_scan
 
 log = logging.getLogger(__name__)
 
@@ -316,7 +317,8 @@ class Patcher:
             w0, w1 = max(0, lo - self.behind), min(self.size, start + matcher.window)
             buf = bytearray(w1 - w0)
             n = self.source.readinto(w0, memoryview(buf))
-            guesses.append(matcher.straddling(buf[:n], lo - w0, start - w0) + w0)
+            with timed_scan(matcher.index, lo):
+                guesses.append(matcher.straddling(buf[:n], lo - w0, start - w0) + w0)
         return guesses
 
     def _read(self, b0: int, b1: int) -> Window:
@@ -400,7 +402,8 @@ class Patcher:
             state.counts[0] += bulk.count
             state.cur = bulk.end
             state.changes(bulk.end, matcher.index)
-        found = list(matcher.matches(win, state.cur, b1))
+        with timed_scan(matcher.index, state.cur):
+            found = list(matcher.matches(win, state.cur, b1))
         prev = state.cur
         if len(found) > (b1 - prev) // SPARSE_GAP:
             parts: list[bytes | memoryview] = []
@@ -435,10 +438,11 @@ class Patcher:
             if pos[k] >= b1:
                 continue
             last = pos[k]
-            for m_start, m_end, new in matcher.matches(win, pos[k], b1):
-                events.append((m_start, _RANGE, matcher.index, m_end, new))
-                state.counts[k] += 1
-                last = m_end
+            with timed_scan(matcher.index, pos[k]):
+                for m_start, m_end, new in matcher.matches(win, pos[k], b1):
+                    events.append((m_start, _RANGE, matcher.index, m_end, new))
+                    state.counts[k] += 1
+                    last = m_end
             if last > b1:
                 self._check_beyond(matcher.index, events[-1][0], last)
             pos[k] = max(b1, last)

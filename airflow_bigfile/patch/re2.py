@@ -3,19 +3,26 @@ pattern and template mean exactly what they mean to ``re`` on bytes.
 
 :func:`translate` writes a pattern out again from Python's own parse tree: every byte class
 (literal, set, ``.``, ``\\s``, ``(?i)``) as the explicit set of bytes ``re`` matches with it,
-named groups as numbered ones, the template as an RE2 rewrite. What RE2 cannot mean the same
-way falls back to ``re`` with a reason: anchors and lookaround (they read outside a slice),
-backreferences, possessive and atomic groups, repeats of parts that can match empty, repeat
-counts over 1000, group references above 9, a pattern that can match empty.
+named groups as numbered ones, the template as an RE2 rewrite. The anchors that only the
+file's ends make true (``\\A``, ``\\Z``, ``^`` and ``$`` without MULTILINE) are written per
+slice (:meth:`Translation.pattern`): as RE2's ``\\A`` or ``\\z`` where the slice's edge is
+where they hold in the file, as a class of no byte (never true) elsewhere. What RE2 cannot
+mean the same way falls back to ``re`` with a reason: anchors that read the byte beside a
+slice (``\\b``, MULTILINE ``^`` and ``$``) and lookaround, backreferences, possessive and
+atomic groups, repeats of parts that can match empty, counts RE2 refuses, group references
+above 9, a pattern that can match empty.
 
 :func:`substitute` runs RE2 over a block's bulk, from where the scan resumes to a cut ``u``
 before the block's end where no path of the pattern can cover the two bytes around ``u``
-(the pattern's factors, reach.py). Without assertions, an attempt that would read past ``u``
-in the file either fails there as it does at the slice's end, or covers those two bytes; so
-RE2's matches on the slice are the whole-file scan's, and the scan resumes fresh at ``u``,
-where ``re`` takes the rest of the block (with its ``max_match`` guard). RE2 reports no
-match lengths, so it runs only where no run of bytes is long enough for a match longer than
-``max_match``; elsewhere ``re`` scans the block and reports such a match.
+(the pattern's factors, reach.py). An attempt that would read past ``u`` in the file either
+fails there as it does at the slice's end, or covers those two bytes; an anchor evaluated
+at ``u`` is written to hold there exactly when it holds in the file; so RE2's matches on the
+slice are the whole-file scan's, and the scan resumes fresh at ``u``, where ``re`` takes the
+rest of the block (with its ``max_match`` guard). ``$`` also holds before a final newline,
+so a slice ending at the file's end stops before that newline (or ``re`` takes it all).
+
+RE2 reports no match lengths, so it runs only where no match can be longer than
+``max_match`` (:func:`_bounded`); elsewhere ``re`` scans the block and reports such a match.
 """
 
 from __future__ import annotations
@@ -42,22 +49,49 @@ MIN_BULK = 64 << 10
 CUT_TRIES = 4096
 _LOCAL_FLAGS = sre.SRE_FLAG_IGNORECASE | sre.SRE_FLAG_DOTALL | sre.SRE_FLAG_MULTILINE \
     | sre.SRE_FLAG_LOCALE | sre.SRE_FLAG_ASCII
+# Anchors that only the file's ends make true, as placeholders in the written pattern until
+# a slice says what they are there (Translation.pattern).
+START, DOLLAR, END = "\x01", "\x02", "\x03"
+_ANCHORS = {sre.AT_BEGINNING: START, sre.AT_BEGINNING_STRING: START, sre.AT_END: DOLLAR,
+            sre.AT_END_STRING: END}
+NEVER = rb"[^\x00-\xff]"  # a class of no byte: RE2 (Latin-1 on binary data) never matches it
 
 
 @dataclass(frozen=True)
 class Translation:
     """The RE2 pattern and rewrite for a ``re`` pattern and template, or why there is none."""
 
-    pattern: bytes | None
+    source: bytes | None
     rewrite: bytes | None
     reason: str
-    # the byte sets that unbounded repeats run over, and the longest match without them
+    # the byte sets of the outermost unbounded repeats, how many times a match can pass
+    # through one of them, and the longest match without them
     runs: tuple[bytes, ...] = ()
+    repeats: int = 0
     bounded: int = 0
+    # the anchors (START, DOLLAR, END) that every match passes through
+    required: frozenset[str] = frozenset()
 
     @property
     def engine(self) -> str:
-        return "re2" if self.pattern is not None else "re"
+        return "re2" if self.source is not None else "re"
+
+    def pattern(self, start: bool, dollar: bool, end: bool) -> bytes:
+        """The pattern for a slice: ``start``, it starts the file (``\\A`` and ``^`` hold
+        at its start); ``dollar`` and ``end``, ``$`` and ``\\Z`` hold at its end. No anchor
+        of these holds anywhere else in a slice."""
+        assert self.source is not None
+        text = self.source
+        for anchor, holds, there in ((START, start, rb"\A"), (DOLLAR, dollar, rb"\z"),
+                                     (END, end, rb"\z")):
+            text = text.replace(anchor.encode(), there if holds else NEVER)
+        return text
+
+    def dead(self, start: bool, dollar: bool, end: bool) -> bool:
+        """No match is possible in such a slice: an anchor every match needs never holds."""
+        return (START in self.required and not start) or (DOLLAR in self.required
+                                                          and not dollar) \
+            or (END in self.required and not end)
 
 
 class _Fallback(Exception):
@@ -73,11 +107,38 @@ def translate(pattern: re.Pattern[bytes], template: bytes) -> Translation:
         if tree.getwidth()[0] == 0:
             raise _Fallback("the pattern can match empty")
         writer = _Writer()
-        source, bounded = writer.items(list(tree), pattern.flags)
-        rewrite = _rewrite(pattern, template)
+        text, bounded = writer.items(list(tree), pattern.flags)
+        translation = Translation(text.encode("latin-1"), _rewrite(pattern, template), "",
+                                  tuple(writer.runs), writer.repeats, bounded,
+                                  frozenset(_required(list(tree))))
+        _compiles(translation.pattern(True, True, True))
     except _Fallback as exc:
         return Translation(None, None, str(exc))
-    return Translation(source.encode("latin-1"), rewrite, "", tuple(writer.runs), bounded)
+    return translation
+
+
+def _compiles(pattern: bytes) -> None:
+    """RE2 takes ``pattern`` (it refuses some that ``re`` takes: nested counts whose
+    product is over 1000)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        pc.count_substring_regex(_array(memoryview(b"")), pattern=pattern)
+    except pa.ArrowInvalid as exc:
+        raise _Fallback(f"RE2 refuses it ({exc})") from None
+
+
+def _required(items: list) -> set[str]:
+    """The anchors among ``items`` that every match passes through (at the top level or in
+    a group there)."""
+    found: set[str] = set()
+    for op, av in items:
+        if op is sre.AT and av in _ANCHORS:
+            found.add(_ANCHORS[av])
+        elif op is sre.SUBPATTERN:
+            found |= _required(list(av[3]))
+    return found
 
 
 @lru_cache(maxsize=4096)
@@ -104,12 +165,16 @@ def _set_text(members: frozenset[int]) -> str:
 
 class _Writer:
     """Writes a parse tree as RE2 text, node by node, tracking the flags in force; each
-    node also gives its longest match, unbounded repeats counted as empty (their byte sets
-    go to ``runs``)."""
+    node also gives its longest match, the outermost unbounded repeats counted as empty
+    (their byte sets go to ``runs``, and to ``repeats`` how many times a match can pass
+    through them: a bounded repeat around one runs it up to its count)."""
 
     def __init__(self, exact: bool = True) -> None:
         self.exact = exact  # False: only which strings match counts, not which match wins
         self.runs: list[bytes] = []
+        self.repeats = 0
+        self._times = 1  # how many times the node being written can run in one match
+        self._members: set[int] | None = None  # bytes seen inside an unbounded repeat
 
     def items(self, items: list, flags: int) -> tuple[str, int]:
         parts = [self.node(op, av, flags) for op, av in items]
@@ -117,7 +182,10 @@ class _Writer:
 
     def node(self, op: object, av: Any, flags: int) -> tuple[str, int]:
         if op in (sre.LITERAL, sre.NOT_LITERAL, sre.ANY, sre.IN):
-            return _set_text(_byte_set(Emitter.byte_class(op, av), flags & _LOCAL_FLAGS)), 1
+            members = _byte_set(Emitter.byte_class(op, av), flags & _LOCAL_FLAGS)
+            if self._members is not None:
+                self._members |= members
+            return _set_text(members), 1
         if op is sre.BRANCH:
             alts = [self.items(list(b), flags) for b in av[1]]
             return "(?:" + "|".join(t for t, _ in alts) + ")", max(w for _, w in alts)
@@ -130,40 +198,44 @@ class _Writer:
         if op in (sre.MAX_REPEAT, sre.MIN_REPEAT):
             return self._repeat(op, av, flags)
         if op is sre.AT:
-            raise _Fallback("an anchor (^, $, \\b, \\A, \\Z) reads outside a slice")
+            return self._anchor(av, flags), 0
         if op in (sre.ASSERT, sre.ASSERT_NOT):
             raise _Fallback("lookaround")
         if op in (sre.GROUPREF, sre.GROUPREF_EXISTS):
             raise _Fallback("a backreference")
         raise _Fallback(f"{str(op).lower()} (possessive or atomic)")
 
+    def _anchor(self, at: object, flags: int) -> str:
+        if not self.exact:
+            return ""  # taken as always true: a superset of the strings
+        if at not in _ANCHORS:
+            raise _Fallback("\\b or \\B reads the byte beside a slice")
+        if flags & re.MULTILINE and at in (sre.AT_BEGINNING, sre.AT_END):
+            raise _Fallback("a MULTILINE ^ or $ reads the byte beside a slice")
+        return _ANCHORS[at]
+
     def _repeat(self, op: object, av: Any, flags: int) -> tuple[str, int]:
         lo, hi, sub = av
         if self.exact and sub.getwidth()[0] == 0:
             raise _Fallback("a repeated part can match empty")
-        lazy = "?" if op is sre.MIN_REPEAT else ""
-        if hi == sre.MAXREPEAT and not self.exact:
-            if lo > RE2_MAX_REPEAT:
-                raise _Fallback(f"a repeat count over {RE2_MAX_REPEAT}")
-            inner, _ = self.items(list(sub), flags)
-            return f"(?:{inner}){{{lo},}}", 0
-        if hi == sre.MAXREPEAT:
-            items = list(sub)
-            if len(items) != 1 or items[0][0] not in (sre.LITERAL, sre.NOT_LITERAL, sre.ANY,
-                                                       sre.IN):
-                raise _Fallback("an unbounded repeat of more than one byte (max_match "
-                                "could not be checked without re)")
-            if lo > RE2_MAX_REPEAT:
-                raise _Fallback(f"a repeat count over {RE2_MAX_REPEAT}")
-            op1, av1 = items[0]
-            members = _byte_set(Emitter.byte_class(op1, av1), flags & _LOCAL_FLAGS)
-            self.runs.append(bytes(1 if b in members else 0 for b in range(256)))
-            count = "*" if lo == 0 else "+" if lo == 1 else f"{{{lo},}}"
-            return f"{_set_text(members)}{count}{lazy}", 0
-        if hi > RE2_MAX_REPEAT:
+        if lo > RE2_MAX_REPEAT or RE2_MAX_REPEAT < hi < sre.MAXREPEAT:
             raise _Fallback(f"a repeat count over {RE2_MAX_REPEAT}")
-        inner, width = self.items(list(sub), flags)
-        return f"(?:{inner}){{{lo},{hi}}}{lazy}", width * hi
+        lazy = "?" if op is sre.MIN_REPEAT else ""
+        if hi < sre.MAXREPEAT:
+            times, self._times = self._times, self._times * hi
+            inner, width = self.items(list(sub), flags)
+            self._times = times
+            return f"(?:{inner}){{{lo},{hi}}}{lazy}", width * hi
+        count = "*" if lo == 0 else "+" if lo == 1 else f"{{{lo},}}"
+        if not self.exact or self._members is not None:  # inside one: its byte set covers it
+            inner, _ = self.items(list(sub), flags)
+            return f"(?:{inner}){count}{lazy}", 0
+        self._members = set()
+        inner, _ = self.items(list(sub), flags)
+        self.runs.append(bytes(1 if b in self._members else 0 for b in range(256)))
+        self.repeats += self._times
+        self._members = None
+        return f"(?:{inner}){count}{lazy}", 0
 
 
 def _rewrite(pattern: re.Pattern[bytes], template: bytes) -> bytes:
@@ -234,16 +306,68 @@ class Bulk:
 
 def _short_runs(translation: Translation, max_match: int, buf: bytearray, lo: int,
                 hi: int) -> bool:
-    """No match in ``buf[lo:hi]`` can be longer than ``max_match``: every path longer
-    than that spends more than ``max_match - bounded`` bytes in unbounded repeats, so one of
-    them runs over at least its share of it, and no such run of bytes is there."""
-    if not translation.runs:
-        return translation.bounded <= max_match
+    """No match in ``buf[lo:hi]`` can be longer than ``max_match``.
+
+    A match's bytes split into those read by the outermost unbounded repeats and the rest,
+    which are at most ``bounded``. Each pass through such a repeat reads one contiguous run
+    of bytes, and every byte of it is read by a byte class inside that repeat, so the run
+    lies in the repeat's byte set (``runs``), however its body nests. A match longer than
+    ``max_match`` spends more than ``max_match - bounded`` bytes in at most ``repeats``
+    passes, so one pass reads at least its share of that, plus one: where no run of bytes
+    in any of the sets is that long, no such match is there."""
     spare = max_match - translation.bounded
     if spare < 0:
         return False
-    run = b"\x01" * (spare // len(translation.runs) + 1)
+    if not translation.runs:
+        return True
+    run = b"\x01" * (spare // translation.repeats + 1)
     return all(buf.translate(table).find(run, lo, hi) < 0 for table in translation.runs)
+
+
+def _cut(factors: re.Pattern[bytes], buf: bytearray, n: int, eof: bool, lo: int, top: int,
+         whole: bool) -> int | None:
+    """Where a slice from ``lo`` may end at or before ``top``: the window's end when it is
+    the file's and ``whole`` says the slice may end there, else the last offset that no
+    path of the pattern straddles (not too close to ``lo``)."""
+    if eof and top == n and whole:
+        return n  # nothing after the slice: its end is the file's
+    for u in range(min(top, n - 1), max(lo + MIN_BULK, top - CUT_TRIES), -1):
+        if factors.fullmatch(buf, u - 1, u + 1) is None:
+            return u
+    return None
+
+
+def first_match(translation: Translation, anchors: tuple[bool, bool, bool],
+                segment: memoryview) -> int:
+    """Where RE2's first match in ``segment`` starts, or -1; ``anchors`` say which anchors
+    hold at its edges (:meth:`Translation.pattern`)."""
+    import pyarrow.compute as pc
+
+    return pc.find_substring_regex(_array(segment),
+                                   pattern=translation.pattern(*anchors))[0].as_py()
+
+
+def replace(translation: Translation, anchors: tuple[bool, bool, bool], segment: memoryview,
+            first: int) -> tuple[memoryview, int]:
+    """RE2's replacement of every match in ``segment`` (the first at ``first``) and their
+    count."""
+    import pyarrow.compute as pc
+
+    pattern = translation.pattern(*anchors)
+    array = _array(segment)
+    out = pc.replace_substring_regex(array, pattern=pattern, replacement=translation.rewrite)
+    start, end = memoryview(out.buffers()[1]).cast("q")[out.offset:out.offset + 2]
+    if not (anchors[0] and START.encode() in translation.source):
+        count = pc.count_substring_regex(array, pattern=pattern)[0].as_py()
+    else:
+        # pyarrow counts by searching again from each match's end as if the text began
+        # there, where \A would hold again: count on from the first match without it
+        rest = pc.replace_substring_regex(array, pattern=pattern, replacement=b"",
+                                          max_replacements=1)
+        after = first + len(segment) - pc.binary_length(rest)[0].as_py()
+        count = 1 + pc.count_substring_regex(_array(segment[after:]), pattern=translation
+                                             .pattern(False, *anchors[1:]))[0].as_py()
+    return memoryview(out.buffers()[2])[start:end], count
 
 
 def substitute(translation: Translation, factors: re.Pattern[bytes] | None,
@@ -251,28 +375,28 @@ def substitute(translation: Translation, factors: re.Pattern[bytes] | None,
                limit: int) -> Bulk | None:
     """RE2 over ``buf[:n]`` from ``pos`` up to a clean cut at or before ``limit`` (absolute
     offsets; ``buf[0]`` is offset ``base``, ``eof``: ``buf[:n]`` ends the file); None when
-    there is no bulk worth it or no cut."""
-    if translation.pattern is None or factors is None:
+    there is no bulk worth it or no cut, or a match there may be longer than
+    ``max_match``."""
+    if translation.source is None or factors is None:
         return None
-    lo, top, cut = pos - base, limit - base, None
-    if eof and top == n:
-        cut = n  # nothing after the slice: its end is the file's
-    for u in range(min(top, n - 1), max(lo + MIN_BULK, top - CUT_TRIES), -1):
-        if cut is not None:
-            break
-        if factors.fullmatch(buf, u - 1, u + 1) is None:
-            cut = u
-    if cut is None or not _short_runs(translation, max_match, buf, lo, cut):
+    lo = pos - base
+    # $ holds before a final newline too: a slice ends before it, never just after it
+    final_newline = eof and n > 0 and buf[n - 1] == 0x0A and DOLLAR.encode() in \
+        translation.source
+    cut = _cut(factors, buf, n, eof, lo, limit - base, not final_newline)
+    if cut is None or cut <= lo:
         return None
-    import pyarrow.compute as pc
-
+    anchors = (base + lo == 0, eof and cut == n - final_newline, eof and cut == n)
     segment = memoryview(buf)[lo:cut]
-    array = _array(segment)
-    count = pc.count_substring_regex(array, pattern=translation.pattern)[0].as_py()
-    if not count:
+    if translation.dead(*anchors):
         return Bulk(pos, base + cut, segment, 0, None)
-    first = pc.find_substring_regex(array, pattern=translation.pattern)[0].as_py()
-    out = pc.replace_substring_regex(array, pattern=translation.pattern,
-                                     replacement=translation.rewrite)
-    start, end = memoryview(out.buffers()[1]).cast("q")[out.offset:out.offset + 2]
-    return Bulk(pos, base + cut, memoryview(out.buffers()[2])[start:end], count, pos + first)
+    ends = bool(translation.required & {DOLLAR, END})
+    if not ends and not _short_runs(translation, max_match, buf, lo, cut):
+        return None
+    first = first_match(translation, anchors, segment)
+    if first < 0:
+        return Bulk(pos, base + cut, segment, 0, None)
+    if ends and cut - lo - first > max_match:
+        return None  # every match ends at the cut, so this one is that long: re says so
+    data, count = replace(translation, anchors, segment, first)
+    return Bulk(pos, base + cut, data, count, pos + first)

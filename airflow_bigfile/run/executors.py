@@ -8,15 +8,18 @@ import functools
 import multiprocessing
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures import Executor as _PoolExecutor
 from typing import Any, Protocol, TypeVar
 
 from airflow_bigfile.cancel import check_stop, run_with_stop
-from airflow_bigfile.exceptions import BigFileError
+from airflow_bigfile.edits import Edit, Replace, label
+from airflow_bigfile.exceptions import BigFileError, EditError
 from airflow_bigfile.io.errors import call_translated
+from airflow_bigfile.patch.re2 import translate
 from airflow_bigfile.run.workers import start_worker
+from airflow_bigfile.scan_clock import ScanClock
 
 T = TypeVar("T")
 
@@ -35,7 +38,10 @@ class PoolExecutor:
     """A ``concurrent.futures`` pool: threads by default, processes on request.
 
     ``stop`` (an event; one is made when not given) cancels the job: setting it makes
-    :meth:`run` raise :class:`Cancelled` and thread workers stop within a block. Closing the
+    :meth:`run` raise :class:`Cancelled` and thread workers stop within a block. With
+    processes, a worker's ``re`` scan of one block running past ``regex_timeout`` seconds
+    makes :meth:`run` raise :class:`RegexTimeoutError` naming the edit (``labels``: edit
+    index -> its name; see :mod:`~airflow_bigfile.scan_clock`). Closing the
     pool before its work is done (an error, a cancellation) stops thread workers the same
     way and terminates worker processes, so it never waits for shards nobody will use.
     Worker processes are spawned (they inherit none of this process's descriptors, so
@@ -45,21 +51,28 @@ class PoolExecutor:
     AHEAD = 2  # calls in flight per worker
 
     def __init__(self, workers: int, *, processes: bool = False,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, regex_timeout: float | None = None,
+                 labels: Mapping[int, str] | None = None) -> None:
         self.workers = workers
         self.stop = stop or threading.Event()
-        self._processes = processes
-        self._pool: _PoolExecutor = (
-            ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                initializer=start_worker, initargs=(os.getpid(),))
-            if processes else ThreadPoolExecutor(workers, "bigfile"))
+        self.processes = processes
+        self._clock: ScanClock | None = None
+        self._pool: _PoolExecutor
+        if processes:
+            context = multiprocessing.get_context("spawn")
+            self._clock = ScanClock(context, workers, regex_timeout, labels or {})
+            self._pool = ProcessPoolExecutor(workers, mp_context=context,
+                                             initializer=start_worker,
+                                             initargs=(os.getpid(), self._clock.slots))
+        else:
+            self._pool = ThreadPoolExecutor(workers, "bigfile")
         self._futures: list[Any] = []
 
     def run(self, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]]) -> Iterator[T]:
         """Yield results as calls complete, with at most ``AHEAD`` per worker submitted and
         not yet yielded: workers never run far ahead of the consumer (a streamed commit
         copies a shard's unchanged bytes right behind its scan, while they are cached)."""
-        call = (functools.partial(call_translated, fn) if self._processes
+        call = (functools.partial(call_translated, fn) if self.processes
                 else functools.partial(run_with_stop, self.stop, fn))
         todo = iter(calls)
         futures: list[Any] = []
@@ -77,10 +90,12 @@ class PoolExecutor:
                     return
                 check_stop(self.stop)
                 done, pending = wait(pending, self.POLL, FIRST_COMPLETED)
+                if self._clock is not None:
+                    self._clock.check()
                 for future in done:
                     yield future.result()
         finally:
-            if not self._processes:
+            if not self.processes:
                 for future in futures:
                     future.cancel()
 
@@ -88,7 +103,7 @@ class PoolExecutor:
         unfinished = any(not f.done() for f in self._futures)
         if unfinished:
             self.stop.set()
-        if unfinished and self._processes:
+        if unfinished and self.processes:
             # concurrent.futures has no public way to end running workers (3.14 adds
             # terminate_workers); the pool then reports itself broken and fails every
             # pending future itself. None of them is cancelled first: on Python 3.11 the
@@ -158,25 +173,59 @@ class DaskExecutor:
 
 
 def make_executor(executor: str | Executor | None, workers: int | None,
-                  stop: threading.Event | None = None, **options: Any) -> Executor:
+                  stop: threading.Event | None = None, *, edits: Sequence[Edit] = (),
+                  regex_timeout: float | None = None, small: bool = False,
+                  **options: Any) -> Executor:
     """An executor by name (``thread``, ``process``, ``dask``) or the one given; ``stop``
-    cancels the job's thread and process workers when set."""
+    cancels the job's thread and process workers when set.
+
+    A regex in ``edits`` that only Python's ``re`` can run (see :mod:`..patch.re2`) holds
+    the GIL while it backtracks: a thread inside it can be stopped by nothing (neither
+    ``regex_timeout`` nor ``stop``) and starves the main thread, where signals are handled.
+    So ``thread`` gives such a job worker processes, which its timeout and signals can end
+    (:mod:`~airflow_bigfile.scan_clock`), unless it has no timeout and one worker or a
+    ``small`` file (too little to gain from spreading it): then it runs in the calling
+    thread, where a signal still interrupts ``re`` (in the main thread), and pays no
+    process start (about 0.4 s of CPU each)."""
+    labels = regex_labels(edits)
+    timed = regex_timeout is not None and bool(labels)
     if executor is not None and not isinstance(executor, str):
+        if timed:
+            raise EditError(_UNTIMED)
         return executor
-    name, count = check_executor(executor, workers)
+    name, count = check_executor(executor, workers, timed=timed)
     if name == "thread":
-        return InlineExecutor(stop) if count == 1 else PoolExecutor(count, stop=stop)
-    if name == "process":
-        return PoolExecutor(count, processes=True, stop=stop)
+        on_re = any(translate(pattern, e.replace).engine == "re" for e in edits
+                    if isinstance(e, Replace) and (pattern := e.pattern) is not None)
+        if on_re and not timed and small:
+            count = 1
+        if not on_re or count == 1 and not timed:
+            return InlineExecutor(stop) if count == 1 else PoolExecutor(count, stop=stop)
+    if name in ("thread", "process"):
+        return PoolExecutor(count, processes=True, stop=stop, regex_timeout=regex_timeout,
+                            labels=labels)
     return DaskExecutor(count, **options)
 
 
-def check_executor(executor: str | None, workers: int | None) -> tuple[str, int]:
-    """The executor's name and worker count, refused before any work if either is wrong."""
+def regex_labels(edits: Sequence[Edit]) -> dict[int, str]:
+    """The names of the regex replaces in ``edits``, by their index."""
+    return {i: label(i, e) for i, e in enumerate(edits) if isinstance(e, Replace) and e.regex}
+
+
+_UNTIMED = ("regex_timeout needs executor 'thread' or 'process': a regex scan in another "
+            "executor's workers cannot be timed and stopped from here")
+
+
+def check_executor(executor: str | None, workers: int | None, *, timed: bool = False
+                   ) -> tuple[str, int]:
+    """The executor's name and worker count, refused before any work if either is wrong
+    (``timed``: a regex is to be timed, which only this machine's workers can be)."""
     count = workers if workers is not None else (os.cpu_count() or 1)
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise BigFileError(f"workers must be a positive integer, not {workers!r}")
     name = executor or "thread"
     if name not in ("thread", "process", "dask"):
         raise BigFileError(f"unknown executor {name!r}; expected thread, process or dask")
+    if timed and name == "dask":
+        raise EditError(_UNTIMED)
     return name, count

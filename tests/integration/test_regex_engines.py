@@ -8,6 +8,8 @@ naming ``max_match`` with the file unchanged.
 from __future__ import annotations
 
 import re
+import resource
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,6 +18,7 @@ from hypothesis import strategies as st
 from airflow_bigfile import Replace, edit_file
 from airflow_bigfile.exceptions import PatternError
 from airflow_bigfile.patch import re2
+from airflow_bigfile.patch.re2 import translate
 from airflow_bigfile.patch.scan import Matcher, Window
 from tests.unit.test_re2 import ALPHABET, patterns
 
@@ -74,6 +77,41 @@ def test_csv_equals_re_sub(tmp_path, executor, pattern, template):
                        shard_size="256KiB", workers=2, executor=executor)
     assert path.read_bytes() == re.sub(pattern, template, data)
     assert result.matches == 40_000
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def test_backtracking_pattern_runs_on_re2_in_linear_time(tmp_path):
+    """The issue's case: ``(a+)+$`` on 100,000 ``a`` then ``b`` takes ``re`` longer than the
+    universe's age; RE2 says "no match" at once."""
+    data = b"a" * 100_000 + b"b"
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    wall, cpu = time.perf_counter(), cpu_seconds()
+    result = edit_file(str(path), [Replace(rb"(a+)+$", b"X", regex=True)])
+    assert time.perf_counter() - wall < 1.0 and cpu_seconds() - cpu < 1.0
+    assert [e["engine"] for e in result.regex_engines] == ["re2"]
+    assert result.matches == 0 and path.read_bytes() == data
+
+
+@pytest.mark.parametrize("shard_size", [1, 7, 64, 4096, 1 << 20])
+@pytest.mark.parametrize("pattern, data", [
+    (rb"(?:a+b){2}", b"aaaaabaaaaab" + b"x" * 100),     # two passes through a+: 12 bytes
+    (rb"(?:ab)+$", b"ab" * 20),                          # one 40-byte match at the end
+    (rb"(\d+,)+", b"1,22,333,4444,55555," + b"x" * 50),  # nested: 20 bytes
+])
+def test_a_match_longer_than_max_match_is_an_error_at_every_shard_size(
+        tmp_path, small_bulk, shard_size, pattern, data):
+    assert translate(re.compile(pattern), b"X").engine == "re2"
+    path = tmp_path / "f"
+    path.write_bytes(data)
+    with pytest.raises(PatternError, match="max_match=8"):
+        edit_file(str(path), [Replace(pattern, b"X", regex=True, max_match=8)],
+                  shard_size=shard_size, align=1)
+    assert path.read_bytes() == data
 
 
 def test_bulk_runs_on_re2_up_to_a_clean_cut():

@@ -214,26 +214,70 @@ def test_on_kill_stops_workers(big: tuple[Path, bytes], tmp_path: Path) -> None:
     assert_clean(tmp_path)
 
 
-def test_signal_stops_a_runaway_regex_in_process_workers(tmp_path: Path) -> None:
-    """A pattern only ``re`` runs, backtracking for minutes: with process workers SIGTERM
-    stops it at once (the main thread is free), target unchanged, nothing left running."""
+RUNAWAY = b"a" * 40 + b"b\n"  # (a+)+(?=c) backtracks on it for hours
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+@pytest.mark.parametrize(("executor", "size"), [
+    pytest.param([], len(RUNAWAY), id="default-one-shard"),   # re in the main thread
+    pytest.param([], 4 << 20, id="default-many-shards"),      # in worker processes
+    pytest.param(["--executor", "process"], len(RUNAWAY), id="process"),
+])
+def test_signal_stops_a_runaway_regex(tmp_path: Path, executor: list[str], size: int,
+                                      signum: int) -> None:
+    """A pattern only ``re`` runs, backtracking for hours: the thread executor runs it in
+    the main thread (one shard) or in worker processes (more), never in a thread that holds
+    the GIL, so a signal stops it at once, target unchanged, nothing left running."""
     path = tmp_path / NAME
-    path.write_bytes(b"a" * 30 + b"b\n")
+    data = RUNAWAY + b"x" * (size - len(RUNAWAY))
+    path.write_bytes(data)
     proc = subprocess.Popen(
         [sys.executable, "-m", "airflow_bigfile", "replace", str(path), "--regex",
-         "--find", "(a+)+$", "--replace", "X", "--executor", "process", "--no-progress"],
+         "--find", "(a+)+(?=c)", "--replace", "X", "--workers", "2", *executor,
+         "--no-progress"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+    staging = tmp_path / f".{NAME}.bigfile-staging"
     deadline = time.monotonic() + 30
-    while not descendants(proc.pid) and time.monotonic() < deadline:
+    while not staging.is_dir() and time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.01)
-    time.sleep(2)  # the worker is deep in re's backtracking now
+    time.sleep(2)  # deep in re's backtracking now
     workers = descendants(proc.pid)
-    assert workers and proc.poll() is None
-    proc.send_signal(signal.SIGTERM)
+    assert proc.poll() is None
+    assert bool(workers) == (size > len(RUNAWAY) or bool(executor))
+    proc.send_signal(signum)
+    sent = time.monotonic()
     _, err = proc.communicate(timeout=10)
-    assert proc.returncode == 143, err
+    took = time.monotonic() - sent
+    assert proc.returncode == EXIT[signum], err
+    assert took < 2, f"stopping took {took:.2f} s"
     assert b"nothing was changed" in err and b"Traceback" not in err
-    assert path.read_bytes() == b"a" * 30 + b"b\n"
+    assert path.read_bytes() == data
     assert_clean(tmp_path)
     assert wait_until_gone(workers, 5) == []
+
+
+def test_regex_timeout_stops_a_runaway_regex(tmp_path: Path) -> None:
+    """``--regex-timeout 1``: exit 1 soon after a second, the pattern named, nothing left."""
+    path = tmp_path / NAME
+    data = b"x,1\n" * 5000 + b"a" * 40 + b"\n"
+    path.write_bytes(data)
+    cli = [sys.executable, "-m", "airflow_bigfile", "replace", str(path), "--regex",
+           "--find", "(a+)+(?=c)", "--replace", "X", "--no-progress"]
+    started = time.monotonic()
+    run = subprocess.run([*cli, "--regex-timeout", "1"], capture_output=True, env=ENV,
+                         timeout=30)
+    took = time.monotonic() - started
+    assert run.returncode == 1, run.stderr
+    assert took < 5, f"stopping took {took:.2f} s"
+    assert run.stderr.startswith(b"bigfile: error: edit #1 regex(b'(a+)+(?=c)'")
+    assert b"regex_timeout=1 s" in run.stderr and b"Traceback" not in run.stderr
+    assert path.read_bytes() == data
+    assert_clean(tmp_path)
+    for value in ("0", "-1", "abc"):
+        bad = subprocess.run([*cli, "--regex-timeout", value], capture_output=True, env=ENV)
+        assert bad.returncode == 2
+        assert f"--regex-timeout: expected a positive number of seconds, got '{value}'" \
+            in bad.stderr.decode()
+        assert path.read_bytes() == data
+        assert_clean(tmp_path)

@@ -1,12 +1,16 @@
 """The thread pool runs at most ``AHEAD`` calls per worker beyond the results its consumer
-has taken, so a streamed commit's copy follows the workers' scan closely."""
+has taken, so a streamed commit's copy follows the workers' scan closely; which jobs get
+worker processes."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-from airflow_bigfile.run.executors import PoolExecutor
+import pytest
+
+from airflow_bigfile.edits import Replace
+from airflow_bigfile.run.executors import InlineExecutor, PoolExecutor, make_executor
 
 started: list[int] = []
 lock = threading.Lock()
@@ -31,3 +35,33 @@ def test_workers_wait_for_a_slow_consumer() -> None:
         exe.close()
     assert sorted(seen) == list(range(40))
     assert sorted(started) == list(range(40))
+
+
+LITERAL = [Replace(b"@old.com", b"@new.com")]
+RE2 = [Replace(rb"(\d+)@old\.com", rb"\1@new.org", regex=True)]
+BACKREFERENCE = [Replace(rb"(\w)\1", b"", regex=True)]
+LOOKAHEAD_AND_LITERAL = [Replace(b"x", b"y"), Replace(rb"a(?=b)", b"", regex=True)]
+
+
+@pytest.mark.parametrize(("edits", "workers", "timeout", "small", "kind"), [
+    pytest.param(LITERAL, 2, 5, False, "threads", id="literal"),
+    pytest.param(RE2, 2, 5, False, "threads", id="re2"),
+    pytest.param(RE2, 1, 5, False, "inline", id="re2-one-worker"),
+    pytest.param(BACKREFERENCE, 2, None, False, "processes", id="re-two-workers"),
+    pytest.param(BACKREFERENCE, 1, None, False, "inline", id="re-one-worker"),
+    pytest.param(BACKREFERENCE, 2, None, True, "inline", id="re-small-file"),
+    pytest.param(BACKREFERENCE, 1, 5, True, "processes", id="re-timed"),
+    pytest.param(LOOKAHEAD_AND_LITERAL, 2, None, False, "processes", id="re-and-literal"),
+])
+def test_only_regexes_on_re_get_worker_processes(edits: list[Replace], workers: int,
+                                                 timeout: float | None, small: bool,
+                                                 kind: str) -> None:
+    """RE2 and literal jobs keep threads (no process start); a regex on ``re`` gets worker
+    processes from the thread executor when it must be timed or has work to spread."""
+    exe = make_executor("thread", workers, edits=edits, regex_timeout=timeout, small=small)
+    try:
+        found = ("inline" if isinstance(exe, InlineExecutor)
+                 else "processes" if exe.processes else "threads")  # type: ignore[attr-defined]
+        assert found == kind
+    finally:
+        exe.close()

@@ -1,40 +1,49 @@
 """The RE2 translation (patch/re2.py) against ``re`` on the same buffer.
 
 Random patterns from a grammar that covers every way RE2 and ``re`` differ on bytes
-(``\\s``, ``(?i)`` beyond ASCII, bytes >= 0x80, lazy and greedy quantifiers, alternation
-order, counted repeats, named and unmatched groups, templates with ``\\g<...>`` and
-escapes): whenever the translator says RE2 may run a pattern, RE2's replacement and count
-must be exactly ``re.sub``'s and ``re``'s.
+(``\\s``, ``(?i)`` beyond ASCII, bytes >= 0x80, anchors, lazy and greedy quantifiers,
+nested repeats, alternation order, counted repeats, named and unmatched groups, templates
+with ``\\g<...>`` and escapes): whenever the translator says RE2 may run a pattern, RE2's
+replacement and count must be exactly ``re.sub``'s and ``re``'s, on a whole buffer and on
+the slices that :func:`substitute` cuts from the middle of a file.
 """
 
 from __future__ import annotations
 
 import re
-import struct
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from airflow_bigfile.patch.re2 import translate
+from airflow_bigfile.patch import re2
+from airflow_bigfile.patch.re2 import DOLLAR, first_match, replace, substitute, translate
+from airflow_bigfile.patch.reach import factors
 
 ATOMS = ["a", "b", "A", "1", " ", ".", r"\s", r"\S", r"\w", r"\W", r"\d", "[a-c]", "[^a]",
          r"[\x80-\xff]", r"\xe9", "[_1-]", r"\x0b", r"\n"]
+ANCHORS = ["^", "$", r"\A", r"\Z", r"\b", r"\B"]
+# nested repeats that re runs without backtracking exponentially, for long data
+DELIMITED = [r"(?:a+b)+", r"(?:\d+[ _-])+", r"(?:\S+\s)+?", r"(?:ab)+", r"(?:[^a]+a){1,3}",
+             r"(?:\w+\n)+"]
 QUANTIFIERS = ["", "", "*", "+", "?", "{1,3}", "{2}", "{0,2}", "*?", "+?", "??", "{1,3}?"]
-FLAGS = ["", "(?i)", "(?s)", "(?is)", "(?a)"]
+FLAGS = ["", "(?i)", "(?s)", "(?is)", "(?a)", "(?m)"]
 ALPHABET = b"aAb1 \t\x0b\n\xe9\xc9_-"
 
 
 @st.composite
 def patterns(draw, nested: bool = True) -> tuple[str, str]:
     """A pattern and a template that refers to its groups; ``nested=False`` keeps
-    quantifiers off groups, so ``re`` (the oracle) never backtracks exponentially."""
+    quantifiers off groups but ``DELIMITED`` ones, so ``re`` (the oracle) never backtracks
+    exponentially on long data."""
     groups: list[str | None] = []
 
     def atom_or_group(depth: int) -> str:
-        kind = draw(st.integers(0, 5 if depth < 2 else 0))
+        kind = draw(st.integers(-2, 5 if depth < 2 else 0))
+        if kind == -2:
+            return draw(st.sampled_from(ANCHORS))
+        if kind == -1:
+            return draw(st.sampled_from(DELIMITED))
         if kind == 0:
             text = draw(st.sampled_from(ATOMS))
         elif kind == 1:
@@ -64,41 +73,98 @@ def patterns(draw, nested: bool = True) -> tuple[str, str]:
     return pattern, template
 
 
-def re2_sub(pattern: bytes, rewrite: bytes, data: bytes) -> tuple[bytes, int]:
-    offsets = pa.py_buffer(struct.pack("<qq", 0, len(data)))
-    array = pa.LargeBinaryArray.from_buffers(pa.large_binary(), 1,
-                                             [None, offsets, pa.py_buffer(data)])
-    out = pc.replace_substring_regex(array, pattern=pattern, replacement=rewrite)
-    return out[0].as_py(), pc.count_substring_regex(array, pattern=pattern)[0].as_py()
+def re_sub_between(pattern: re.Pattern[bytes], template: bytes, whole: bytes, pos: int,
+                   cut: int) -> tuple[bytes, int, int | None]:
+    """``re``'s scan of ``whole`` from ``pos``: the output for ``[pos, cut)``, the number of
+    matches starting there and the first one's start; none of them may cross ``cut``."""
+    out, count, first, prev = [], 0, None, pos
+    for match in pattern.finditer(whole, pos):
+        if match.start() >= cut:
+            break
+        assert match.end() <= cut, "a match crosses a clean cut"
+        out += [whole[prev:match.start()], match.expand(template)]
+        count, prev = count + 1, match.end()
+        first = match.start() if first is None else first
+    return b"".join(out) + whole[prev:cut], count, first
+
+
+def case_data(max_size: int) -> st.SearchStrategy[bytes]:
+    return st.lists(st.sampled_from(ALPHABET), max_size=max_size).map(bytes)
+
+
+def check_whole_buffer(pattern_text: str, template_text: str, data: bytes) -> None:
+    pattern = re.compile(pattern_text.encode("latin-1"))
+    template = template_text.encode("latin-1")
+    translation = translate(pattern, template)
+    if translation.source is None:
+        assert translation.reason and translation.engine == "re"
+        return
+    assert translation.engine == "re2"
+    if data.endswith(b"\n") and DOLLAR.encode() in translation.source:
+        return  # $ before a final newline: a slice stops before it (the bulk test)
+    expected = pattern.sub(template, data)
+    count = sum(1 for _ in pattern.finditer(data))
+    anchors, segment = (True, True, True), memoryview(data)
+    first = first_match(translation, anchors, segment)
+    assert first == next((m.start() for m in pattern.finditer(data)), -1)
+    out, found = replace(translation, anchors, segment, first) if first >= 0 else (data, 0)
+    assert (bytes(out), found) == (expected, count), (pattern_text, template_text, translation)
 
 
 @settings(max_examples=3000, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(case=patterns(), data=st.lists(st.sampled_from(ALPHABET), max_size=60).map(bytes))
+@given(case=patterns(nested=False), data=case_data(60))
 def test_translation_means_what_re_means(case, data):
-    pattern_text, template_text = case
-    pattern = re.compile(pattern_text.encode("latin-1"))
-    template = template_text.encode("latin-1")
+    check_whole_buffer(*case, data)
+
+
+@settings(max_examples=1500, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(case=patterns(), data=case_data(12))
+def test_nested_translation_means_what_re_means(case, data):
+    """Any nesting of repeats, on data short enough for ``re``'s backtracking."""
+    check_whole_buffer(*case, data)
+
+
+@settings(max_examples=2000, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(case=patterns(nested=False), data=case_data(60), start=st.integers(0, 60),
+       eof=st.booleans(), after=st.binary(min_size=1, max_size=3))
+def test_bulk_means_what_re_means(case, data, start, eof, after):
+    """RE2 over a slice from where the scan resumes to a clean cut, anchors written for that
+    slice, equals ``re`` on the whole file; the file goes on past the window unless
+    ``eof``."""
+    pattern = re.compile(case[0].encode("latin-1"))
+    template = case[1].encode("latin-1")
     translation = translate(pattern, template)
-    if translation.pattern is None:
-        assert translation.reason and translation.engine == "re"
+    pos = min(start, len(data))
+    event(translation.engine)
+    if translation.source is None or pos == len(data):
         return
-    assert translation.engine == "re2"
-    expected = pattern.sub(template, data)
-    count = sum(1 for _ in pattern.finditer(data))
-    assert re2_sub(translation.pattern, translation.rewrite, data) == (expected, count), (
-        pattern_text, template_text, translation)
+    whole = data if eof else data + after
+    saved, re2.MIN_BULK = re2.MIN_BULK, 1
+    try:
+        bulk = substitute(translation, factors(pattern), len(whole) + 1, bytearray(data),
+                          len(data), 0, eof, pos, len(data))
+    finally:
+        re2.MIN_BULK = saved
+    event("re2" if bulk is not None else "no cut: re")
+    if bulk is None:
+        return  # no clean cut: re scans it all
+    expected, count, first = re_sub_between(pattern, template, whole, pos, bulk.end)
+    assert (bytes(bulk.data), bulk.count, bulk.first) == (expected, count, first), (
+        case, translation)
 
 
 @pytest.mark.parametrize("pattern, template, reason", [
-    (rb"a$", b"", "anchor"),
-    (rb"\bab", b"", "anchor"),
+    (rb"(?m)a$", b"", "MULTILINE"),
+    (rb"\bab", b"", "\\b"),
     (rb"(a)\1", b"", "backreference"),
     (rb"a(?=b)", b"", "lookaround"),
     (rb"(?:a|)+b", b"", "can match empty"),
     (rb"a*", b"", "can match empty"),
-    (rb"(?:ab)+", b"", "more than one byte"),
     (rb"a{1001}", b"", "over 1000"),
+    (rb"(?:a{1,3}){400}", b"", "RE2 refuses"),
     (rb"a++", b"", "possessive"),
     (rb"(?>ab)", b"", "atomic"),
     (rb"(?L)a", b"", "LOCALE"),
@@ -106,7 +172,7 @@ def test_translation_means_what_re_means(case, data):
 ])
 def test_fallbacks_say_why(pattern, template, reason):
     translation = translate(re.compile(pattern), template)
-    assert translation.pattern is None and translation.engine == "re"
+    assert translation.source is None and translation.engine == "re"
     assert reason in translation.reason
 
 

@@ -1,0 +1,111 @@
+"""``regex_timeout``: a regex that Python's ``re`` backtracks on for ever stops the edit with
+an error naming it, the target as it was and nothing left beside it (no lock, staging or
+worker process); a regex that keeps within the bound gives exactly ``re.sub``'s bytes."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from airflow_bigfile import EditError, RegexTimeoutError, Replace, edit_file
+from tests.procs import descendants, wait_until_gone
+
+# Only re can run it (a lookahead); on a run of 40 "a"s it backtracks for hours.
+RUNAWAY = rb"(a+)+(?=c)"
+RUNAWAY_DATA = b"x,1\n" * 1000 + b"a" * 40 + b"\n" + b"y,2\n" * 1000
+
+
+def _runaway(tmp_path: Path) -> Path:
+    path = tmp_path / "data.csv"
+    path.write_bytes(RUNAWAY_DATA)
+    return path
+
+
+def _assert_untouched(path: Path) -> None:
+    assert path.read_bytes() == RUNAWAY_DATA
+    assert os.listdir(path.parent) == [path.name]
+    assert wait_until_gone(_workers(), 5) == []
+
+
+def _workers() -> dict[int, str]:
+    """This process's children but multiprocessing's resource tracker (one per process,
+    started with the first worker process and living as long as this one)."""
+    def tracker(pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                return b"resource_tracker" in f.read()
+        except OSError:
+            return False
+
+    return {pid: start for pid, start in descendants(os.getpid()).items() if not tracker(pid)}
+
+
+@pytest.mark.parametrize("executor", [None, "process"], ids=["default", "process"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_runaway_regex_stops_at_the_timeout(tmp_path: Path, executor: str | None,
+                                              workers: int) -> None:
+    path = _runaway(tmp_path)
+    started = time.monotonic()
+    with pytest.raises(RegexTimeoutError) as caught:
+        edit_file(str(path), [Replace(RUNAWAY, b"X", regex=True)], regex_timeout=1,
+                  executor=executor, workers=workers, shard_size="4KiB")
+    took = time.monotonic() - started
+    assert took < 5, f"stopping took {took:.2f} s"
+    message = str(caught.value)
+    assert "(a+)+(?=c)" in message and "regex_timeout=1 s" in message
+    assert "from offset 0 " in message  # the block holding the run of "a"s starts there
+    _assert_untouched(path)
+
+
+def test_the_operator_fails_the_task_and_changes_nothing(tmp_path: Path) -> None:
+    pytest.importorskip("airflow")
+    from airflow.sdk.exceptions import AirflowFailException
+    from airflow_bigfile.operators import BigFileEditOperator
+
+    path = _runaway(tmp_path)
+    op = BigFileEditOperator(task_id="edit", path=str(path), regex_timeout=1, edits=[
+        {"op": "replace", "find": RUNAWAY.decode(), "replace": "X", "regex": True}])
+    started = time.monotonic()
+    with pytest.raises(AirflowFailException, match=re.escape("(a+)+(?=c)")):
+        op.execute({})
+    assert time.monotonic() - started < 5
+    _assert_untouched(path)
+
+
+@pytest.mark.parametrize("executor", [None, "process"], ids=["default", "process"])
+def test_a_regex_within_the_timeout_gives_re_sub_bytes(tmp_path: Path,
+                                                       executor: str | None) -> None:
+    """A backreference (re only) over many shards and blocks, matches across their cuts."""
+    rows = b"".join(b"%d,%s,%s\n" % (i, b"ab" * (i % 5), b"ab" * (i % 3))
+                    for i in range(40000))
+    path = tmp_path / "data.csv"
+    path.write_bytes(rows)
+    pattern, template = rb"(\w{1,20}),\1\b", rb"<\1>"
+    result = edit_file(str(path), [Replace(pattern, template, regex=True)],
+                       regex_timeout=30, executor=executor, workers=2,
+                       shard_size="64KiB", block_size="16KiB")
+    assert path.read_bytes() == re.sub(pattern, template, rows)
+    assert result.matches == len(re.findall(pattern, rows)) > 1000
+    assert os.listdir(tmp_path) == ["data.csv"]
+
+
+@pytest.mark.parametrize("value", [0, -1, "abc", float("nan"), float("inf"), True])
+def test_a_bad_timeout_is_refused_before_any_io(tmp_path: Path, value: object) -> None:
+    path = _runaway(tmp_path)
+    with pytest.raises(EditError, match="regex_timeout must be a positive number"):
+        edit_file(str(path), [Replace(RUNAWAY, b"X", regex=True)],
+                  regex_timeout=value)  # type: ignore[arg-type]
+    _assert_untouched(path)
+
+
+def test_a_timeout_is_refused_where_it_cannot_be_kept(tmp_path: Path) -> None:
+    """Dask's workers are not this process's to time and stop: refused, not ignored."""
+    path = _runaway(tmp_path)
+    with pytest.raises(EditError, match="regex_timeout needs executor 'thread' or 'process'"):
+        edit_file(str(path), [Replace(RUNAWAY, b"X", regex=True)], regex_timeout=1,
+                  executor="dask")
+    _assert_untouched(path)
