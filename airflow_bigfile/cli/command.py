@@ -83,10 +83,10 @@ def _seconds(text: str) -> float:
 def _timeout(text: str) -> float:
     """A positive, finite number of seconds (``--regex-timeout``)."""
     from airflow_bigfile.exceptions import EditError
-    from airflow_bigfile.settings import check_regex_timeout
+    from airflow_bigfile.scan_clock import check_timeout
 
     try:
-        return check_regex_timeout(float(text))  # type: ignore[return-value]
+        return check_timeout(float(text))  # type: ignore[return-value]
     except (ValueError, EditError):
         raise argparse.ArgumentTypeError(
             f"expected a positive number of seconds, got {text!r}") from None

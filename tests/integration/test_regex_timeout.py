@@ -109,3 +109,24 @@ def test_a_timeout_is_refused_where_it_cannot_be_kept(tmp_path: Path) -> None:
         edit_file(str(path), [Replace(RUNAWAY, b"X", regex=True)], regex_timeout=1,
                   executor="dask")
     _assert_untouched(path)
+
+
+def test_workers_elsewhere_keep_the_timeout_from_the_plan(tmp_path: Path) -> None:
+    """plan_edit puts regex_timeout in the manifest; patch_batch stops its runaway scan and
+    records the error; commit_edit raises it and removes the job's staging."""
+    from airflow_bigfile import commit_edit, patch_batch, plan_edit
+
+    (tmp_path / "target").mkdir()
+    path = _runaway(tmp_path / "target")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    planned = plan_edit(str(path), [Replace(RUNAWAY, b"X", regex=True)], staging=str(staging),
+                        regex_timeout=1, shard_size="4KiB", align=4096)
+    started = time.monotonic()
+    summaries = [patch_batch(batch) for batch in planned.batches]
+    assert time.monotonic() - started < 5 * len(planned.batches)
+    assert any("regex_timeout=1 s" in e for s in summaries for e in s["errors"])
+    with pytest.raises(RegexTimeoutError, match=re.escape("(a+)+(?=c)")):
+        commit_edit(planned.staging, batches=summaries, target=str(path))
+    _assert_untouched(path)
+    assert os.listdir(staging) == []
