@@ -143,7 +143,8 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
             if outcome is not None:
                 return offsets_result(url, job_id, identity.size, outcome, dry_run, started)
         spec = JobSpec(target=url, staging=job_url(parent, job_id),
-                       storage_options=storage_options or {}, dry_run=dry_run)
+                       storage_options=storage_options or {}, dry_run=dry_run,
+                       checksums=settings.verify == "full")
         size = target.identity().size
         exe = make_executor(executor, workers, stop, edits=edit_list,
                             regex_timeout=settings.regex_timeout,

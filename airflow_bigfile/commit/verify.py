@@ -112,7 +112,8 @@ def staged_records(staging: Staging, piece: Piece, manifest: Manifest,
     """Yield a staged piece's output records, skipping its first ``piece.skip`` bytes.
 
     ``W`` records (bytes already in the new file) are checked whole through
-    ``written_fd`` (when given) before any of them is skipped. Without ``precheck`` the
+    ``written_fd`` (when given, and when the worker took their CRC32C) before any of them
+    is skipped. Without ``precheck`` the
     payload is read once, its CRC32C checked after the last record (see
     :func:`open_staged`)."""
     f, header = open_staged(staging, piece, manifest, precheck)
@@ -127,7 +128,7 @@ def staged_records(staging: Staging, piece: Piece, manifest: Manifest,
             if not manifest.direct:
                 raise StagingError(f"staged shard {piece.staged} refers to a new file "
                                    f"this commit does not have")
-            if written_fd is not None:
+            if written_fd is not None and header.written_crcs:
                 check_written(written_fd, value[0], length, value[1],
                               piece.staged or "")
             value = value[0]

@@ -195,12 +195,14 @@ class Patcher:
     """Applies one manifest's edits to its shards (one per worker process or thread)."""
 
     def __init__(self, manifest: Manifest, source: Source, staging: Staging,
-                 *, dry_run: bool = False, direct: str | None = None) -> None:
+                 *, dry_run: bool = False, direct: str | None = None,
+                 checksums: bool = True) -> None:
         self.manifest = manifest
         self.layout: Layout = manifest.layout
         self.source = source
         self.staging = staging
         self.dry_run = dry_run
+        self.checksums = checksums  # see JobSpec
         self.size = manifest.identity.size
         self.matchers = [Matcher(edit, i, self.layout.owner(i)) for i, edit in
                          self.layout.replaces]
@@ -259,9 +261,10 @@ class Patcher:
         state = ScanState.resume(start, end, resume_in, [m.index for m in self.matchers])
         output_start = state.cur
         self._index = shard.index
-        place = (Placement(self._direct, state.cur, end, self._direct_holes)
+        place = (Placement(self._direct, state.cur, end, self._direct_holes, self.checksums)
                  if self._direct is not None else None)
         writer = RecordWriter(_Discard if self.dry_run else self._shard_sink, place)
+        take_crc = self.checksums or shard.crc is not None
         crc = 0
         try:
             b0 = start
@@ -269,7 +272,8 @@ class Patcher:
                 check_stop()
                 b1 = min(b0 + self.block, end)
                 win = self._read(b0, b1)
-                crc = crc32c(win.view(b0, b1), crc)
+                if take_crc:
+                    crc = crc32c(win.view(b0, b1), crc)
                 # A shard covered by a match from before must still be scanned by the other
                 # replaces: a match of theirs starting under the cover is a conflict.
                 if state.pending(b1):
@@ -283,7 +287,7 @@ class Patcher:
             header = writer.finish(lambda w: ShardHeader(
                 shard.index, job_tag(self.manifest.job_id), start, shard.length,
                 output_start, w.output_length,
-                w.payload_length, crc, w.payload_crc))
+                w.payload_length, crc, w.payload_crc, self.checksums))
         except BaseException:
             writer.abandon()  # its bytes in the batch file are never referenced
             raise
@@ -299,7 +303,7 @@ class Patcher:
             payload_crc=writer.payload_crc,
             changed=header is not None,
             staged=writer.sink.name if header is not None and not self.dry_run else None,
-            source_crc=crc)
+            source_crc=crc if take_crc else None)
 
     def _guess_resume(self, start: int) -> list[int]:
         """Where each replace's scan most likely resumes at ``start`` (the first shard of a

@@ -8,10 +8,12 @@ a sparsely edited shard cost no staging space and are later copied by the kernel
 ``W`` + u64 length + u64 offset + u32 crc
                                   bytes already written into the new file at ``offset``
                                   (when output offsets are known, workers write there
-                                  directly and bytes move once); ``crc`` is their CRC32C
+                                  directly and bytes move once); ``crc`` is their CRC32C,
+                                  or 0 when the header's flags say none was taken
 
 The header (little-endian, 72 bytes) says which job and shard it belongs to and carries the
-CRC32C of the source range the worker read, of the payload, and of the header itself.
+CRC32C of the source range the worker read (0 when it took none), of the payload, and of
+the header itself.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ _COPY = struct.Struct("<cQQ")
 _WRITTEN = struct.Struct("<cQQI")
 FLUSH_AT = 4 << 20  # pending new bytes written out once they reach this size
 COPY_MIN = 4 << 10  # shorter unchanged runs are staged verbatim
+NO_WRITTEN_CRCS = 1  # header flag: the W records carry no CRC32C (a fast verify's job)
 
 
 @dataclass(frozen=True)
@@ -49,9 +52,11 @@ class ShardHeader:
     payload_length: int
     source_crc: int
     payload_crc: int
+    written_crcs: bool = True  # the W records carry the CRC32C of their bytes
 
     def pack(self) -> bytes:
-        head = _HEADER.pack(MAGIC, VERSION, 0, self.index, self.job, self.source_offset,
+        flags = 0 if self.written_crcs else NO_WRITTEN_CRCS
+        head = _HEADER.pack(MAGIC, VERSION, flags, self.index, self.job, self.source_offset,
                             self.source_length, self.output_start, self.output_length,
                             self.payload_length, self.source_crc, self.payload_crc)
         return head + crc32c(head).to_bytes(4, "little")
@@ -63,13 +68,13 @@ class ShardHeader:
         head, stored = raw[:-4], int.from_bytes(raw[-4:], "little")
         if crc32c(head) != stored:
             raise ShardChecksumError(f"staged shard {name}: header CRC32C mismatch")
-        magic, version, _flags, *fields = _HEADER.unpack(head)
+        magic, version, flags, *fields = _HEADER.unpack(head)
         if magic != MAGIC:
             raise StagingError(f"staged shard {name} is not a bigfile shard (bad magic)")
         if version != VERSION:
             raise StagingError(f"staged shard {name} has format version {version}, "
                                f"this bigfile reads version {VERSION}")
-        return cls(*fields)
+        return cls(*fields, written_crcs=not flags & NO_WRITTEN_CRCS)
 
 
 @dataclass(frozen=True)
@@ -77,12 +82,14 @@ class Placement:
     """Where a shard's new bytes go straight into the new file: output offsets from
     ``start`` (of the shard's first output byte) up to ``limit``; bytes past ``limit`` (a
     match running into the next shard's range) are staged instead. ``holes``: the new file
-    was sized, not preallocated (the source is sparse), so zero pages are left unwritten."""
+    was sized, not preallocated (the source is sparse), so zero pages are left unwritten.
+    ``crcs``: take the CRC32C of the bytes written (only a full verify reads them back)."""
 
     fd: int
     start: int
     limit: int
     holes: bool = False
+    crcs: bool = True
 
 
 class RecordWriter:
@@ -150,7 +157,7 @@ class RecordWriter:
             view = memoryview(data)[:direct]
             (write_sparse if place.holes else write_all)(place.fd, view, offset)
             start_writeback(place.fd, offset, direct)
-            self._emit(_WRITTEN.pack(b"W", direct, offset, crc32c(view)))
+            self._emit(_WRITTEN.pack(b"W", direct, offset, crc32c(view) if place.crcs else 0))
             data = memoryview(data)[direct:]
         if len(data):
             self._emit(_DATA.pack(b"D", len(data)))

@@ -19,13 +19,19 @@ from airflow_bigfile.plan.manifest import Manifest, source_crc
 
 @dataclass(frozen=True)
 class JobSpec:
-    """Where a job's source and staging live, and how to reach them."""
+    """Where a job's source and staging live, and how to reach them.
+
+    ``checksums``: workers take the CRC32C of the source bytes they read (unless planning
+    took it) and of the bytes they write into the new file. Only a full verify reads those
+    bytes again to check them, so a job verified fast, whose workers are its own, skips
+    that work; a planned CRC is checked either way."""
 
     target: str
     staging: str
     storage_options: dict[str, Any] = field(default_factory=dict)
     staging_options: dict[str, Any] = field(default_factory=dict)
     dry_run: bool = False
+    checksums: bool = True
 
     def source(self) -> Source:
         fs, path = url_to_fs(self.target, self.storage_options)
@@ -57,7 +63,8 @@ def patch_shards(spec: JobSpec, indices: Sequence[int], resume: Sequence[int] | 
     with spec.source() as source:
         direct = (Sidecars.of(source.path).new_file(manifest.job_id)
                   if manifest.direct and source.fileno is not None else None)
-        patcher = Patcher(manifest, source, staging, dry_run=spec.dry_run, direct=direct)
+        patcher = Patcher(manifest, source, staging, dry_run=spec.dry_run, direct=direct,
+                          checksums=spec.checksums)
         try:
             return apply_shards(patcher, [manifest.shards[i] for i in indices], resume)
         finally:

@@ -49,6 +49,36 @@ def test_fast_reads_each_byte_once(tmp_path: Path, edits: list, fast_reads: int,
         assert expected <= reads < expected + 0.2, f"{verify}: {reads:.2f} file lengths read"
 
 
+@pytest.mark.parametrize(("edits", "fast"), [
+    pytest.param(SAME_LENGTH, 0.0, id="same-length"),
+    pytest.param(LENGTH_CHANGING, 2.0, id="length-changing"),  # staged: as written, as read
+])
+def test_only_full_takes_crcs_of_the_whole_file(tmp_path: Path, edits: list, fast: float,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Counted in file lengths. A fast job checks no CRC32C of the source or of the bytes
+    workers write into the new file, so its workers take none (only a staged payload's,
+    checked as the commit reads it); a full one takes them, and again to check them."""
+    import airflow_bigfile.io.checksum as checksum
+
+    crc = checksum._crc32c.crc32c
+    counted = [0]
+
+    def counting(data, value=0):  # the real CRC32C, counting the bytes it covers
+        counted[0] += len(data)
+        return crc(data, value=value)
+
+    monkeypatch.setattr(checksum._crc32c, "crc32c", counting)
+    path = tmp_path / "data.csv"
+    shares = {}
+    for verify in ("fast", "full"):
+        path.write_bytes(DATA)
+        counted[0] = 0
+        edit_file(str(path), edits, verify=verify, workers=2, shard_size="256KiB")
+        assert path.read_bytes() == apply_model(DATA, edits)
+        shares[verify] = counted[0] / len(DATA)
+    assert fast <= shares["fast"] < fast + 0.25 and shares["full"] >= fast + 2, shares
+
+
 class _OtherWriter(Callback):
     """Progress callback that, at the first shard done, changes bytes of the file being
     edited and puts its mtime back, as ``rsync -t`` or ``touch -r`` would."""

@@ -41,6 +41,8 @@ def test_header_round_trip() -> None:
     assert raw[:8] == MAGIC and int.from_bytes(raw[8:10], "little") == VERSION
     assert int.from_bytes(raw[-4:], "little") == crc32c(raw[:-4])
     assert ShardHeader.unpack(raw, "s") == header()
+    unchecked = header(written_crcs=False)
+    assert ShardHeader.unpack(unchecked.pack(), "s") == unchecked != header()
 
 
 @pytest.mark.parametrize("at", range(HEADER_SIZE))
