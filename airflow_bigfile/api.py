@@ -286,7 +286,7 @@ def _patch_timed(spec: JobSpec, indices: list[int], manifest: Manifest) -> list[
     exe = make_executor("thread", 1, edits=manifest.edits,
                         regex_timeout=manifest.regex_timeout)
     try:
-        return next(iter(exe.run(patch_shards, [(spec, indices, None, manifest)])))
+        return next(exe.run(patch_shards, [(spec, indices, None, manifest)]))
     except RegexTimeoutError as exc:
         return [ShardResult.failed(
             indices[0], [manifest.shards[indices[0]].offset] * len(manifest.layout.replaces),

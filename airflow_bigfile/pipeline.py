@@ -248,7 +248,7 @@ class Job:
 
         def repatch(shard: Shard, resume: list[int]) -> ShardResult:
             results = self.exe.run(patch_shards, [(self.spec, [shard.index], resume, manifest)])
-            return next(iter(results))[0]
+            return next(results)[0]
 
         return repatch
 

@@ -76,17 +76,20 @@ def test_the_operator_fails_the_task_and_changes_nothing(tmp_path: Path) -> None
     _assert_untouched(path)
 
 
+@pytest.mark.parametrize("timeout", [None, 30], ids=["untimed", "timed"])
 @pytest.mark.parametrize("executor", [None, "process"], ids=["default", "process"])
-def test_a_regex_within_the_timeout_gives_re_sub_bytes(tmp_path: Path,
-                                                       executor: str | None) -> None:
-    """A backreference (re only) over many shards and blocks, matches across their cuts."""
+def test_a_regex_within_the_timeout_gives_re_sub_bytes(tmp_path: Path, executor: str | None,
+                                                       timeout: float | None) -> None:
+    """A backreference (re only) over many shards and blocks, matches across their cuts,
+    in worker processes (the file is over 1 MiB)."""
     rows = b"".join(b"%d,%s,%s\n" % (i, b"ab" * (i % 5), b"ab" * (i % 3))
-                    for i in range(40000))
+                    for i in range(80000))
+    assert len(rows) > 1 << 20
     path = tmp_path / "data.csv"
     path.write_bytes(rows)
     pattern, template = rb"(\w{1,20}),\1\b", rb"<\1>"
     result = edit_file(str(path), [Replace(pattern, template, regex=True)],
-                       regex_timeout=30, executor=executor, workers=2,
+                       regex_timeout=timeout, executor=executor, workers=2,
                        shard_size="64KiB", block_size="16KiB")
     assert path.read_bytes() == re.sub(pattern, template, rows)
     assert result.matches == len(re.findall(pattern, rows)) > 1000
