@@ -99,6 +99,15 @@ class Replace:
         read past ``max_match`` bytes (see patch/reach.py)."""
         return self.max_match + 2 if self.regex else len(self.find)
 
+    @property
+    def same_length(self) -> bool:
+        """Every replacement is exactly as long as its match (a literal of the same length,
+        or a regex like ``(\\d+)@old\\.com`` -> ``\\1@new.org``: see
+        :func:`_same_length_template`)."""
+        if self.pattern is None:
+            return len(self.find) == len(self.replace)
+        return _same_length_template(self.pattern, self.replace)
+
     def describe(self) -> str:
         kind = "regex" if self.regex else "replace"
         return f"{kind}({_short(self.find)} -> {_short(self.replace)})"
@@ -111,6 +120,36 @@ def _min_width(pattern: re.Pattern[bytes]) -> int:
     except ImportError:  # Python 3.10
         import sre_parse as _parser  # type: ignore[no-redef]
     return int(_parser.parse(pattern.pattern, pattern.flags).getwidth()[0])
+
+
+def _same_length_template(pattern: re.Pattern[bytes], template: bytes) -> bool:
+    """Every expansion of ``template`` is as long as its match. A match is its top-level
+    capturing groups (each takes part in every match) and the rest of the top-level items;
+    when the rest has one fixed width, and the template names each of those groups at most
+    once, no other group, and its literals are as long as the rest and the groups it leaves
+    out (which must be fixed-width too), both lengths are the same sum for every match."""
+    try:
+        from re import _parser  # type: ignore[attr-defined]
+    except ImportError:  # Python 3.10
+        import sre_parse as _parser  # type: ignore[no-redef]
+    try:
+        refs, literals = _parser.parse_template(template, pattern)
+    except (TypeError, ValueError):  # Pythons whose template format differs
+        return False
+    named = [group for _, group in refs]
+    if len(set(named)) != len(named):
+        return False
+    tree = _parser.parse(pattern.pattern, pattern.flags)
+    rest = 0
+    for op, av in tree:
+        if op is _parser.SUBPATTERN and av[0] in named:
+            named.remove(av[0])
+            continue
+        low, high = _parser.SubPattern(tree.state, [(op, av)]).getwidth()
+        if low != high:
+            return False
+        rest += low
+    return not named and sum(len(lit) for lit in literals if lit is not None) == rest
 
 
 def _check_template(pattern: re.Pattern[bytes], template: bytes) -> None:
@@ -354,7 +393,7 @@ class Layout:
         return (not self.inserts and not self.tail_inserts and not self.appends
                 and self.zero_fill == 0 and self.truncate_at is None
                 and all(len(data) == end - start for start, end, data, _ in self.ranges)
-                and all(not r.regex and len(r.find) == len(r.replace) for _, r in self.replaces))
+                and all(r.same_length for _, r in self.replaces))
 
     @property
     def tail_length(self) -> int:

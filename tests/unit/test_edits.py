@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_bigfile.edits import (
@@ -24,6 +25,7 @@ from airflow_bigfile.edits import (
     label,
 )
 from airflow_bigfile.exceptions import BigFileError, EditConflictError, EditError, PatternError
+from tests.unit.test_re2 import ALPHABET, patterns
 
 # -- construction ---------------------------------------------------------------------------
 
@@ -359,3 +361,43 @@ def test_check_offsets_agrees_with_the_model(data):
     else:
         layout = check_offsets(edits, size)
         assert layout.size == size
+
+
+@pytest.mark.parametrize("find, template, same", [
+    (rb"(\d+)@old\.com", rb"\1@new.org", True),
+    (rb"(\d{4})-(\d\d)-(\d\d)", rb"\3.\2.\1", True),
+    (rb"(?P<x>a+)-(b)", rb"\g<x>+=", True),      # (b) left out: fixed width, counted as rest
+    (rb"(\d+)@old\.com", rb"\1@new.orgx", False),
+    (rb"(\d+)@old\.com", rb"\1\1@new.org", False),  # a group twice
+    (rb"((a+)b)", rb"\2b", False),                   # a group below the top level
+    (rb"(a+)|b", rb"\1", False),                     # alternation: the group may not take part
+    (rb"a+", rb"a", False),
+    (rb"ab", rb"\g<0>", False),
+])
+def test_same_length_regex_templates(find, template, same):
+    assert Replace(find, template, regex=True).same_length is same
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(first=patterns(nested=False), second=patterns(nested=False),
+       middle=st.lists(st.sampled_from(["a", ".", r"\d", "[a-c]", r"\s"]), max_size=3),
+       extra=st.sampled_from([-1, 0, 0, 0, 1]), swap=st.booleans(),
+       data=st.lists(st.sampled_from(ALPHABET), max_size=40).map(bytes))
+def test_same_length_means_every_match_keeps_its_length(first, second, middle, extra, swap,
+                                                       data):
+    """Two random groups around a fixed-width middle, the template naming them around a
+    literal: same length is claimed exactly when the literal is as long as the middle, and
+    then (workers write straight into the new file at the old offsets) every match's
+    replacement is as long as the match."""
+    one, two = (re.sub(r"\A\(\?[a-z]+\)", "", case[0]) for case in (first, second))
+    two = two.replace("(?P<g", "(?P<h")
+    find = f"(?P<first>{one}){''.join(middle)}(?P<second>{two})"
+    refs = [r"\g<first>", r"\g<second>"]
+    literal = "-" * max(0, len(middle) + extra)
+    template = refs[swap] + literal + refs[not swap]
+    edit = Replace(find.encode("latin-1"), template.encode(), regex=True)
+    assert edit.same_length is (len(literal) == len(middle))
+    if edit.same_length:
+        assert edit.pattern is not None
+        for match in edit.pattern.finditer(data):
+            assert len(match.expand(edit.replace)) == match.end() - match.start()
