@@ -25,7 +25,7 @@ from airflow_bigfile.commit.results import (
 )
 from airflow_bigfile.commit.verify import check_identity
 from airflow_bigfile.edits import check_offsets, coerce_edits
-from airflow_bigfile.exceptions import SourceChangedError
+from airflow_bigfile.exceptions import RegexTimeoutError, SourceChangedError
 from airflow_bigfile.io.errors import is_transient, translated
 from airflow_bigfile.io.trust import check_batch, check_same_target
 from airflow_bigfile.patch.patcher import ShardResult
@@ -38,7 +38,7 @@ from airflow_bigfile.pipeline import (
     unchanged,
 )
 from airflow_bigfile.plan.batching import MAX_BATCHES, batch_count, check_batching
-from airflow_bigfile.plan.manifest import new_job_id
+from airflow_bigfile.plan.manifest import Manifest, new_job_id
 from airflow_bigfile.results import EditResult, PlannedEdit
 from airflow_bigfile.run.executors import (
     Executor,
@@ -189,7 +189,7 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
               delimiter: bytes | str | None = None, block_size: int | str | None = None,
               max_batches: int | None = None, batch_bytes: int | str | None = None,
               batch_limit: int = MAX_BATCHES, workers: int | None = None, wait: float = 0.0,
-              verify: str = "fast") -> PlannedEdit:
+              verify: str = "fast", regex_timeout: float | None = None) -> PlannedEdit:
     """Plan an edit for workers elsewhere: write the manifest to ``staging`` and return the
     batches of contiguous shards (small dicts, one per mapped task).
 
@@ -202,11 +202,14 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
     refuses if the target changed in between. ``verify="fast"`` (default) reads no shard
     here: the workers take the CRC32Cs as they read, after checking the target's identity
     (ETag on object stores), so each source byte is fetched once; ``"full"`` takes them
-    here first, a whole extra read, which the workers then check.
+    here first, a whole extra read, which the workers then check. ``regex_timeout`` (see
+    :func:`edit_file`) goes into the manifest: each :func:`patch_batch` then scans a regex
+    on ``re`` in a worker process it stops at the timeout.
     """
     edit_list = coerce_edits(edits)
     settings = Settings.parse(shard_size=shard_size, align=align, block_size=block_size,
-                              delimiter=delimiter, wait=wait, verify=verify)
+                              delimiter=delimiter, wait=wait, verify=verify,
+                              regex_timeout=regex_timeout)
     check_batching(max_batches, batch_bytes, batch_limit)
     target = open_target(url, storage_options)
     target.check(write=True)
@@ -267,13 +270,29 @@ def patch_batch(batch: dict[str, Any], *, storage_options: dict[str, Any] | None
             i, [manifest.shards[i].offset] * len(manifest.layout.replaces), exc)
             for i in indices[:1]]
     else:
-        results = patch_shards(spec, indices, None, manifest)
+        results = _patch_timed(spec, indices, manifest)
     stage.write_json(batch_name(checked.first), [r.to_json() for r in results])
     return {"staging": checked.staging, "job_id": manifest.job_id, "first": checked.first,
             "last": checked.last, "manifest_sha256": checked.manifest_sha256,
             "matches": sum(sum(r.matches) for r in results),
             "changed": sum(1 for r in results if r.changed),
             "errors": [r.error for r in results if r.error]}
+
+
+def _patch_timed(spec: JobSpec, indices: list[int], manifest: Manifest) -> list[ShardResult]:
+    """:func:`patch_shards` here, or in a worker process when a regex on ``re`` must keep
+    the manifest's ``regex_timeout``; a timeout is the batch's result, as a worker error is
+    (the commit reports it and removes the staging)."""
+    exe = make_executor("thread", 1, edits=manifest.edits,
+                        regex_timeout=manifest.regex_timeout)
+    try:
+        return next(exe.run(patch_shards, [(spec, indices, None, manifest)]))
+    except RegexTimeoutError as exc:
+        return [ShardResult.failed(
+            indices[0], [manifest.shards[indices[0]].offset] * len(manifest.layout.replaces),
+            exc)]
+    finally:
+        exe.close()
 
 
 @translated
@@ -313,7 +332,9 @@ def commit_edit(staging: str, *, target: str | None = None,
     goal.check(write=True, mode=mode, break_hardlinks=break_hardlinks)
     results = read_results(stage, manifest, plan, checked)
     with goal.session(wait=wait, job=manifest.job_id, keep=staging):
-        exe = make_executor("thread", None)
+        # it re-patches any shard whose worker guessed its scan state wrongly
+        exe = make_executor("thread", None, edits=manifest.edits,
+                            regex_timeout=manifest.regex_timeout)
         job = Job(goal, spec, settings, exe, manifest.job_id, started)
         resumable = False
         try:

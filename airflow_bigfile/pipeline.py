@@ -225,6 +225,7 @@ class Job:
         manifest = Manifest(job_id=self.job_id, target=target.url, identity=identity,
                             edits=edit_list, shards=shards, align=settings.align,
                             delimiter=settings.delimiter, block_size=settings.block_size,
+                            regex_timeout=settings.regex_timeout,
                             staging=spec.open_staging().url())
         if direct and layout.same_length and not spec.dry_run and batches:
             manifest.direct = target.prepare_direct(self.job_id, identity)
@@ -242,10 +243,12 @@ class Job:
             for batch in planned.batches]), planned.manifest, progress)
 
     def _repatcher(self, manifest: Manifest) -> Callable[[Shard, list[int]], ShardResult]:
-        """Patches one shard again with its true incoming scan positions."""
+        """Patches one shard again with its true incoming scan positions, on the job's
+        executor (so a regex on ``re`` stays where its timeout and signals can stop it)."""
 
         def repatch(shard: Shard, resume: list[int]) -> ShardResult:
-            return patch_shards(self.spec, [shard.index], resume, manifest)[0]
+            results = self.exe.run(patch_shards, [(self.spec, [shard.index], resume, manifest)])
+            return next(results)[0]
 
         return repatch
 

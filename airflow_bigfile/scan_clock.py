@@ -18,16 +18,28 @@ is linear and is not timed.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from airflow_bigfile.exceptions import RegexTimeoutError
+from airflow_bigfile.exceptions import EditError, RegexTimeoutError
 
 # a slot: claimed (1.0), start of the running scan (0.0: none), edit index, scan offset
 FIELDS = 4
 
 _slot: tuple[Any, int] | None = None  # in a worker process: (the shared array, its slot)
+
+
+def check_timeout(seconds: float | None) -> float | None:
+    """``regex_timeout``: None (no bound) or a positive, finite number of seconds."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
+            or not 0 < seconds < math.inf:
+        raise EditError(f"regex_timeout must be a positive number of seconds, "
+                        f"not {seconds!r}")
+    return float(seconds)
 
 
 class ScanClock:

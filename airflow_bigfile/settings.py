@@ -3,11 +3,11 @@ before any I/O and carried as one value."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 from airflow_bigfile.exceptions import EditError
 from airflow_bigfile.plan.manifest import BLOCK
+from airflow_bigfile.scan_clock import check_timeout
 from airflow_bigfile.sizes import parse_size
 
 DEFAULT_ALIGN = 4096
@@ -17,17 +17,6 @@ WRITERS = ("pwrite", "mmap")
 # fast: CRC32Cs taken as the bytes stream, the source's identity checked before the commit;
 # full: also read the source and the bytes workers wrote into the new file again.
 VERIFY_LEVELS = ("fast", "full")
-
-
-def check_regex_timeout(seconds: float | None) -> float | None:
-    """``regex_timeout``: None (no bound) or a positive, finite number of seconds."""
-    if seconds is None:
-        return None
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) \
-            or not 0 < seconds < math.inf:
-        raise EditError(f"regex_timeout must be a positive number of seconds, "
-                        f"not {seconds!r}")
-    return float(seconds)
 
 
 def default_align(shard_size: int) -> int:
@@ -80,7 +69,7 @@ class Settings:
         if verify not in VERIFY_LEVELS:
             raise EditError(f"verify must be {' or '.join(VERIFY_LEVELS)}, not {verify!r}")
         return cls(shard, align, block, delimiter, mode, writer, wait, break_hardlinks,
-                   verify, check_regex_timeout(regex_timeout))
+                   verify, check_timeout(regex_timeout))
 
     def for_target(self, default_shard_size: int, *, size: int | None = None,
                    workers: int | None = None) -> Settings:

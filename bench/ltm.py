@@ -16,8 +16,9 @@ Method
   the cgroup.
 * Every run starts from a fresh copy of the data (not timed), then ``sync`` and
   ``echo 3 > /proc/sys/vm/drop_caches``: nothing is cached. The measured command joins the
-  cgroup before it execs (``cgroup.procs``); it is timed fork to exit with its peak RSS
-  (``bench/launcher.py``).
+  cgroup before it execs (``cgroup.procs``); it is timed fork to exit with its peak RSS,
+  CPU seconds and the bytes it read from and wrote to the disk (``bench/launcher.py``):
+  on a shared machine the times move with the neighbours' load, the bytes do not.
 * Rows: the floor, ``cp --reflink=never`` + ``sync FILE`` + ``mv`` (a durable copy that
   replaces the file; on ext4 ``cp`` copies with ``copy_file_range``, a real in-kernel copy of
   the data, since ext4 cannot share blocks); a dense same-length replace; the same with

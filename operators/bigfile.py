@@ -312,6 +312,9 @@ class BigFilePlanOperator(_BigFileOperator):
     :param wait: seconds to wait for another job's lock on the target.
     :param verify: ``fast`` (the workers take the CRC32Cs as they read: each source byte is
         fetched once) or ``full`` (also read here first); see ``BigFileEditOperator``.
+    :param regex_timeout: seconds Python's ``re`` may spend scanning one block for one
+        regex replace in a patch task (default ``None``: no bound); past it the commit
+        fails, the file unchanged. It travels in the manifest.
     """
 
     template_fields: Sequence[str] = ("path", "edits", "staging")
@@ -322,7 +325,7 @@ class BigFilePlanOperator(_BigFileOperator):
                  max_batches: int | None = None, batch_bytes: int | str | None = None,
                  delimiter: str | bytes | None = None, align: int | None = None,
                  shared_staging: bool = False, wait: float = 0.0, verify: str = "fast",
-                 **kwargs: Any) -> None:
+                 regex_timeout: float | None = None, **kwargs: Any) -> None:
         super().__init__(conn_id=conn_id, **kwargs)
         self.path = path
         self.edits = edits
@@ -335,6 +338,7 @@ class BigFilePlanOperator(_BigFileOperator):
         self.shared_staging = shared_staging
         self.wait = wait
         self.verify = verify
+        self.regex_timeout = regex_timeout
 
     def _check_staging(self, url: str) -> None:
         staging = self.staging or url
@@ -371,7 +375,8 @@ class BigFilePlanOperator(_BigFileOperator):
                                 shard_size=self.shard_size, align=self.align,
                                 delimiter=self.delimiter, max_batches=self.max_batches,
                                 batch_bytes=self.batch_bytes, batch_limit=limit,
-                                wait=self.wait, verify=self.verify)
+                                wait=self.wait, verify=self.verify,
+                                regex_timeout=self.regex_timeout)
         batches = [dict(b) for b in planned.batches]
         if len(batches) > limit:  # the engine promised not to; never hand Airflow more
             raise AirflowFailException(f"the plan has {len(batches)} batches, more than "
@@ -486,8 +491,7 @@ class BigFileCommitOperator(_BigFileOperator):
             result = commit_edit(staging, target=target, storage_options=self._options(None),
                                  mode=self.mode, wait=self.wait, batches=summaries,
                                  staging_options=self._options(staging),
-                                 break_hardlinks=self.break_hardlinks, verify=self.verify,
-                               regex_timeout=self.regex_timeout)
+                                 break_hardlinks=self.break_hardlinks, verify=self.verify)
         figures = result.to_dict()
         self.log.info("Committed %s: %s", figures.get("target"), figures)
         self._edited = figures.get("target")
@@ -507,6 +511,7 @@ def bigfile_edit_group(group_id: str, *, path: str, edits: Any, staging: str | N
                        delimiter: str | bytes | None = None, align: int | None = None,
                        shared_staging: bool = False, patch_kwargs: dict[str, Any] | None = None,
                        break_hardlinks: bool = False, verify: str = "fast",
+                       regex_timeout: float | None = None,
                        **group_kwargs: Any) -> TaskGroup:
     """Build plan -> mapped patch -> commit as one ``TaskGroup`` named ``group_id``.
 
@@ -520,7 +525,8 @@ def bigfile_edit_group(group_id: str, *, path: str, edits: Any, staging: str | N
                                    shard_size=shard_size, conn_id=conn_id,
                                    max_batches=max_batches, batch_bytes=batch_bytes,
                                    delimiter=delimiter, align=align,
-                                   shared_staging=shared_staging, verify=verify)
+                                   shared_staging=shared_staging, verify=verify,
+                                   regex_timeout=regex_timeout)
         patch = BigFilePatchShardsOperator.partial(
             task_id="patch", conn_id=conn_id, **(patch_kwargs or {})).expand(batch=plan.output)
         BigFileCommitOperator(task_id="commit", results=patch.output, path=path,

@@ -83,10 +83,10 @@ def _seconds(text: str) -> float:
 def _timeout(text: str) -> float:
     """A positive, finite number of seconds (``--regex-timeout``)."""
     from airflow_bigfile.exceptions import EditError
-    from airflow_bigfile.settings import check_regex_timeout
+    from airflow_bigfile.scan_clock import check_timeout
 
     try:
-        return check_regex_timeout(float(text))  # type: ignore[return-value]
+        return check_timeout(float(text))  # type: ignore[return-value]
     except (ValueError, EditError):
         raise argparse.ArgumentTypeError(
             f"expected a positive number of seconds, got {text!r}") from None
@@ -740,6 +740,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 and args.executor not in (None, "dask")):
             _subparser(parser, args.command).error(
                 f"--scheduler needs --executor dask, not {args.executor}")
+        if getattr(args, "regex_timeout", None) is not None and args.preview:
+            _subparser(parser, args.command).error(
+                "--regex-timeout does not apply to --preview, which scans in this process "
+                "(Ctrl-C stops it); use --dry-run for a timed run that changes nothing")
     except SystemExit as exc:  # --help, --version (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     from airflow_bigfile.cancel import Cancelled, cancel_on_signals, late_signal, signal_name

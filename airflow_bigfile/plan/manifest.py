@@ -22,6 +22,7 @@ from airflow_bigfile.io.checksum import crc32c
 from airflow_bigfile.io.storage import Identity, Source, Staging
 from airflow_bigfile.io.trust import check_digest, check_job_id, manifest_digest
 from airflow_bigfile.payload import INLINE_MAX, StagedPayload, stage_payload
+from airflow_bigfile.scan_clock import check_timeout
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -61,6 +62,7 @@ class Manifest:
     # Workers write into the new file beside the target (offsets are known); its path is
     # derived from the target and the job id (Sidecars.new_file), never stored here.
     direct: bool = False
+    regex_timeout: float | None = None  # for the patch step's re scans (scan_clock.py)
 
     @property
     def layout(self) -> Layout:
@@ -73,7 +75,7 @@ class Manifest:
             "align": self.align,
             "delimiter": self.delimiter.hex() if self.delimiter is not None else None,
             "block_size": self.block_size, "staging": self.staging, "created": self.created,
-            "direct": self.direct,
+            "direct": self.direct, "regex_timeout": self.regex_timeout,
             "shards": [[s.offset, s.length, int(s.patch), s.crc] for s in self.shards],
         }
 
@@ -95,7 +97,8 @@ class Manifest:
                 align=obj["align"],
                 delimiter=bytes.fromhex(obj["delimiter"]) if obj["delimiter"] else None,
                 block_size=obj["block_size"], staging=obj["staging"], created=obj["created"],
-                direct=obj.get("direct", False))
+                direct=obj.get("direct", False),
+                regex_timeout=check_timeout(obj.get("regex_timeout")))
         except (KeyError, TypeError, ValueError) as exc:
             raise StagingError(f"the manifest is malformed: {exc}") from exc
 

@@ -76,17 +76,20 @@ def test_the_operator_fails_the_task_and_changes_nothing(tmp_path: Path) -> None
     _assert_untouched(path)
 
 
+@pytest.mark.parametrize("timeout", [None, 30], ids=["untimed", "timed"])
 @pytest.mark.parametrize("executor", [None, "process"], ids=["default", "process"])
-def test_a_regex_within_the_timeout_gives_re_sub_bytes(tmp_path: Path,
-                                                       executor: str | None) -> None:
-    """A backreference (re only) over many shards and blocks, matches across their cuts."""
+def test_a_regex_within_the_timeout_gives_re_sub_bytes(tmp_path: Path, executor: str | None,
+                                                       timeout: float | None) -> None:
+    """A backreference (re only) over many shards and blocks, matches across their cuts,
+    in worker processes (the file is over 1 MiB)."""
     rows = b"".join(b"%d,%s,%s\n" % (i, b"ab" * (i % 5), b"ab" * (i % 3))
-                    for i in range(40000))
+                    for i in range(80000))
+    assert len(rows) > 1 << 20
     path = tmp_path / "data.csv"
     path.write_bytes(rows)
     pattern, template = rb"(\w{1,20}),\1\b", rb"<\1>"
     result = edit_file(str(path), [Replace(pattern, template, regex=True)],
-                       regex_timeout=30, executor=executor, workers=2,
+                       regex_timeout=timeout, executor=executor, workers=2,
                        shard_size="64KiB", block_size="16KiB")
     assert path.read_bytes() == re.sub(pattern, template, rows)
     assert result.matches == len(re.findall(pattern, rows)) > 1000
@@ -109,3 +112,24 @@ def test_a_timeout_is_refused_where_it_cannot_be_kept(tmp_path: Path) -> None:
         edit_file(str(path), [Replace(RUNAWAY, b"X", regex=True)], regex_timeout=1,
                   executor="dask")
     _assert_untouched(path)
+
+
+def test_workers_elsewhere_keep_the_timeout_from_the_plan(tmp_path: Path) -> None:
+    """plan_edit puts regex_timeout in the manifest; patch_batch stops its runaway scan and
+    records the error; commit_edit raises it and removes the job's staging."""
+    from airflow_bigfile import commit_edit, patch_batch, plan_edit
+
+    (tmp_path / "target").mkdir()
+    path = _runaway(tmp_path / "target")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    planned = plan_edit(str(path), [Replace(RUNAWAY, b"X", regex=True)], staging=str(staging),
+                        regex_timeout=1, shard_size="4KiB", align=4096)
+    started = time.monotonic()
+    summaries = [patch_batch(batch) for batch in planned.batches]
+    assert time.monotonic() - started < 5 * len(planned.batches)
+    assert any("regex_timeout=1 s" in e for s in summaries for e in s["errors"])
+    with pytest.raises(RegexTimeoutError, match=re.escape("(a+)+(?=c)")):
+        commit_edit(planned.staging, batches=summaries, target=str(path))
+    _assert_untouched(path)
+    assert os.listdir(staging) == []

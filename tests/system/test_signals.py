@@ -274,10 +274,16 @@ def test_regex_timeout_stops_a_runaway_regex(tmp_path: Path) -> None:
     assert b"regex_timeout=1 s" in run.stderr and b"Traceback" not in run.stderr
     assert path.read_bytes() == data
     assert_clean(tmp_path)
-    for value in ("0", "-1", "abc"):
-        bad = subprocess.run([*cli, "--regex-timeout", value], capture_output=True, env=ENV)
+    dry = subprocess.run([*cli, "--regex-timeout", "1", "--dry-run"], capture_output=True,
+                         env=ENV, timeout=30)
+    assert dry.returncode == 1 and b"regex_timeout=1 s" in dry.stderr, dry.stderr
+    bad_values = {value: f"--regex-timeout: expected a positive number of seconds, got "
+                         f"'{value}'" for value in ("0", "-1", "abc")}
+    for value, message in [*bad_values.items(),
+                           ("1 --preview 3", "--regex-timeout does not apply to --preview")]:
+        bad = subprocess.run([*cli, "--regex-timeout", *value.split()], capture_output=True,
+                             env=ENV)
         assert bad.returncode == 2
-        assert f"--regex-timeout: expected a positive number of seconds, got '{value}'" \
-            in bad.stderr.decode()
+        assert message in bad.stderr.decode()
         assert path.read_bytes() == data
         assert_clean(tmp_path)
