@@ -186,7 +186,9 @@ def make_executor(executor: str | Executor | None, workers: int | None,
     (:mod:`~airflow_bigfile.scan_clock`), unless it has no timeout and one worker or a
     ``small`` file (too little to gain from spreading it): then it runs in the calling
     thread, where a signal still interrupts ``re`` (in the main thread), and pays no
-    process start (about 0.4 s of CPU each)."""
+    process start (about 0.4 s of CPU each). A regex on RE2 also leaves some scans to
+    ``re`` (block ends, other edits near, long runs with no clean cut), so with a timeout
+    every regex job gets processes; without one, RE2 and literal jobs keep threads."""
     labels = regex_labels(edits)
     timed = regex_timeout is not None and bool(labels)
     if executor is not None and not isinstance(executor, str):
@@ -199,7 +201,7 @@ def make_executor(executor: str | Executor | None, workers: int | None,
                     if isinstance(e, Replace) and (pattern := e.pattern) is not None)
         if on_re and not timed and small:
             count = 1
-        if not on_re or count == 1 and not timed:
+        if not timed and (not on_re or count == 1):
             return InlineExecutor(stop) if count == 1 else PoolExecutor(count, stop=stop)
     if name in ("thread", "process"):
         return PoolExecutor(count, processes=True, stop=stop, regex_timeout=regex_timeout,

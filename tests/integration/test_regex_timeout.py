@@ -133,3 +133,23 @@ def test_workers_elsewhere_keep_the_timeout_from_the_plan(tmp_path: Path) -> Non
         commit_edit(planned.staging, batches=summaries, target=str(path))
     _assert_untouched(path)
     assert os.listdir(staging) == []
+
+
+def test_the_re_scans_a_regex_on_re2_leaves_are_timed_too(tmp_path: Path) -> None:
+    """RE2 runs this pattern, but finds no clean cut in a long run of "a" and leaves each
+    block to re, which backtracks on it: the timeout still stops the edit."""
+    from airflow_bigfile.patch.re2 import translate
+
+    pattern = rb"(?:a|a){1,40}b"
+    assert translate(re.compile(pattern), b"X").engine == "re2"
+    path = tmp_path / "data.csv"
+    data = b"a" * 300_000 + b"\n"
+    path.write_bytes(data)
+    started = time.monotonic()
+    with pytest.raises(RegexTimeoutError, match=re.escape("(?:a|a){1,40}b")):
+        edit_file(str(path), [Replace(pattern, b"X", regex=True)], regex_timeout=1,
+                  shard_size="128KiB", block_size="64KiB")
+    assert time.monotonic() - started < 5
+    assert path.read_bytes() == data
+    assert os.listdir(tmp_path) == ["data.csv"]
+    assert wait_until_gone(_workers(), 5) == []
