@@ -5,7 +5,6 @@ call works in a thread, another process, or on another machine."""
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -18,7 +17,7 @@ from airflow_bigfile.edits import Edit, Replace, label
 from airflow_bigfile.exceptions import BigFileError, EditError
 from airflow_bigfile.io.errors import call_translated
 from airflow_bigfile.patch.re2 import translate
-from airflow_bigfile.run.workers import start_worker
+from airflow_bigfile.run.workers import start_worker, worker_context
 from airflow_bigfile.scan_clock import ScanClock
 
 T = TypeVar("T")
@@ -59,7 +58,7 @@ class PoolExecutor:
         self._clock: ScanClock | None = None
         self._pool: _PoolExecutor
         if processes:
-            context = multiprocessing.get_context("spawn")
+            context = worker_context()
             self._clock = ScanClock(context, workers, regex_timeout, labels or {})
             self._pool = ProcessPoolExecutor(workers, mp_context=context,
                                              initializer=start_worker,

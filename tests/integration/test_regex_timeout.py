@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -153,3 +155,28 @@ def test_the_re_scans_a_regex_on_re2_leaves_are_timed_too(tmp_path: Path) -> Non
     assert path.read_bytes() == data
     assert os.listdir(tmp_path) == ["data.csv"]
     assert wait_until_gone(_workers(), 5) == []
+
+
+def test_a_script_without_a_main_guard_runs_once(tmp_path: Path) -> None:
+    """Worker processes do not import the caller's main module again: a script that calls
+    ``edit_file`` at its top level (no ``if __name__ == "__main__":``) runs once, and its
+    regex on re is scanned in worker processes with exactly ``re.sub``'s result."""
+    data = b"".join(b"%d,%d,x%d\n" % (i % 97, i % 89, i) for i in range(300_000))
+    assert len(data) > 2 << 20
+    target = tmp_path / "data.csv"
+    target.write_bytes(data)
+    script = tmp_path / "fix.py"
+    script.write_text(
+        "import sys\n"
+        "from airflow_bigfile import Replace, edit_file\n"
+        "print('top level', flush=True)\n"
+        "result = edit_file(sys.argv[1], [Replace(rb'(\\d{1,8}),\\1,', rb'\\1,', regex=True)],\n"
+        "                   workers=2, regex_timeout=60)\n"
+        "print('edited', result.matches, result.regex_engines[0]['engine'], flush=True)\n")
+    run = subprocess.run([sys.executable, str(script), str(target)], capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    expected, count = re.subn(rb"(\d{1,8}),\1,", rb"\1,", data)
+    assert run.stdout.splitlines() == ["top level", f"edited {count} re"], run.stdout
+    assert target.read_bytes() == expected
+    assert sorted(os.listdir(tmp_path)) == ["data.csv", "fix.py"]
