@@ -98,9 +98,9 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
         those CRC32Cs: up to two more reads of the file.
     regex_timeout : seconds (default None: no bound) that Python's ``re`` may spend
         scanning one block (``block_size``) for one regex replace; past it the edit stops
-        with :class:`RegexTimeoutError` naming the pattern, the file unchanged. A regex that
-        only ``re`` can run (``regex_engines`` in the result says which) runs in worker
-        processes, so that it can be stopped; RE2's linear work is not timed.
+        with :class:`RegexTimeoutError` naming the pattern, the file unchanged. With a
+        timeout, a regex job runs in worker processes, so that it can be stopped; RE2's
+        own (linear) work is not timed, the ``re`` scans it leaves are.
 
     Returns
     -------
@@ -203,8 +203,8 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
     here: the workers take the CRC32Cs as they read, after checking the target's identity
     (ETag on object stores), so each source byte is fetched once; ``"full"`` takes them
     here first, a whole extra read, which the workers then check. ``regex_timeout`` (see
-    :func:`edit_file`) goes into the manifest: each :func:`patch_batch` then scans a regex
-    on ``re`` in a worker process it stops at the timeout.
+    :func:`edit_file`) goes into the manifest: each :func:`patch_batch` then scans regexes
+    in a worker process it stops at the timeout.
     """
     edit_list = coerce_edits(edits)
     settings = Settings.parse(shard_size=shard_size, align=align, block_size=block_size,
@@ -280,8 +280,8 @@ def patch_batch(batch: dict[str, Any], *, storage_options: dict[str, Any] | None
 
 
 def _patch_timed(spec: JobSpec, indices: list[int], manifest: Manifest) -> list[ShardResult]:
-    """:func:`patch_shards` here, or in a worker process when a regex on ``re`` must keep
-    the manifest's ``regex_timeout``; a timeout is the batch's result, as a worker error is
+    """:func:`patch_shards` here, or in a worker process when a regex must keep the
+    manifest's ``regex_timeout``; a timeout is the batch's result, as a worker error is
     (the commit reports it and removes the staging)."""
     exe = make_executor("thread", 1, edits=manifest.edits,
                         regex_timeout=manifest.regex_timeout)

@@ -1,11 +1,12 @@
 """How long each worker process has been in its current ``re`` scan, read by its parent.
 
 ``re`` can backtrack for minutes and holds the GIL meanwhile; a thread cannot be stopped
-inside it. So a job whose regex runs on ``re`` scans in worker processes
-(:func:`~airflow_bigfile.run.executors.make_executor`), each with a slot of shared memory:
-it writes when it starts one replace's ``re`` scan of a block and clears the slot when the
-scan returns. The parent, which polls its workers anyway, stops the job when a scan has
-run longer than ``regex_timeout`` seconds, and its usual cleanup kills the workers.
+inside it. So a job whose regex runs on ``re``, or any regex job with a timeout, scans in
+worker processes (:func:`~airflow_bigfile.run.executors.make_executor`), each with a slot
+of shared memory: it writes there when it starts one replace's ``re`` scan of a block and
+clears the slot when the scan returns. The parent, which polls its workers anyway, stops
+the job when a scan has run longer than ``regex_timeout`` seconds, and its usual cleanup
+kills the workers.
 ``time.monotonic`` is one clock for every process of a machine, so the parent compares a
 worker's start with its own now.
 

@@ -327,10 +327,13 @@ def _short_runs(translation: Translation, max_match: int, buf: bytearray, lo: in
 def _cut(factors: re.Pattern[bytes], buf: bytearray, n: int, eof: bool, lo: int, top: int,
          whole: bool) -> int | None:
     """Where a slice from ``lo`` may end at or before ``top``: the window's end when it is
-    the file's and ``whole`` says the slice may end there, else the last offset that no
-    path of the pattern straddles (not too close to ``lo``)."""
-    if eof and top == n and whole:
-        return n  # nothing after the slice: its end is the file's
+    the file's and ``whole`` says the slice may end there (else the byte before, if clean),
+    or the last offset that no path of the pattern straddles (not too close to ``lo``)."""
+    if eof and top == n:
+        if whole:
+            return n  # nothing after the slice: its end is the file's
+        if n - 1 > lo and factors.fullmatch(buf, n - 2, n) is None:
+            return n - 1  # just before the final newline
     for u in range(min(top, n - 1), max(lo + MIN_BULK, top - CUT_TRIES), -1):
         if factors.fullmatch(buf, u - 1, u + 1) is None:
             return u

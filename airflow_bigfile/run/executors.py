@@ -5,7 +5,6 @@ call works in a thread, another process, or on another machine."""
 from __future__ import annotations
 
 import functools
-import multiprocessing
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -18,7 +17,7 @@ from airflow_bigfile.edits import Edit, Replace, label
 from airflow_bigfile.exceptions import BigFileError, EditError
 from airflow_bigfile.io.errors import call_translated
 from airflow_bigfile.patch.re2 import translate
-from airflow_bigfile.run.workers import start_worker
+from airflow_bigfile.run.workers import start_worker, worker_context
 from airflow_bigfile.scan_clock import ScanClock
 
 T = TypeVar("T")
@@ -59,7 +58,7 @@ class PoolExecutor:
         self._clock: ScanClock | None = None
         self._pool: _PoolExecutor
         if processes:
-            context = multiprocessing.get_context("spawn")
+            context = worker_context()
             self._clock = ScanClock(context, workers, regex_timeout, labels or {})
             self._pool = ProcessPoolExecutor(workers, mp_context=context,
                                              initializer=start_worker,
@@ -186,7 +185,9 @@ def make_executor(executor: str | Executor | None, workers: int | None,
     (:mod:`~airflow_bigfile.scan_clock`), unless it has no timeout and one worker or a
     ``small`` file (too little to gain from spreading it): then it runs in the calling
     thread, where a signal still interrupts ``re`` (in the main thread), and pays no
-    process start (about 0.4 s of CPU each)."""
+    process start (about 0.4 s of CPU each). A regex on RE2 also leaves some scans to
+    ``re`` (block ends, other edits near, long runs with no clean cut), so with a timeout
+    every regex job gets processes; without one, RE2 and literal jobs keep threads."""
     labels = regex_labels(edits)
     timed = regex_timeout is not None and bool(labels)
     if executor is not None and not isinstance(executor, str):
@@ -199,7 +200,7 @@ def make_executor(executor: str | Executor | None, workers: int | None,
                     if isinstance(e, Replace) and (pattern := e.pattern) is not None)
         if on_re and not timed and small:
             count = 1
-        if not on_re or count == 1 and not timed:
+        if not timed and (not on_re or count == 1):
             return InlineExecutor(stop) if count == 1 else PoolExecutor(count, stop=stop)
     if name in ("thread", "process"):
         return PoolExecutor(count, processes=True, stop=stop, regex_timeout=regex_timeout,

@@ -11,11 +11,14 @@ the parent times its ``re`` scans.
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import sys
 import threading
 import time
+from multiprocessing import context as mp_context
+from multiprocessing import popen_spawn_posix, spawn, util
 from typing import Any
 
 from airflow_bigfile.io.oscompat import _libc
@@ -23,6 +26,62 @@ from airflow_bigfile.scan_clock import claim
 
 PR_SET_PDEATHSIG = 1
 WATCH_EVERY = 0.5  # seconds between the watcher's looks at the parent
+
+
+class _Popen(popen_spawn_posix.Popen):
+    """Starts a worker like ``spawn`` does, but without the parent's ``__main__``: workers
+    run only this package's functions, and importing the parent's main module again would
+    run a user's unguarded script a second time in every worker (and import Airflow's
+    command line in every worker of a task). The body is ``popen_spawn_posix.Popen._launch``
+    with the ``init_main_*`` entries left out of the preparation data."""
+
+    def _launch(self, process_obj: Any) -> None:
+        from multiprocessing import resource_tracker
+
+        tracker_fd = resource_tracker.getfd()
+        self._fds.append(tracker_fd)
+        prep_data = {key: value for key, value in
+                     spawn.get_preparation_data(process_obj._name).items()
+                     if not key.startswith("init_main")}
+        fp = io.BytesIO()
+        mp_context.set_spawning_popen(self)
+        try:
+            mp_context.reduction.dump(prep_data, fp)
+            mp_context.reduction.dump(process_obj, fp)
+        finally:
+            mp_context.set_spawning_popen(None)
+        parent_r = child_w = child_r = parent_w = None
+        try:
+            parent_r, child_w = os.pipe()
+            child_r, parent_w = os.pipe()
+            cmd = spawn.get_command_line(tracker_fd=tracker_fd, pipe_handle=child_r)
+            self._fds.extend([child_r, child_w])
+            self.pid = util.spawnv_passfds(spawn.get_executable(), cmd, self._fds)
+            self.sentinel = parent_r
+            with open(parent_w, "wb", closefd=False) as f:
+                f.write(fp.getbuffer())
+        finally:
+            self.finalizer = util.Finalize(self, util.close_fds,
+                                           [fd for fd in (parent_r, parent_w) if fd is not None])
+            for fd in (child_r, child_w):
+                if fd is not None:
+                    os.close(fd)
+
+
+class _Process(mp_context.SpawnProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> _Popen:
+        return _Popen(process_obj)
+
+
+class _Context(mp_context.SpawnContext):
+    Process = _Process
+
+
+def worker_context() -> mp_context.BaseContext:
+    """The multiprocessing context bigfile's worker processes start from: ``spawn``
+    without the parent's main module."""
+    return _Context()
 
 
 def start_worker(parent: int, slots: Any = None) -> None:

@@ -20,7 +20,7 @@ from airflow_bigfile.exceptions import PatternError
 from airflow_bigfile.patch import re2
 from airflow_bigfile.patch.re2 import translate
 from airflow_bigfile.patch.scan import Matcher, Window
-from tests.unit.test_re2 import ALPHABET, patterns
+from tests.unit.test_re2 import ALPHABET, patterns, same_length_patterns
 
 
 @pytest.fixture()
@@ -29,17 +29,17 @@ def small_bulk(monkeypatch):
     monkeypatch.setattr(re2, "MIN_BULK", 1)
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[
-    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(case=patterns(nested=False), pieces=st.lists(st.binary(min_size=1, max_size=12).map(
-           lambda b: bytes(ALPHABET[c % len(ALPHABET)] for c in b)), min_size=1, max_size=8),
-       repeat=st.integers(1, 30), max_match=st.integers(8, 64),
-       shard_size=st.integers(1, 4096), block=st.one_of(st.none(), st.integers(16, 512)),
-       workers=st.integers(1, 2))
-def test_edit_file_equals_re_sub(tmp_path_factory, small_bulk, case, pieces, repeat,
-                                 max_match, shard_size, block, workers):
-    pattern, template = (text.encode("latin-1") for text in case)
-    data = b"".join(pieces) * repeat
+PIECES = st.lists(st.binary(min_size=1, max_size=12).map(
+    lambda b: bytes(ALPHABET[c % len(ALPHABET)] for c in b)), min_size=1, max_size=8)
+SPLITS = {"repeat": st.integers(1, 30), "max_match": st.integers(8, 64),
+          "shard_size": st.integers(1, 4096),
+          "block": st.one_of(st.none(), st.integers(16, 512)), "workers": st.integers(1, 2)}
+
+
+def check_edit_file(folder, pattern: bytes, template: bytes, data: bytes, max_match: int,
+                    shard_size: int, block: int | None, workers: int) -> None:
+    """``edit_file`` gives ``re.sub``'s bytes, or a ``max_match`` error with the file as it
+    was (an error only where a cut makes an attempt unsure or a match is too long)."""
     compiled = re.compile(pattern)
     lengths = [m.end() - m.start() for m in compiled.finditer(data)]
     try:
@@ -47,7 +47,7 @@ def test_edit_file_equals_re_sub(tmp_path_factory, small_bulk, case, pieces, rep
     except PatternError:
         assert all(n > max_match for n in lengths)
         return
-    path = tmp_path_factory.mktemp("engines") / "f"
+    path = folder / "f"
     path.write_bytes(data)
     extra = {} if block is None else {"block_size": block}
     try:
@@ -60,6 +60,28 @@ def test_edit_file_equals_re_sub(tmp_path_factory, small_bulk, case, pieces, rep
         assert 0 in lengths or cut or any(n > max_match for n in lengths)
         return
     assert path.read_bytes() == compiled.sub(template, data)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(case=patterns(nested=False), pieces=PIECES, **SPLITS)
+def test_edit_file_equals_re_sub(tmp_path_factory, small_bulk, case, pieces, repeat,
+                                 max_match, shard_size, block, workers):
+    pattern, template = (text.encode("latin-1") for text in case)
+    check_edit_file(tmp_path_factory.mktemp("engines"), pattern, template,
+                    b"".join(pieces) * repeat, max_match, shard_size, block, workers)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[
+    HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(case=same_length_patterns(), pieces=PIECES, **SPLITS)
+def test_same_length_regex_equals_re_sub(tmp_path_factory, small_bulk, case, pieces, repeat,
+                                         max_match, shard_size, block, workers):
+    """Same-length regex replaces are written straight into the new file by the workers,
+    matches straddling shards included."""
+    pattern, template = case[0].encode("latin-1"), case[1].encode("latin-1")
+    check_edit_file(tmp_path_factory.mktemp("same"), pattern, template,
+                    b"".join(pieces) * repeat, max_match, shard_size, block, workers)
 
 
 @pytest.mark.parametrize("executor", ["thread", "process"])
@@ -84,10 +106,11 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def test_backtracking_pattern_runs_on_re2_in_linear_time(tmp_path):
+@pytest.mark.parametrize("data", [b"a" * 100_000 + b"b", b"a" * 30_000 + b"b\n"])
+def test_backtracking_pattern_runs_on_re2_in_linear_time(tmp_path, data):
     """The issue's case: ``(a+)+$`` on 100,000 ``a`` then ``b`` takes ``re`` longer than the
-    universe's age; RE2 says "no match" at once."""
-    data = b"a" * 100_000 + b"b"
+    universe's age; RE2 says "no match" at once (also before a final newline, where ``$``
+    holds too)."""
     path = tmp_path / "f"
     path.write_bytes(data)
     wall, cpu = time.perf_counter(), cpu_seconds()

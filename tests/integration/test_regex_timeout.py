@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -133,3 +135,48 @@ def test_workers_elsewhere_keep_the_timeout_from_the_plan(tmp_path: Path) -> Non
         commit_edit(planned.staging, batches=summaries, target=str(path))
     _assert_untouched(path)
     assert os.listdir(staging) == []
+
+
+def test_the_re_scans_a_regex_on_re2_leaves_are_timed_too(tmp_path: Path) -> None:
+    """RE2 runs this pattern, but finds no clean cut in a long run of "a" and leaves each
+    block to re, which backtracks on it: the timeout still stops the edit."""
+    from airflow_bigfile.patch.re2 import translate
+
+    pattern = rb"(?:a|a){1,40}b"
+    assert translate(re.compile(pattern), b"X").engine == "re2"
+    path = tmp_path / "data.csv"
+    data = b"a" * 300_000 + b"\n"
+    path.write_bytes(data)
+    started = time.monotonic()
+    with pytest.raises(RegexTimeoutError, match=re.escape("(?:a|a){1,40}b")):
+        edit_file(str(path), [Replace(pattern, b"X", regex=True)], regex_timeout=1,
+                  shard_size="128KiB", block_size="64KiB")
+    assert time.monotonic() - started < 5
+    assert path.read_bytes() == data
+    assert os.listdir(tmp_path) == ["data.csv"]
+    assert wait_until_gone(_workers(), 5) == []
+
+
+def test_a_script_without_a_main_guard_runs_once(tmp_path: Path) -> None:
+    """Worker processes do not import the caller's main module again: a script that calls
+    ``edit_file`` at its top level (no ``if __name__ == "__main__":``) runs once, and its
+    regex on re is scanned in worker processes with exactly ``re.sub``'s result."""
+    data = b"".join(b"%d,%d,x%d\n" % (i % 97, i % 89, i) for i in range(300_000))
+    assert len(data) > 2 << 20
+    target = tmp_path / "data.csv"
+    target.write_bytes(data)
+    script = tmp_path / "fix.py"
+    script.write_text(
+        "import sys\n"
+        "from airflow_bigfile import Replace, edit_file\n"
+        "print('top level', flush=True)\n"
+        "result = edit_file(sys.argv[1], [Replace(rb'(\\d{1,8}),\\1,', rb'\\1,', regex=True)],\n"
+        "                   workers=2, regex_timeout=60)\n"
+        "print('edited', result.matches, result.regex_engines[0]['engine'], flush=True)\n")
+    run = subprocess.run([sys.executable, str(script), str(target)], capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    expected, count = re.subn(rb"(\d{1,8}),\1,", rb"\1,", data)
+    assert run.stdout.splitlines() == ["top level", f"edited {count} re"], run.stdout
+    assert target.read_bytes() == expected
+    assert sorted(os.listdir(tmp_path)) == ["data.csv", "fix.py"]

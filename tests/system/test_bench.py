@@ -33,6 +33,7 @@ def test_bench_quick_writes_a_table(tmp_path: Path) -> None:
     labels = {row.split(" | ")[0].lstrip("| ") for row in rows}
     assert {"dense same-length replace", "sparse length-changing replace",
             "10,000 8-byte patches", "insert at offset 100", "regex replace",
+            "date-reordering regex", "date regex scaling",
             "insert into a sparse file (holes)", "bound: raw pwrite loop vs a rewrite"} <= labels
     assert "cp + fsync + mv" in text and "### Sparse files" in text
     # workers elsewhere: each object byte fetched once, each staged byte written and read once

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -25,7 +24,7 @@ from airflow_bigfile.edits import (
     label,
 )
 from airflow_bigfile.exceptions import BigFileError, EditConflictError, EditError, PatternError
-from tests.unit.test_re2 import ALPHABET, patterns
+from tests.unit.test_re2 import ALPHABET, same_length_patterns
 
 # -- construction ---------------------------------------------------------------------------
 
@@ -379,25 +378,16 @@ def test_same_length_regex_templates(find, template, same):
 
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(first=patterns(nested=False), second=patterns(nested=False),
-       middle=st.lists(st.sampled_from(["a", ".", r"\d", "[a-c]", r"\s"]), max_size=3),
-       extra=st.sampled_from([-1, 0, 0, 0, 1]), swap=st.booleans(),
+@given(case=same_length_patterns(),
        data=st.lists(st.sampled_from(ALPHABET), max_size=40).map(bytes))
-def test_same_length_means_every_match_keeps_its_length(first, second, middle, extra, swap,
-                                                       data):
-    """Two random groups around a fixed-width middle, the template naming them around a
-    literal: same length is claimed exactly when the literal is as long as the middle, and
+def test_same_length_means_every_match_keeps_its_length(case, data):
+    """Same length is claimed exactly when the literal is as long as the fixed middle, and
     then (workers write straight into the new file at the old offsets) every match's
     replacement is as long as the match."""
-    one, two = (re.sub(r"\A\(\?[a-z]+\)", "", case[0]) for case in (first, second))
-    two = two.replace("(?P<g", "(?P<h")
-    find = f"(?P<first>{one}){''.join(middle)}(?P<second>{two})"
-    refs = [r"\g<first>", r"\g<second>"]
-    literal = "-" * max(0, len(middle) + extra)
-    template = refs[swap] + literal + refs[not swap]
+    find, template, same = case
     edit = Replace(find.encode("latin-1"), template.encode(), regex=True)
-    assert edit.same_length is (len(literal) == len(middle))
-    if edit.same_length:
+    assert edit.same_length is same
+    if same:
         assert edit.pattern is not None
         for match in edit.pattern.finditer(data):
             assert len(match.expand(edit.replace)) == match.end() - match.start()

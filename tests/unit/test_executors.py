@@ -45,8 +45,9 @@ LOOKAHEAD_AND_LITERAL = [Replace(b"x", b"y"), Replace(rb"a(?=b)", b"", regex=Tru
 
 @pytest.mark.parametrize(("edits", "workers", "timeout", "small", "kind"), [
     pytest.param(LITERAL, 2, 5, False, "threads", id="literal"),
-    pytest.param(RE2, 2, 5, False, "threads", id="re2"),
-    pytest.param(RE2, 1, 5, False, "inline", id="re2-one-worker"),
+    pytest.param(RE2, 2, None, False, "threads", id="re2"),
+    pytest.param(RE2, 1, None, False, "inline", id="re2-one-worker"),
+    pytest.param(RE2, 2, 5, True, "processes", id="re2-timed"),
     pytest.param(BACKREFERENCE, 2, None, False, "processes", id="re-two-workers"),
     pytest.param(BACKREFERENCE, 1, None, False, "inline", id="re-one-worker"),
     pytest.param(BACKREFERENCE, 2, None, True, "inline", id="re-small-file"),
@@ -56,8 +57,9 @@ LOOKAHEAD_AND_LITERAL = [Replace(b"x", b"y"), Replace(rb"a(?=b)", b"", regex=Tru
 def test_only_regexes_on_re_get_worker_processes(edits: list[Replace], workers: int,
                                                  timeout: float | None, small: bool,
                                                  kind: str) -> None:
-    """RE2 and literal jobs keep threads (no process start); a regex on ``re`` gets worker
-    processes from the thread executor when it must be timed or has work to spread."""
+    """Literal jobs and untimed RE2 jobs keep threads (no process start); a regex on ``re``
+    gets worker processes from the thread executor when it has work to spread, and any
+    regex does when it must be timed."""
     exe = make_executor("thread", workers, edits=edits, regex_timeout=timeout, small=small)
     try:
         found = ("inline" if isinstance(exe, InlineExecutor)

@@ -73,6 +73,22 @@ def patterns(draw, nested: bool = True) -> tuple[str, str]:
     return pattern, template
 
 
+@st.composite
+def same_length_patterns(draw) -> tuple[str, str, bool]:
+    """Two random groups around a fixed-width middle and a template naming them around a
+    literal, and whether the literal is as long as the middle (then every replacement is
+    as long as its match)."""
+    one, two = (re.sub(r"\A\(\?[a-z]+\)", "", draw(patterns(nested=False))[0])
+                for _ in range(2))
+    middle = draw(st.lists(st.sampled_from(["a", ".", r"\d", "[a-c]", r"\s"]), max_size=3))
+    literal = "-" * max(0, len(middle) + draw(st.sampled_from([-1, 0, 0, 0, 1])))
+    refs = [r"\g<first>", r"\g<second>"]
+    swap = draw(st.booleans())
+    two = two.replace("(?P<g", "(?P<h")
+    return (f"(?P<first>{one}){''.join(middle)}(?P<second>{two})",
+            refs[swap] + literal + refs[not swap], len(literal) == len(middle))
+
+
 def re_sub_between(pattern: re.Pattern[bytes], template: bytes, whole: bytes, pos: int,
                    cut: int) -> tuple[bytes, int, int | None]:
     """``re``'s scan of ``whole`` from ``pos``: the output for ``[pos, cut)``, the number of
