@@ -64,6 +64,7 @@ from bench.suite import (  # noqa: E402
 DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
 BAR = 0.8  # issue 15: each rewrite at least this share of the floor's speed
 RSS_BAR = 300 * 1000 * 1000
+ROWS = ("dense", "dense-full", "sparse", "insert")  # the floor always runs: ratios need it
 
 # Joins the cgroup named first (its cgroup.procs file), then execs the rest.
 JOIN = ("import os, sys\n"
@@ -114,6 +115,7 @@ def drop_caches() -> None:
 
 @dataclass
 class Row:
+    key: str                # what --rows names it by
     label: str
     source: Path
     reference: Path
@@ -165,21 +167,22 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
     work = data / "work.csv"
     bigfile = [*bigfile_cmd()]
     rows = [
-        Row("cp + sync + mv (the durable-copy floor)", dense, dense,
+        Row("floor", "cp + sync + mv (the durable-copy floor)", dense, dense,
             ["sh", "-c", DURABLE_COPY, "{work}", "{work}.copy"]),
-        Row("dense same-length replace", dense, refs["dense"],
+        Row("dense", "dense same-length replace", dense, refs["dense"],
             [*bigfile, "replace", "{work}", "--find", FIND, "--replace", DENSE_REPLACE,
              "--no-progress"]),
-        Row("dense same-length replace, --verify full", dense, refs["dense"],
+        Row("dense-full", "dense same-length replace, --verify full", dense, refs["dense"],
             [*bigfile, "replace", "{work}", "--find", FIND, "--replace", DENSE_REPLACE,
              "--no-progress", "--verify", "full"]),
-        Row("sparse length-changing replace", sparse, refs["sparse"],
+        Row("sparse", "sparse length-changing replace", sparse, refs["sparse"],
             [*bigfile, "replace", "{work}", "--find", FIND, "--replace", SPARSE_REPLACE,
              "--no-progress"]),
-        Row(f"insert at offset {INSERT_OFFSET}", dense, refs["insert"],
+        Row("insert", f"insert at offset {INSERT_OFFSET}", dense, refs["insert"],
             [*bigfile, "insert", "{work}", "--offset", str(INSERT_OFFSET), "--data",
              INSERT_DATA, "--no-progress"]),
     ]
+    rows = [row for row in rows if row.key == "floor" or row.key in args.rows]
     cgroup = MemoryCgroup(args.limit)
     load = []
     try:
@@ -284,7 +287,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="scratch folder for data and references (kept and reused)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT,
                    help="markdown report whose larger-than-memory section is rewritten")
+    p.add_argument("--rows", type=lambda v: v.split(","), default=list(ROWS),
+                   help=f"comma-separated rows to run besides the floor, of {','.join(ROWS)} "
+                        "(default all)")
     args = p.parse_args(argv)
+    if unknown := set(args.rows) - set(ROWS):
+        p.error(f"--rows: no row named {', '.join(sorted(unknown))} (rows: {','.join(ROWS)})")
     args.size = args.size or 4 * args.limit
     if args.runs < 1:
         p.error("--runs must be >= 1")

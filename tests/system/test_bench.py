@@ -83,3 +83,24 @@ def test_bench_ltm_runs_every_row_in_a_cgroup(tmp_path: Path) -> None:
 def _cgroups() -> list[str]:
     roots = [Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/memory")]
     return [p.name for root in roots if root.is_dir() for p in root.glob("bigfile-ltm-*")]
+
+
+@pytest.mark.timeout(300)
+def test_bench_ltm_rows_runs_the_floor_and_the_rows_named(tmp_path: Path) -> None:
+    """``--rows dense`` runs the floor and the dense replace only; a row that does not exist
+    is refused by name before anything runs."""
+    bad = subprocess.run([sys.executable, str(LTM), "--rows", "dense,nosuch"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "no row named nosuch" in bad.stderr, bad.stderr
+    require_root()
+    out = tmp_path / "benchmarks.md"
+    proc = subprocess.run(
+        [sys.executable, str(LTM), "--limit", "256MiB", "--size", "24MiB", "--runs", "1",
+         "--rows", "dense", "--data-dir", str(tmp_path / "data"), "--out", str(out)],
+        capture_output=True, text=True, timeout=280)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    rows = [line for line in out.read_text().splitlines()
+            if line.startswith("| ") and "---" not in line]
+    assert [row.split(" | ")[0].lstrip("| ") for row in rows[1:]] == [
+        "cp + sync + mv (the durable-copy floor)", "dense same-length replace"]
+    assert all(row.endswith(" yes |") for row in rows[1:]), rows
