@@ -71,6 +71,9 @@ class Translation:
     bounded: int = 0
     # the anchors (START, DOLLAR, END) that every match passes through
     required: frozenset[str] = frozenset()
+    # an unbounded repeat of more than one byte: the scans left to re (block ends, blocks
+    # with no clean cut) can backtrack for hours, so executors keep it out of worker threads
+    backtracks: bool = False
 
     @property
     def engine(self) -> str:
@@ -110,7 +113,7 @@ def translate(pattern: re.Pattern[bytes], template: bytes) -> Translation:
         text, bounded = writer.items(list(tree), pattern.flags)
         translation = Translation(text.encode("latin-1"), _rewrite(pattern, template), "",
                                   tuple(writer.runs), writer.repeats, bounded,
-                                  frozenset(_required(list(tree))))
+                                  frozenset(_required(list(tree))), writer.backtracks)
         _compiles(translation.pattern(True, True, True))
     except _Fallback as exc:
         return Translation(None, None, str(exc))
@@ -175,6 +178,7 @@ class _Writer:
         self.repeats = 0
         self._times = 1  # how many times the node being written can run in one match
         self._members: set[int] | None = None  # bytes seen inside an unbounded repeat
+        self.backtracks = False
 
     def items(self, items: list, flags: int) -> tuple[str, int]:
         parts = [self.node(op, av, flags) for op, av in items]
@@ -231,6 +235,8 @@ class _Writer:
             inner, _ = self.items(list(sub), flags)
             return f"(?:{inner}){count}{lazy}", 0
         self._members = set()
+        self.backtracks |= not (len(sub) == 1 and sub[0][0] in (sre.LITERAL, sre.NOT_LITERAL,
+                                                                sre.ANY, sre.IN))
         inner, _ = self.items(list(sub), flags)
         self.runs.append(bytes(1 if b in self._members else 0 for b in range(256)))
         self.repeats += self._times

@@ -187,7 +187,9 @@ def make_executor(executor: str | Executor | None, workers: int | None,
     thread, where a signal still interrupts ``re`` (in the main thread), and pays no
     process start (about 0.4 s of CPU each). A regex on RE2 also leaves some scans to
     ``re`` (block ends, other edits near, long runs with no clean cut), so with a timeout
-    every regex job gets processes; without one, RE2 and literal jobs keep threads."""
+    every regex job gets processes; without one, RE2 and literal jobs keep threads, except
+    an RE2 pattern whose ``re`` scans can backtrack badly (``Translation.backtracks``, as
+    for ``(a+)+$``): it is treated as one on ``re``."""
     labels = regex_labels(edits)
     timed = regex_timeout is not None and bool(labels)
     if executor is not None and not isinstance(executor, str):
@@ -196,8 +198,9 @@ def make_executor(executor: str | Executor | None, workers: int | None,
         return executor
     name, count = check_executor(executor, workers, timed=timed)
     if name == "thread":
-        on_re = any(translate(pattern, e.replace).engine == "re" for e in edits
-                    if isinstance(e, Replace) and (pattern := e.pattern) is not None)
+        on_re = any((t := translate(pattern, e.replace)).engine == "re" or t.backtracks
+                    for e in edits if isinstance(e, Replace)
+                    and (pattern := e.pattern) is not None)
         if on_re and not timed and small:
             count = 1
         if not timed and (not on_re or count == 1):

@@ -41,6 +41,7 @@ LITERAL = [Replace(b"@old.com", b"@new.com")]
 RE2 = [Replace(rb"(\d+)@old\.com", rb"\1@new.org", regex=True)]
 BACKREFERENCE = [Replace(rb"(\w)\1", b"", regex=True)]
 LOOKAHEAD_AND_LITERAL = [Replace(b"x", b"y"), Replace(rb"a(?=b)", b"", regex=True)]
+NESTED = [Replace(rb"(a+)+$", b"X", regex=True)]  # RE2, but re's block-end scans backtrack
 
 
 @pytest.mark.parametrize(("edits", "workers", "timeout", "small", "kind"), [
@@ -53,6 +54,8 @@ LOOKAHEAD_AND_LITERAL = [Replace(b"x", b"y"), Replace(rb"a(?=b)", b"", regex=Tru
     pytest.param(BACKREFERENCE, 2, None, True, "inline", id="re-small-file"),
     pytest.param(BACKREFERENCE, 1, 5, True, "processes", id="re-timed"),
     pytest.param(LOOKAHEAD_AND_LITERAL, 2, None, False, "processes", id="re-and-literal"),
+    pytest.param(NESTED, 2, None, False, "processes", id="re2-nested-repeat"),
+    pytest.param(NESTED, 2, None, True, "inline", id="re2-nested-repeat-small-file"),
 ])
 def test_only_regexes_on_re_get_worker_processes(edits: list[Replace], workers: int,
                                                  timeout: float | None, small: bool,
