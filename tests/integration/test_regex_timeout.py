@@ -33,9 +33,21 @@ def _assert_untouched(path: Path) -> None:
     assert wait_until_gone(_workers(), 5) == []
 
 
+_EARLIER: set[int] = set()
+
+
+@pytest.fixture(autouse=True)
+def _earlier_children() -> None:
+    """Remember the processes this one had before the test (servers that other modules'
+    fixtures started for the session): they are not the test's workers."""
+    _EARLIER.clear()
+    _EARLIER.update(descendants(os.getpid()))
+
+
 def _workers() -> dict[int, str]:
-    """This process's children but multiprocessing's resource tracker (one per process,
-    started with the first worker process and living as long as this one)."""
+    """This process's descendants the test started, but multiprocessing's resource tracker
+    (one per process, started with the first worker process and living as long as this
+    one)."""
     def tracker(pid: int) -> bool:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -43,7 +55,8 @@ def _workers() -> dict[int, str]:
         except OSError:
             return False
 
-    return {pid: start for pid, start in descendants(os.getpid()).items() if not tracker(pid)}
+    return {pid: start for pid, start in descendants(os.getpid()).items()
+            if pid not in _EARLIER and not tracker(pid)}
 
 
 @pytest.mark.parametrize("executor", [None, "process"], ids=["default", "process"])
