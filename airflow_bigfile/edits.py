@@ -13,6 +13,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+try:
+    from re import _parser  # type: ignore[attr-defined]
+except ImportError:  # Python 3.10
+    import sre_parse as _parser  # type: ignore[no-redef]
+
 from airflow_bigfile.exceptions import EditConflictError, EditError, PatternError
 from airflow_bigfile.payload import DataFile, StagedPayload, is_ranged
 
@@ -115,10 +120,6 @@ class Replace:
 
 def _min_width(pattern: re.Pattern[bytes]) -> int:
     """The length of the shortest match ``pattern`` can produce."""
-    try:
-        from re import _parser  # type: ignore[attr-defined]
-    except ImportError:  # Python 3.10
-        import sre_parse as _parser  # type: ignore[no-redef]
     return int(_parser.parse(pattern.pattern, pattern.flags).getwidth()[0])
 
 
@@ -128,10 +129,6 @@ def _same_length_template(pattern: re.Pattern[bytes], template: bytes) -> bool:
     when the rest has one fixed width, and the template names each of those groups at most
     once, no other group, and its literals are as long as the rest and the groups it leaves
     out (which must be fixed-width too), both lengths are the same sum for every match."""
-    try:
-        from re import _parser  # type: ignore[attr-defined]
-    except ImportError:  # Python 3.10
-        import sre_parse as _parser  # type: ignore[no-redef]
     try:
         refs, literals = _parser.parse_template(template, pattern)
     except (TypeError, ValueError):  # Pythons whose template format differs

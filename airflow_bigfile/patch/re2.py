@@ -101,6 +101,7 @@ class _Fallback(Exception):
     """The pattern or template cannot be written for RE2 with the same meaning."""
 
 
+@lru_cache(maxsize=256)
 def translate(pattern: re.Pattern[bytes], template: bytes) -> Translation:
     """``pattern`` and ``template`` for RE2, or the reason ``re`` must run them."""
     try:
