@@ -113,6 +113,22 @@ def test_examples(data: bytes, find: bytes, replace: bytes, expected: bytes, cou
         assert buf == expected
 
 
+def test_near_misses_hand_the_search_to_memmem() -> None:
+    """The search looks for the byte of ``find`` rarest in the buffer's first 4 KiB, here an
+    ``a`` of a long run that fails only at the ``b`` in the middle: after enough misses it goes
+    on with memmem, and the matches before and after that switch are all found."""
+    find = b"a" * 2000 + b"b" + b"a" * 2000
+    data = b"b" * 4096 + find + b"a" * (1 << 20) + find + b"a" + find + b"a" * 3000
+    hits = occurrences(data, find)
+    assert len(hits) == 3
+    assert _memreplace.count(data, find) == 3
+    assert _memreplace.find_all(data, find, 3) == hits
+    assert _memreplace.replace(data, find, b"x") == (data.replace(find, b"x"), 3)
+    buf = bytearray(data)
+    assert _memreplace.replace_inplace(buf, find, find.swapcase()) == 3
+    assert buf == data.replace(find, find.swapcase())
+
+
 def test_read_only_buffers_are_refused_for_in_place() -> None:
     for buf in (b"abab", memoryview(b"abab"), pa.py_buffer(b"abab"),
                 memoryview(bytearray(b"abab")).toreadonly()):
