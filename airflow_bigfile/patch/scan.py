@@ -74,14 +74,10 @@ class Matcher:
             return
         find, repl = self.edit.find, self.edit.replace
         m = len(find)
-        buf, base, n = win.buf, win.base, win.n
-        i, stop = pos - base, limit - base
-        while True:
-            i = buf.find(find, i, n)
-            if i < 0 or i >= stop:
-                return
-            yield (base + i, base + i + m, repl)
-            i += m
+        # the bytes where a match starting before ``limit`` can lie
+        lo, hi = pos - win.base, min(limit - win.base + m - 1, win.n)
+        for i in _memreplace.find_all(memoryview(win.buf)[lo:hi], find, max(hi - lo, 0)) or ():
+            yield (pos + i, pos + i + m, repl)
 
     def bulk(self, win: Window, pos: int, limit: int) -> Bulk | None:
         """RE2's replacement of the matches from ``pos`` up to a cut at or before ``limit``
