@@ -11,7 +11,8 @@
 #include <string.h>
 
 #ifdef _WIN32
-/* No memmem in the C runtime: the first byte by memchr, the rest by memcmp. */
+/* No memmem in the C runtime: the first byte by memchr, the rest by memcmp (unlike glibc's,
+ * up to len(find) compared bytes a position on crafted near-miss runs). */
 static void *
 memmem(const void *hay, size_t n, const void *needle, size_t m)
 {
@@ -35,7 +36,7 @@ memmem(const void *hay, size_t n, const void *needle, size_t m)
  * times faster than a memmem call per match, whose set-up (a shift table) costs as much as
  * scanning the ~100 bytes between dense matches. Where candidates keep failing (a byte
  * common in this buffer after all, or runs crafted to be near misses) the search goes on
- * with memmem, so the work stays linear in the buffer. */
+ * with memmem, so such input costs at most about what memmem alone would. */
 typedef struct {
     const char *base;    /* the buffer's first byte */
     const char *f;       /* the pattern */
