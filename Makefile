@@ -18,8 +18,9 @@ AZURITE := .azurite/node_modules/.bin/azurite-blob
 
 all: test
 
-# Reinstalls only when pyproject.toml changes (the package itself is an editable install).
-$(STAMP): pyproject.toml $(CONSTRAINTS)
+# Reinstalls only when the packaging or the C extension changes (the package itself is an
+# editable install; the install builds the extension in place).
+$(STAMP): pyproject.toml setup.py airflow_bigfile/patch/_memreplace.c $(CONSTRAINTS)
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	@touch $@

@@ -9,7 +9,7 @@ import errno
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 _seek = threading.Lock()
@@ -212,57 +212,6 @@ def drop_written(fd: int, offset: int, length: int) -> None:
                    | _SYNC_FILE_RANGE_WAIT_AFTER):
         with contextlib.suppress(OSError):  # only advice: the bytes are on disk either way
             os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
-
-
-_memmem: Any = None  # resolved on first use: libc's memmem through ctypes, or False
-
-
-def find_all(buf: bytearray | bytes, sub: bytes, start: int, end: int, limit: int
-             ) -> list[int] | None:
-    """Where ``sub`` occurs in ``buf[start:end]``, leftmost and non-overlapping (as
-    ``bytes.replace`` counts), or None as soon as there are more than ``limit``.
-
-    Searches with libc ``memmem`` through ctypes, which releases the GIL, so threads
-    scanning different blocks run side by side, where ``bytearray.find`` holds the GIL.
-    Where libc has no ``memmem`` (Windows) it is ``bytes.find``."""
-    hits: list[int] = []
-    with _searcher(buf) as find:
-        i = start
-        while (i := find(sub, i, end)) >= 0:
-            if len(hits) == limit:
-                return None
-            hits.append(i)
-            i += len(sub)
-    return hits
-
-
-@contextlib.contextmanager
-def _searcher(buf: bytearray | bytes) -> Iterator[Callable[[bytes, int, int], int]]:
-    """``find(sub, start, end)`` over ``buf``, as ``bytes.find``: through ``memmem`` where
-    libc has it, the buffer pinned meanwhile (a bytearray cannot be resized under it)."""
-    global _memmem
-    if _memmem is None:
-        _memmem = _libc("memmem", "c_void_p", "c_void_p", "c_size_t", "c_char_p", "c_size_t")
-    if not _memmem:
-        yield buf.find
-        return
-    import ctypes
-
-    if isinstance(buf, bytearray):
-        pinned: Any = (ctypes.c_char * len(buf)).from_buffer(buf)
-        base = ctypes.addressof(pinned)
-    else:
-        pinned = ctypes.c_char_p(buf)
-        base = ctypes.cast(pinned, ctypes.c_void_p).value
-
-    def find(sub: bytes, start: int, end: int) -> int:
-        at = _memmem(base + start, max(end - start, 0), sub, len(sub))
-        return at - base if at else -1
-
-    try:
-        yield find
-    finally:
-        del pinned
 
 
 def fsync_dir(path: str) -> None:

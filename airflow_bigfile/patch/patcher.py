@@ -28,9 +28,10 @@ from airflow_bigfile.exceptions import (
     StagingError,
 )
 from airflow_bigfile.io.checksum import crc32c
-from airflow_bigfile.io.oscompat import find_all, has_holes
+from airflow_bigfile.io.oscompat import has_holes
 from airflow_bigfile.io.storage import Source, Staging
 from airflow_bigfile.io.trust import parse_staged
+from airflow_bigfile.patch._memreplace import find_all
 from airflow_bigfile.patch.scan import Matcher, Window, replace_all
 from airflow_bigfile.patch.shardfile import Placement, RecordWriter, ShardHeader
 from airflow_bigfile.payload import CHUNK, Data, chunks, is_ranged
@@ -357,32 +358,31 @@ class Patcher:
         """One literal replace and nothing else near: C calls up to a clean cut; True when
         that cut is ``b1`` (else the rest of the block goes event by event)."""
         matcher = self.matchers[0]
-        cur = state.cur
-        cut = matcher.clean_cut(win, cur, b1)
+        start = state.cur
+        cut = matcher.clean_cut(win, start, b1)
         if cut is None:
             return False
         find = matcher.edit.find
-        few = find_all(win.buf, find, cur - win.base, cut - win.base, (cut - cur) // SPARSE_GAP)
-        out: memoryview | None = None
+        lo, hi = start - win.base, cut - win.base
+        few = find_all(memoryview(win.buf)[lo:hi], find, (cut - start) // SPARSE_GAP)
         if few is not None:
             # Few matches: stage just them; the runs between stay source copies.
-            for i in few:
-                writer.original(cur, win.base + i - cur, win.view(cur, win.base + i))
+            cur = start
+            for hit in [start + i for i in few]:
+                writer.original(cur, hit - cur, win.view(cur, hit))
                 writer.new(matcher.edit.replace)
-                cur = win.base + i + len(find)
+                cur = hit + len(find)
             writer.original(cur, cut - cur, win.view(cur, cut))
+            if few:
+                state.changed_at(start + few[0])
             count = len(few)
         else:
-            out, count = replace_all(win.buf, state.cur - win.base, cut - win.base, find,
-                                     matcher.edit.replace)
-        if count:
-            state.changed_at(win.base + few[0] if few else
-                             win.buf.find(find, state.cur - win.base, cut - win.base) + win.base)
-            state.counts[0] += count
-            if out is not None:
-                writer.new(out)
-        elif out is not None:
-            writer.original(state.cur, cut - state.cur, win.view(state.cur, cut))
+            # More than the limit, so at least one match: the first is found before the
+            # replace, which may overwrite the matches in place.
+            state.changed_at(win.base + win.buf.find(find, lo, hi))
+            out, count = replace_all(win.buf, lo, hi, find, matcher.edit.replace)
+            writer.new(out)
+        state.counts[0] += count
         state.cur = state.pos[0] = state.reach_end = cut
         return cut >= b1
 

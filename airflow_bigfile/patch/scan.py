@@ -10,13 +10,12 @@ non-overlapping, left to right) but over a :class:`Window`: it is told where the
 from __future__ import annotations
 
 import re
-import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from airflow_bigfile.edits import Replace
 from airflow_bigfile.exceptions import PatternError
-from airflow_bigfile.io.oscompat import find_all
+from airflow_bigfile.patch import _memreplace
 from airflow_bigfile.patch.re2 import (
     Bulk,
     first_reaching_end,
@@ -75,14 +74,10 @@ class Matcher:
             return
         find, repl = self.edit.find, self.edit.replace
         m = len(find)
-        buf, base, n = win.buf, win.base, win.n
-        i, stop = pos - base, limit - base
-        while True:
-            i = buf.find(find, i, n)
-            if i < 0 or i >= stop:
-                return
-            yield (base + i, base + i + m, repl)
-            i += m
+        # the bytes where a match starting before ``limit`` can lie
+        lo, hi = pos - win.base, min(limit - win.base + m - 1, win.n)
+        for i in _memreplace.find_all(memoryview(win.buf)[lo:hi], find, max(hi - lo, 0)) or ():
+            yield (pos + i, pos + i + m, repl)
 
     def bulk(self, win: Window, pos: int, limit: int) -> Bulk | None:
         """RE2's replacement of the matches from ``pos`` up to a cut at or before ``limit``
@@ -180,8 +175,8 @@ class Matcher:
             spans = (m.span() for m in self.edit.pattern.finditer(buf, pos))
         else:
             m = len(self.edit.find)
-            hits = find_all(buf, self.edit.find, pos, len(buf), len(buf)) or []
-            spans = ((i, i + m) for i in hits)
+            hits = _memreplace.find_all(memoryview(buf)[pos:], self.edit.find, len(buf)) or []
+            spans = ((pos + i, pos + i + m) for i in hits)
         for start, end in spans:
             if start >= at:
                 break
@@ -233,26 +228,15 @@ def expander(pattern: re.Pattern[bytes] | None, template: bytes
 
 
 def replace_all(buf: bytearray, start: int, end: int, find: bytes, replace: bytes
-                ) -> tuple[memoryview, int]:
-    """``buf[start:end].replace(find, replace)`` and the match count, through pyarrow
-    compute kernels, which release the GIL so threads scale.
+                ) -> tuple[memoryview | bytes, int]:
+    """``buf[start:end].replace(find, replace)`` and the match count, by the C kernel, which
+    releases the GIL so threads scale.
 
-    The segment is split at every match (``split_pattern``: leftmost, non-overlapping, as
-    ``bytes.replace``) and the pieces joined with ``replace`` (``binary_join``): the count
-    is the number of pieces less one, so no second pass over the bytes counts the matches
-    (both kernels together cost about what ``replace_substring`` alone does)."""
-    import pyarrow as pa  # imported on first use: offset-only edits never pay for it
-    import pyarrow.compute as pc
-
+    A replacement of ``find``'s length is made in place: the returned view is ``buf``'s own
+    segment, whose original bytes are gone, so the caller must be done reading them."""
     segment = memoryview(buf)[start:end]
-    # Built from raw buffers: pa.array() would import pandas to sniff its argument.
-    offsets = pa.py_buffer(struct.pack("<qq", 0, len(segment)))
-    array = pa.LargeBinaryArray.from_buffers(pa.large_binary(), 1,
-                                             [None, offsets, pa.py_buffer(segment)])
-    pieces = pc.split_pattern(array, find)
-    count = len(pieces.values) - 1
-    if count <= 0 or find == replace:
-        return segment, max(count, 0)
-    out = pc.binary_join(pieces, pa.scalar(replace, pa.large_binary()))
-    first, last = memoryview(out.buffers()[1]).cast("q")[out.offset:out.offset + 2]
-    return memoryview(out.buffers()[2])[first:last], count
+    if find == replace:
+        return segment, _memreplace.count(segment, find)
+    if len(find) == len(replace):
+        return segment, _memreplace.replace_inplace(segment, find, replace)
+    return _memreplace.replace(segment, find, replace)
