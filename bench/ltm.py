@@ -20,8 +20,9 @@ Method
   CPU seconds and the bytes it read from and wrote to the disk (``bench/launcher.py``):
   on a shared machine the times move with the neighbours' load, the bytes do not.
 * Rows: the floor, ``cp --reflink=never`` + ``sync FILE`` + ``mv`` (a durable copy that
-  replaces the file; on ext4 ``cp`` copies with ``copy_file_range``, a real in-kernel copy of
-  the data, since ext4 cannot share blocks); a dense same-length replace; the same with
+  replaces the file: ``--reflink=never`` makes GNU ``cp`` copy through 128 KiB reads and
+  writes, a real copy of the data, where plain ``cp`` would try a clone, then
+  ``copy_file_range``); a dense same-length replace; the same with
   ``--verify full``; a sparse length-changing replace; an insert near the start. Rounds take
   the rows in turn, ``--runs`` rounds; each figure is a median; ratio = floor / row (1.00x: as
   fast as the durable copy). Each output is compared with its reference (``cmp``).
@@ -250,8 +251,8 @@ METHOD = ("Each row runs inside a memory cgroup that bench/ltm.py creates (v2 `m
           "dropped (`sync; echo 3 > /proc/sys/vm/drop_caches`); the page cache is charged to "
           "the cgroup, so the file cannot stay cached. The floor is `cp --reflink=never` + "
           "`sync FILE` + `mv` over the original, measured the same way in the same rounds "
-          "(on ext4 `cp` copies with `copy_file_range`: the data are really read and "
-          "written, in the kernel). Ratio = floor / row. Outputs are compared with `sed` "
+          "(`--reflink=never`: GNU `cp` copies through 128 KiB reads and writes, so the "
+          "data are really read and written). Ratio = floor / row. Outputs are compared with `sed` "
           "(replaces) and `head`/`printf`/`tail` (insert). Peak RSS, CPU seconds (user + "
           "system) and the bytes read from and written to the disk (`ru_inblock`, "
           "`ru_oublock`: the kernel's per-task I/O accounting, over the file's size) from "

@@ -79,7 +79,7 @@ _NO_SEEK_HOLE = _NO_PREALLOCATE
 
 def preallocate(fd: int, length: int, holes: bool = False) -> None:
     """Reserve ``length`` bytes for a file about to be written whole: writes into reserved
-    blocks are faster (on ext4, for kernel copies) and a full disk fails here, before
+    blocks are faster (on ext4) and a full disk fails here, before
     any byte is written. Where the filesystem cannot, or the new file is to keep the holes of
     a sparse source (``holes``), the file is just sized."""
     fn = getattr(os, "posix_fallocate", None)

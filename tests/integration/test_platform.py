@@ -1,7 +1,7 @@
 """The paths other platforms take, simulated here: no ``os.pwrite`` (seek+write), ``mmap``
-refused or failing (pwrite), no ``fcntl`` (an exclusively created lock file), no or a refusing
-``copy_file_range`` (a buffered copy), a target that cannot be replaced at once (Windows while
-a reader holds it). Every commit must still give the model's bytes.
+refused or failing (pwrite), no ``fcntl`` (an exclusively created lock file), no ``preadv``
+(the rewrite's copies read with ``pread``), a target that cannot be replaced at once (Windows
+while a reader holds it). Every commit must still give the model's bytes.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ ORIGINAL = b"".join(b"%05d;user%d@old.com;%s\n" % (i, i % 50, b"z" * (i % 17))
 SAME_LENGTH = [Replace(b"@old.com", b"@OLD.com"), Patch(0, b"PATCH"),
                Patch(ORIGINAL.rindex(b"zzz"), b"end"), Truncate(len(ORIGINAL) - 1),
                Append(b"++")]
-# leaves most shards unchanged, so a rewrite copies them (copy_file_range or a buffered copy)
+# leaves most shards unchanged, so a rewrite copies them from the source
 LENGTH_CHANGING = [Insert(0, b"header\n"), Delete(100, 50), Insert(50_000, b"middle"),
                    Patch(120_000, b"PATCH"), Append(b"footer\n")]
 OPTIONS = {"shard_size": "16KiB", "workers": 2}
@@ -263,29 +263,48 @@ def test_no_fcntl_module_at_all(tmp_path: Path, monkeypatch) -> None:
     assert path.read_bytes() == b"x" + apply_model(ORIGINAL, SAME_LENGTH)
 
 
-# -- copy_file_range ------------------------------------------------------------------------
+# -- the rewrite's copies ------------------------------------------------------------------
 
-@pytest.mark.parametrize("err", [errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP],
-                         ids=["EXDEV", "ENOSYS", "EOPNOTSUPP"])
-def test_copy_file_range_refused_falls_back(tmp_path: Path, monkeypatch, err: int) -> None:
+def test_copies_write_whole_buffers_at_aligned_offsets(tmp_path: Path, monkeypatch) -> None:
+    """Bytes shifted by an insert are copied in chunks that end on a multiple of the copy
+    buffer in the new file, so no page is written by two calls (only the runs' own ends)."""
+    import airflow_bigfile.commit.rewrite as rewrite
+
+    monkeypatch.setattr(rewrite, "COPY_BUFFER", 8192)
+    data = bytes(range(256)) * 4096  # 1 MiB
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    writes: list[tuple[int, int]] = []
+    real = os.pwrite
+
+    def record(fd: int, buf, offset: int) -> int:
+        writes.append((offset, len(buf)))
+        return real(fd, buf, offset)
+
+    monkeypatch.setattr(os, "pwrite", record)
+    edit_file(str(path), [Insert(3, b"abc")], shard_size="64KiB", mode="rewrite")
+    assert path.read_bytes() == data[:3] + b"abc" + data[3:]
+    ends = sorted(offset + length for offset, length in writes)
+    unaligned = [end for end in ends if end % 8192]
+    assert len(writes) > 100
+    assert len(unaligned) <= 5, unaligned  # the patched shard's own writes, the end
+
+
+def test_a_read_error_while_copying_is_reported(tmp_path: Path, monkeypatch) -> None:
+    """EIO from a read of the source while copying is not papered over: a clear error, the
+    old file kept, nothing left beside it."""
+    import airflow_bigfile.commit.rewrite as rewrite
+
     path = _target(tmp_path)
-    calls = []
 
-    def refuse(*args, **kwargs):
-        calls.append(args)
-        raise OSError(err, os.strerror(err))
+    def broken(*args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(os, "copy_file_range", refuse, raising=False)
-    result = edit_file(str(path), LENGTH_CHANGING, mode="rewrite", **OPTIONS)
-    check_result(path, LENGTH_CHANGING, result, "rewrite")
-    assert calls, "copy_file_range was never tried"
-
-
-def test_no_copy_file_range(tmp_path: Path, monkeypatch) -> None:
-    path = _target(tmp_path)
-    monkeypatch.delattr(os, "copy_file_range", raising=False)
-    result = edit_file(str(path), LENGTH_CHANGING, mode="rewrite", **OPTIONS)
-    check_result(path, LENGTH_CHANGING, result, "rewrite")
+    monkeypatch.setattr(rewrite, "readinto", broken)
+    with pytest.raises(BigFileError, match="Input/output error|EIO"):
+        edit_file(str(path), LENGTH_CHANGING, mode="rewrite", **OPTIONS)
+    assert path.read_bytes() == ORIGINAL
+    assert _leftovers(path) == []
 
 
 @pytest.mark.parametrize("platform", ["linux", "win32"])
@@ -304,20 +323,6 @@ def test_writeback_hint_where_there_is_one_and_where_not(tmp_path: Path, monkeyp
     result = edit_file(str(path), LENGTH_CHANGING, mode="rewrite",
                        **{**OPTIONS, "block_size": "4KiB"})
     check_result(path, LENGTH_CHANGING, result, "rewrite")
-
-
-def test_copy_file_range_permanent_error_is_reported(tmp_path: Path, monkeypatch) -> None:
-    """EIO from the kernel copy is not papered over: a clear error, the old file kept."""
-    path = _target(tmp_path)
-
-    def broken(*args, **kwargs):
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(os, "copy_file_range", broken, raising=False)
-    with pytest.raises(BigFileError, match="Input/output error|EIO"):
-        edit_file(str(path), LENGTH_CHANGING, mode="rewrite", **OPTIONS)
-    assert path.read_bytes() == ORIGINAL
-    assert _leftovers(path) == []
 
 
 # -- replacing a target that is held open (Windows) -----------------------------------------
@@ -362,10 +367,10 @@ def test_replace_refused_for_good_keeps_the_old_file(tmp_path: Path, monkeypatch
                                              (LENGTH_CHANGING, "rewrite")],
                          ids=["inplace", "rewrite"])
 def test_windows_like(tmp_path: Path, monkeypatch, edits: list, mode: str) -> None:
-    """No fcntl, pwrite, pread, preadv or copy_file_range, and mmap refused."""
+    """No fcntl, pwrite, pread or preadv, and mmap refused."""
     monkeypatch.setattr(lock_module, "fcntl", None)
     monkeypatch.setitem(sys.modules, "fcntl", None)
-    for name in ("pwrite", "pread", "preadv", "copy_file_range"):
+    for name in ("pwrite", "pread", "preadv"):
         monkeypatch.delattr(os, name, raising=False)
     monkeypatch.setattr(mmap, "mmap", lambda *a, **k: (_ for _ in ()).throw(
         OSError(errno.EINVAL, "no mmap")))
