@@ -60,6 +60,7 @@ from bench.suite import (  # noqa: E402
     SED_SPARSE,
     SPARSE_REPLACE,
     bigfile_cmd,
+    compile_package,
 )
 
 DEFAULT_OUT = REPO / "docs" / "benchmarks.md"
@@ -165,6 +166,7 @@ def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, str]]:
     dense = generate(data / f"dense-{args.size}.csv", args.size, sparse=False)
     sparse = generate(data / f"sparse-{args.size}.csv", args.size, sparse=True)
     refs = references(data, dense, sparse)
+    compile_package()
     work = data / "work.csv"
     bigfile = [*bigfile_cmd()]
     rows = [

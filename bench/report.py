@@ -234,7 +234,8 @@ def write_markdown(path: Path, *, command: str, info: dict[str, str], table: lis
         "`userNNNNNNNNNN@old.com` (dense: a match on every line), and a sparse variant with "
         "`@old.com` on one line per 10 MB. Written as repeated blocks.",
         "- Each command is a separate process (`bigfile` CLI, `sed`, `perl`, `cp`, `python -c`):"
-        " start-up and imports count. Each runs on a fresh copy of the data, flushed with "
+        " start-up and imports count (the package is byte-compiled first, as pip does when it"
+        " installs it). Each runs on a fresh copy of the data, flushed with "
         "`sync` and read once (`cat > /dev/null`) so every tool starts with a warm page cache; "
         "then a scratch file as large as the data is written and deleted, so every tool finds "
         "as much recently used free memory as its output needs (on a virtual machine, memory "
