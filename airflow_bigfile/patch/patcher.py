@@ -368,7 +368,8 @@ class Patcher:
         if few is not None:
             # Few matches: stage just them; the runs between stay source copies.
             cur = start
-            for hit in [start + i for i in few]:
+            for i in few:
+                hit = start + i
                 writer.original(cur, hit - cur, win.view(cur, hit))
                 writer.new(matcher.edit.replace)
                 cur = hit + len(find)
