@@ -2,6 +2,6 @@
 
 import sys
 
-from airflow_bigfile.cli import main
+from airflow_bigfile.cli import console
 
-sys.exit(main())
+sys.exit(console())

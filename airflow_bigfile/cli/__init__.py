@@ -1,5 +1,5 @@
 """The ``bigfile`` command."""
 
-from airflow_bigfile.cli.command import main
+from airflow_bigfile.cli.command import console, main
 
-__all__ = ["main"]
+__all__ = ["console", "main"]

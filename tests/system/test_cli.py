@@ -789,6 +789,31 @@ def test_version_and_module_entry_point() -> None:
         assert (proc.returncode, proc.stdout, proc.stderr) == (0, f"bigfile {__version__}\n", "")
 
 
+def test_the_console_script_is_main_then_leaves_the_heap_to_the_exit(tmp_path: Path) -> None:
+    """The installed script calls ``console``: main's status, with the collector frozen so
+    the exit that follows does not tear the heap down object by object."""
+    import gc
+    from importlib.metadata import entry_points
+
+    from airflow_bigfile.cli import console
+
+    (script,) = entry_points(group="console_scripts", name="bigfile")
+    assert script.value == "airflow_bigfile.cli:console"
+    target = tmp_path / "t.csv"
+    target.write_bytes(b"a,2024-01-31\n" * 3)
+    frozen = gc.get_freeze_count()
+    try:
+        ok = console(["replace", str(target), "--regex", "--find", r"(\d{4})-(\d\d)-(\d\d)",
+                      "--replace", r"\3.\2.\1", "--no-progress"])
+        assert gc.get_freeze_count() > frozen
+        bad = console(["replace", str(target), "--regex", "--find", "(", "--replace", "x",
+                       "--no-progress"])
+    finally:
+        gc.unfreeze()
+    assert (ok, bad) == (0, 1)
+    assert target.read_bytes() == b"a,31.01.2024\n" * 3
+
+
 @pytest.mark.parametrize(("args", "usage", "message"), [
     (["replace", "{t}", "--fin", "a", "--rep", "b"], "usage: bigfile replace",
      "bigfile replace: error: unrecognized option --fin; did you mean --find?"),
