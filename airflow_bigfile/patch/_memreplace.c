@@ -1,5 +1,6 @@
 /* Literal find and replace over any contiguous buffer, with the semantics of bytes.replace
- * and bytes.count (leftmost, non-overlapping matches, the scan going on after each match).
+ * and bytes.count (leftmost, non-overlapping matches, the scan going on after each match);
+ * and the search for a long run of bytes from one set that bounds a regex's matches.
  *
  * The buffers are held (Py_buffer) for the whole call, so a bytearray cannot be resized
  * under it, and the GIL is released while scanning and copying, so worker threads patching
@@ -322,18 +323,69 @@ done:
     return result;
 }
 
+/* Whether p[0:n] holds a run of at least length bytes whose members[] entry is nonzero. Each
+ * candidate window is read from its end back to its last non-member, and the next window
+ * starts just past that byte: no run can contain it, and most windows cost one byte. */
+static int
+run_in(const unsigned char *p, Py_ssize_t n, const unsigned char *members, Py_ssize_t length)
+{
+    Py_ssize_t start = 0, k;
+
+    while (start + length <= n) {
+        k = start + length - 1;
+        while (k >= start && members[p[k]])
+            k--;
+        if (k < start)
+            return 1;
+        start = k + 1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(has_run_doc,
+"has_run(buf, members, length, /) -> bool\n\n"
+"Whether buf holds length consecutive bytes b whose members[b] is nonzero (members: 256\n"
+"bytes), as buf.translate(members).find(b'\\x01' * length) >= 0 for a table of 0s and 1s,\n"
+"without the copy.");
+
+static PyObject *
+mr_has_run(PyObject *module, PyObject *args)
+{
+    Py_buffer buf, members;
+    Py_ssize_t length;
+    int found;
+
+    if (!PyArg_ParseTuple(args, "y*y*n:has_run", &buf, &members, &length))
+        return NULL;
+    if (members.len != 256) {
+        PyErr_Format(PyExc_ValueError, "has_run(): members must be 256 bytes, not %zd",
+                     members.len);
+        PyBuffer_Release(&buf);
+        PyBuffer_Release(&members);
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    found = length <= 0 || run_in(buf.buf, buf.len, members.buf, length);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&members);
+    return PyBool_FromLong(found);
+}
+
 static PyMethodDef methods[] = {
     {"count", mr_count, METH_VARARGS, count_doc},
     {"find_all", mr_find_all, METH_VARARGS, find_all_doc},
     {"replace_inplace", mr_replace_inplace, METH_VARARGS, replace_inplace_doc},
     {"replace", mr_replace, METH_VARARGS, replace_doc},
+    {"has_run", mr_has_run, METH_VARARGS, has_run_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "airflow_bigfile.patch._memreplace",
-    .m_doc = "Literal find and replace over buffers, as bytes.replace, without the GIL.",
+    .m_doc = "Literal find and replace over buffers, as bytes.replace, and runs of a "
+             "byte set, without the GIL.",
     .m_size = 0,
     .m_methods = methods,
 };

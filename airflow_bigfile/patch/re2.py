@@ -40,6 +40,7 @@ except ImportError:  # Python 3.10
     import sre_constants as sre  # type: ignore[no-redef]
     import sre_parse  # type: ignore[no-redef]
 
+from airflow_bigfile.patch._memreplace import has_run
 from airflow_bigfile.patch.reach import Emitter
 
 RE2_MAX_REPEAT = 1000
@@ -125,10 +126,9 @@ def _compiles(pattern: bytes) -> None:
     """RE2 takes ``pattern`` (it refuses some that ``re`` takes: nested counts whose
     product is over 1000)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     try:
-        pc.count_substring_regex(_array(memoryview(b"")), pattern=pattern)
+        _kernel("count_substring_regex", memoryview(b""), pattern)
     except pa.ArrowInvalid as exc:
         raise _Fallback(f"RE2 refuses it ({exc})") from None
 
@@ -260,6 +260,7 @@ def _rewrite(pattern: re.Pattern[bytes], template: bytes) -> bytes:
     return b"".join(parts)
 
 
+@lru_cache(maxsize=256)
 def language(source: bytes | None, flags: int) -> bytes | None:
     """RE2 text that matches exactly the strings ``re``'s ``source`` (without assertions or
     backreferences) matches under ``flags``, for membership tests in linear time; None
@@ -281,21 +282,32 @@ def _array(view: memoryview) -> Any:
                                             [None, offsets, pa.py_buffer(view)])
 
 
+def _kernel(name: str, data: Any, pattern: bytes, replacement: bytes | None = None,
+            max_replacements: int | None = None) -> Any:
+    """pyarrow's RE2 kernel ``name`` on ``data`` (a view, as one binary value, or an
+    array). Called by name through ``pyarrow._compute``: importing ``pyarrow.compute``
+    builds a Python wrapper for each of its few hundred kernels, a cost every regex job
+    would pay at start-up for the four it uses."""
+    from pyarrow import _compute
+
+    options = (_compute.MatchSubstringOptions(pattern) if replacement is None
+               else _compute.ReplaceSubstringOptions(pattern, replacement,
+                                                     max_replacements=max_replacements))
+    return _compute.call_function(name, [_array(data) if isinstance(data, memoryview)
+                                         else data], options)
+
+
 def fullmatch(language_text: bytes, buf: bytearray, lo: int, hi: int) -> bool:
     """``buf[lo:hi]`` is a string of ``language_text`` (from :func:`language`)."""
-    import pyarrow.compute as pc
-
-    return bool(pc.match_substring_regex(_array(memoryview(buf)[lo:hi]),
-                                         pattern=b"\\A(?:" + language_text + b")\\z")[0].as_py())
+    return bool(_kernel("match_substring_regex", memoryview(buf)[lo:hi],
+                        b"\\A(?:" + language_text + b")\\z")[0].as_py())
 
 
 def first_reaching_end(language_text: bytes, buf: bytearray, lo: int, hi: int) -> int:
     """The first ``s`` in ``[lo, hi)`` with ``buf[s:hi]`` a string of ``language_text``,
     else -1 (RE2's leftmost match of it anchored at the end)."""
-    import pyarrow.compute as pc
-
-    found = pc.find_substring_regex(_array(memoryview(buf)[lo:hi]),
-                                    pattern=b"(?:" + language_text + b")\\z")[0].as_py()
+    found = _kernel("find_substring_regex", memoryview(buf)[lo:hi],
+                    b"(?:" + language_text + b")\\z")[0].as_py()
     return lo + found if found >= 0 else -1
 
 
@@ -321,14 +333,16 @@ def _short_runs(translation: Translation, max_match: int, buf: bytearray, lo: in
     lies in the repeat's byte set (``runs``), however its body nests. A match longer than
     ``max_match`` spends more than ``max_match - bounded`` bytes in at most ``repeats``
     passes, so one pass reads at least its share of that, plus one: where no run of bytes
-    in any of the sets is that long, no such match is there."""
+    in any of the sets is that long, no such match is there. The runs are looked for in C,
+    without the GIL or a copy of the block."""
     spare = max_match - translation.bounded
     if spare < 0:
         return False
     if not translation.runs:
         return True
-    run = b"\x01" * (spare // translation.repeats + 1)
-    return all(buf.translate(table).find(run, lo, hi) < 0 for table in translation.runs)
+    run = spare // translation.repeats + 1
+    view = memoryview(buf)[lo:hi]
+    return not any(has_run(view, table, run) for table in translation.runs)
 
 
 def _cut(factors: re.Pattern[bytes], buf: bytearray, n: int, eof: bool, lo: int, top: int,
@@ -351,33 +365,33 @@ def first_match(translation: Translation, anchors: tuple[bool, bool, bool],
                 segment: memoryview) -> int:
     """Where RE2's first match in ``segment`` starts, or -1; ``anchors`` say which anchors
     hold at its edges (:meth:`Translation.pattern`)."""
-    import pyarrow.compute as pc
-
-    return pc.find_substring_regex(_array(segment),
-                                   pattern=translation.pattern(*anchors))[0].as_py()
+    return _kernel("find_substring_regex", segment, translation.pattern(*anchors))[0].as_py()
 
 
 def replace(translation: Translation, anchors: tuple[bool, bool, bool], segment: memoryview,
             first: int) -> tuple[memoryview, int]:
     """RE2's replacement of every match in ``segment`` (the first at ``first``) and their
     count."""
-    import pyarrow.compute as pc
-
     pattern = translation.pattern(*anchors)
     array = _array(segment)
-    out = pc.replace_substring_regex(array, pattern=pattern, replacement=translation.rewrite)
-    start, end = memoryview(out.buffers()[1]).cast("q")[out.offset:out.offset + 2]
+    out = _value(_kernel("replace_substring_regex", array, pattern, translation.rewrite))
     if not (anchors[0] and START.encode() in translation.source):
-        count = pc.count_substring_regex(array, pattern=pattern)[0].as_py()
+        count = _kernel("count_substring_regex", array, pattern)[0].as_py()
     else:
         # pyarrow counts by searching again from each match's end as if the text began
         # there, where \A would hold again: count on from the first match without it
-        rest = pc.replace_substring_regex(array, pattern=pattern, replacement=b"",
-                                          max_replacements=1)
-        after = first + len(segment) - pc.binary_length(rest)[0].as_py()
-        count = 1 + pc.count_substring_regex(_array(segment[after:]), pattern=translation
-                                             .pattern(False, *anchors[1:]))[0].as_py()
-    return memoryview(out.buffers()[2])[start:end], count
+        rest = _value(_kernel("replace_substring_regex", array, pattern, b"",
+                              max_replacements=1))
+        after = first + len(segment) - len(rest)
+        count = 1 + _kernel("count_substring_regex", segment[after:],
+                            translation.pattern(False, *anchors[1:]))[0].as_py()
+    return out, count
+
+
+def _value(array: Any) -> memoryview:
+    """The bytes of a one-value binary array, without copying."""
+    start, end = memoryview(array.buffers()[1]).cast("q")[array.offset:array.offset + 2]
+    return memoryview(array.buffers()[2])[start:end]
 
 
 def substitute(translation: Translation, factors: re.Pattern[bytes] | None,

@@ -20,6 +20,7 @@ the attempts after them need the guard.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 try:
@@ -40,6 +41,7 @@ _ATOMIC = getattr(sre, "ATOMIC_GROUP", None)
 _GLOBAL_FLAGS = re.compile(rb"\A(?:\(\?[aiLmsux]+\))+")
 
 
+@lru_cache(maxsize=256)
 def reach_source(pattern: re.Pattern[bytes]) -> bytes:
     """A pattern (under ``pattern.flags``) for the strings an attempt reads when a path of
     it reaches a range's end or the byte before it: a prefix of a match, then a byte."""
@@ -58,6 +60,7 @@ def guarded(pattern: re.Pattern[bytes]) -> re.Pattern[bytes]:
                       pattern.flags)
 
 
+@lru_cache(maxsize=256)
 def factor_source(pattern: re.Pattern[bytes]) -> bytes | None:
     """A pattern (under ``pattern.flags``) for every string read by some path of
     ``pattern`` from some position on (the prefixes of its suffixes); None for lookaround,

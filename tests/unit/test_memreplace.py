@@ -1,13 +1,15 @@
 """The C kernel of literal replaces (``_memreplace``) against ``bytes.replace`` and
 ``bytes.count``: every function, on random buffers and patterns over a few symbols (so
 self-overlapping runs such as ``aa`` in ``aaaa`` are common), through every kind of buffer
-the engine hands it; and it lets other threads run while it works."""
+the engine hands it; its run search against ``bytes.translate`` and ``bytes.find``; and it
+lets other threads run while it works."""
 
 from __future__ import annotations
 
 import sys
 import threading
 import time
+from collections.abc import Callable
 
 import pyarrow as pa
 import pytest
@@ -129,6 +131,27 @@ def test_near_misses_hand_the_search_to_memmem() -> None:
     assert buf == data.replace(find, find.swapcase())
 
 
+@settings(max_examples=500, deadline=None)
+@given(data=TEXT, members=st.sets(st.sampled_from(list(SYMBOLS))), length=st.integers(0, 12),
+       skip=st.integers(0, 9))
+def test_has_run_is_translate_then_find(data: bytes, members: set[int], length: int,
+                                        skip: int) -> None:
+    table = bytes(1 if b in members else 0 for b in range(256))
+    expected = data.translate(table).find(b"\x01" * length) >= 0
+    for buf in views(data, skip):
+        assert _memreplace.has_run(buf, table, length) is expected
+
+
+@pytest.mark.parametrize(("data", "length", "expected"), [
+    (b"ab12345c", 5, True), (b"ab1234c5", 5, False), (b"12345", 5, True), (b"1234", 5, False),
+    (b"", 1, False), (b"", 0, True), (b"x", -1, True),
+    (b"9" * 4095 + b"x" + b"9" * 4096, 4096, True),
+])
+def test_has_run_examples(data: bytes, length: int, expected: bool) -> None:
+    digits = bytes(1 if 0x30 <= b <= 0x39 else 0 for b in range(256))
+    assert _memreplace.has_run(data, digits, length) is expected
+
+
 def test_read_only_buffers_are_refused_for_in_place() -> None:
     for buf in (b"abab", memoryview(b"abab"), pa.py_buffer(b"abab"),
                 memoryview(bytearray(b"abab")).toreadonly()):
@@ -152,6 +175,8 @@ def test_bad_arguments_are_clear_errors() -> None:
         _memreplace.find_all(buf, b"a", -1)
     with pytest.raises(TypeError, match="bytes-like object is required"):
         _memreplace.count("abab", b"a")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="members must be 256 bytes, not 255"):
+        _memreplace.has_run(buf, bytes(255), 1)
     assert buf == b"abab"
 
 
@@ -162,18 +187,29 @@ def test_a_held_bytearray_cannot_be_resized_and_is_free_afterwards() -> None:
     assert buf.endswith(b"more")
 
 
-def test_the_kernel_runs_without_the_gil() -> None:
+def _long_call(kind: str) -> Callable[[], object]:
+    """A kernel call that takes tens of milliseconds, its data made beforehand."""
+    if kind == "replace":
+        emails = b"user@old.com," * (3 << 20)
+        return lambda: _memreplace.replace(emails, b"@old.com", b"@new.example.org")
+    # one window, the whole buffer, every byte a member: read through to its first byte
+    run, only_a = b"a" * (64 << 20), bytes(97) + b"\x01" + bytes(158)
+    return lambda: _memreplace.has_run(run, only_a, len(run))
+
+
+@pytest.mark.parametrize("kind", ["replace", "has_run"])
+def test_the_kernel_runs_without_the_gil(kind: str) -> None:
     """While one thread is inside a long kernel call, another runs Python code. With a
     switch interval of seconds, a call holding the GIL would let the other thread run only
     after it returned; here the other thread runs inside the call's time span."""
-    data = b"user@old.com," * (3 << 20)
+    call = _long_call(kind)
     span: list[float] = []
     ready = threading.Event()
 
     def kernel() -> None:
         ready.set()
         span.append(time.perf_counter())
-        _memreplace.replace(data, b"@old.com", b"@new.example.org")
+        call()
         span.append(time.perf_counter())
 
     interval = sys.getswitchinterval()
