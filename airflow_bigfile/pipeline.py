@@ -202,7 +202,7 @@ class Job:
         if layout.replaces or settings.delimiter:
             with target.source() as source:
                 starts = boundaries(identity.size, settings.shard_size, settings.align,
-                                    source, settings.delimiter)
+                                    source, settings.delimiter, settings.taper)
         else:
             starts = edit_windows(layout, settings.shard_size, settings.align)
         ends = [*starts[1:], identity.size] if starts else []

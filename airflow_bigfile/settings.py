@@ -28,7 +28,9 @@ def default_align(shard_size: int) -> int:
 @dataclass(frozen=True)
 class Settings:
     """A job's settings. ``shard_size`` None means the target's default (and, for
-    :meth:`spread`, that the caller left it to us)."""
+    :meth:`for_target`, that the caller left it to us); ``taper`` > 1 is the number of
+    workers whose finishing times the default shard layout evens out (see
+    :func:`~airflow_bigfile.plan.manifest.boundaries`)."""
 
     shard_size: int | None = None
     align: int | None = None
@@ -40,6 +42,7 @@ class Settings:
     break_hardlinks: bool = False
     verify: str = "fast"
     regex_timeout: float | None = None
+    taper: int = 1
 
     @classmethod
     def parse(cls, *, shard_size: int | str | None = None, align: int | None = None,
@@ -76,12 +79,14 @@ class Settings:
         """Shard size and alignment filled in with the target's defaults. Given the file's
         ``size`` and the ``workers``, a default shard is small enough that every worker gets
         a few (a 16 MiB file on two workers is eight 2 MiB shards, not one), but not below
-        1 MiB; a shard size the caller chose is kept."""
-        shard = self.shard_size
+        1 MiB, and the shards shrink toward the end of the file so the workers finish
+        together; a shard size the caller chose is kept, and all its shards are that size."""
+        shard, taper = self.shard_size, 1
         if shard is None:
             shard = default_shard_size
             if size is not None and workers:
                 per = -(-size // (4 * workers))
                 per = max(MIN_SPREAD_SHARD, -(-per // MIN_SPREAD_SHARD) * MIN_SPREAD_SHARD)
-                shard = min(shard, per)
-        return replace(self, shard_size=shard, align=self.align or default_align(shard))
+                shard, taper = min(shard, per), workers
+        return replace(self, shard_size=shard, align=self.align or default_align(shard),
+                       taper=taper)

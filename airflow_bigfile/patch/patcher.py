@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -46,6 +47,23 @@ _INSERT, _RANGE = 0, 1
 # (the runs between them are copied from the source by the kernel at commit); a denser one
 # is replaced whole by one C call.
 SPARSE_GAP = 64 << 10
+# The block buffer the calling thread's last patcher gave back (see take_block_buffer).
+_spare = threading.local()
+
+
+def take_block_buffer(size: int) -> bytearray:
+    """A buffer of ``size`` bytes for a patcher's blocks: the one this thread's last patcher
+    gave back when it is that size, else a new one. A patcher lives for one batch, often
+    one shard, and a new buffer of a block's size is zero-filled and faulted in again."""
+    buf: bytearray | None = getattr(_spare, "buf", None)
+    _spare.buf = None
+    return buf if buf is not None and len(buf) == size else bytearray(size)
+
+
+def release_block_buffer() -> None:
+    """Drop the calling thread's spare block buffer: a job run in a thread that outlives it
+    (``workers=1`` runs in the caller's) does not keep it."""
+    _spare.buf = None
 
 
 @dataclass
@@ -215,7 +233,7 @@ class Patcher:
         self.block = block
         self.behind = min(self.reach, 4096) if any(e.regex for _, e in self.layout.replaces) \
             else 0
-        self._buf = bytearray(block + self.behind + self.reach)
+        self._buf = take_block_buffer(block + self.behind + self.reach)
         self._batch: BinaryIO | None = None
         self._batch_name = ""
         self._index = 0
@@ -229,6 +247,7 @@ class Patcher:
         self._direct_holes = self._direct is not None and has_holes(os.fstat(self._direct))
 
     def close(self) -> None:
+        _spare.buf = self._buf
         if self._direct is not None:
             os.close(self._direct)
             self._direct = None

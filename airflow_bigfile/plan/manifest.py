@@ -11,7 +11,7 @@ import bisect
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -128,18 +128,37 @@ def _staged(edit: Edit, index: int, staging: Staging) -> Edit:
 
 
 def boundaries(size: int, shard_size: int, align: int, source: Source | None = None,
-               delimiter: bytes | None = None) -> list[int]:
+               delimiter: bytes | None = None, taper: int = 1) -> list[int]:
     """Shard start offsets: multiples of ``align`` about ``shard_size`` apart, each moved
-    past the next ``delimiter`` when one is given."""
+    past the next ``delimiter`` when one is given.
+
+    ``taper`` > 1 is the number of workers taking the shards in file order: the shards then
+    shrink toward the end of the file (see :func:`_tapered`), so the workers finish at
+    about the same time instead of one patching a whole last shard while the others idle."""
     step = max(align, -(-shard_size // align) * align)
     starts = [0]
-    for offset in range(step, size, step):
+    for offset in (_tapered(size, step, align, taper) if taper > 1
+                   else range(step, size, step)):
         if delimiter:
             assert source is not None
             offset = _after_delimiter(source, offset, delimiter, size)
         if starts[-1] < offset < size:
             starts.append(offset)
     return starts if size else []
+
+
+def _tapered(size: int, step: int, align: int, workers: int) -> Iterator[int]:
+    """Aligned offsets where each shard is the smaller of ``step`` and an even share of what
+    is left among twice the ``workers``, but not below an eighth of ``step`` (guided
+    self-scheduling): the shards any worker still takes near the end are short."""
+    floor = max(align, step // 8 // align * align)
+    offset = 0
+    while True:
+        share = -(-(size - offset) // (2 * workers) // align) * align
+        offset += min(step, max(floor, share))
+        if offset >= size:
+            return
+        yield offset
 
 
 def edit_windows(layout: Layout, shard_size: int, align: int, gap: int = 64 << 10

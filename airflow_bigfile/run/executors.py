@@ -16,6 +16,7 @@ from airflow_bigfile.cancel import check_stop, run_with_stop
 from airflow_bigfile.edits import Edit, Replace, label
 from airflow_bigfile.exceptions import BigFileError, EditError
 from airflow_bigfile.io.errors import call_translated
+from airflow_bigfile.patch.patcher import release_block_buffer
 from airflow_bigfile.patch.re2 import translate
 from airflow_bigfile.run.workers import start_worker, worker_context
 from airflow_bigfile.scan_clock import ScanClock
@@ -128,7 +129,7 @@ class InlineExecutor:
             yield run_with_stop(self.stop, fn, *args)
 
     def close(self) -> None:
-        pass
+        release_block_buffer()
 
 
 class DaskExecutor:

@@ -1,6 +1,6 @@
 """The thread pool runs at most ``AHEAD`` calls per worker beyond the results its consumer
 has taken, so a streamed commit's copy follows the workers' scan closely; which jobs get
-worker processes."""
+worker processes; a thread's patchers share one block buffer."""
 
 from __future__ import annotations
 
@@ -9,7 +9,10 @@ import time
 
 import pytest
 
+from airflow_bigfile import edit_file
 from airflow_bigfile.edits import Replace
+from airflow_bigfile.patch import patcher
+from airflow_bigfile.patch.patcher import take_block_buffer
 from airflow_bigfile.run.executors import InlineExecutor, PoolExecutor, make_executor
 
 started: list[int] = []
@@ -70,3 +73,26 @@ def test_only_regexes_on_re_get_worker_processes(edits: list[Replace], workers: 
         assert found == kind
     finally:
         exe.close()
+
+
+def test_shards_in_one_thread_share_a_block_buffer_dropped_with_the_job(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each shard gets its own patcher; a thread's next one takes the buffer the last gave
+    back instead of zero-filling a new one, and a job run in the caller's thread
+    (``workers=1``) does not leave it behind."""
+    taken: list[bytearray] = []
+
+    def take(size: int) -> bytearray:
+        taken.append(take_block_buffer(size))
+        return taken[-1]
+
+    monkeypatch.setattr(patcher, "take_block_buffer", take)
+    data = b"".join(b"%06d,a@old.com\n" % i for i in range(4000))
+    path = tmp_path / "data.csv"
+    path.write_bytes(data)
+    result = edit_file(str(path), [Replace(rb"(\w)@old\.com", rb"\1@new.org", regex=True)],
+                       workers=1, shard_size=8192)
+    assert result.shards > 4
+    assert len(taken) >= result.shards and len({id(b) for b in taken}) == 1
+    assert getattr(patcher._spare, "buf", None) is None
+    assert path.read_bytes() == data.replace(b"@old.com", b"@new.org")

@@ -19,6 +19,7 @@ from airflow_bigfile.plan.manifest import boundaries, edit_windows, touched
 from airflow_bigfile.settings import DEFAULT_ALIGN, MIN_SPREAD_SHARD, Settings, default_align
 
 MiB = 1 << 20
+GiB = 1 << 30
 
 
 # -- boundaries -----------------------------------------------------------------------------
@@ -46,6 +47,39 @@ def test_boundaries_cover_the_file_in_aligned_steps(size: int, shard: int, align
     assert all(start % align == 0 for start in starts)
     ends = [*starts[1:], size][:len(starts)]
     assert sum(end - start for start, end in zip(starts, ends, strict=True)) == size
+
+
+@settings(max_examples=300, deadline=None)
+@given(size=st.integers(0, 20000), shard=st.integers(1, 3000), align=st.integers(1, 64),
+       workers=st.integers(2, 8))
+def test_tapered_boundaries_shrink_toward_the_end(size: int, shard: int, align: int,
+                                                  workers: int) -> None:
+    """Shards for ``workers`` taken in file order: aligned, covering the file, none over the
+    shard size, each no longer than the one before (the file's last remainder aside) and
+    none but that remainder under an eighth of the shard size."""
+    starts = boundaries(size, shard, align, taper=workers)
+    step = max(align, -(-shard // align) * align)
+    floor = max(align, step // 8 // align * align)
+    assert starts == sorted(set(starts))
+    assert all(start % align == 0 for start in starts)
+    ends = [*starts[1:], size][:len(starts)]
+    lengths = [end - start for start, end in zip(starts, ends, strict=True)]
+    assert sum(lengths) == size
+    assert all(length <= step for length in lengths)
+    assert all(a >= b for a, b in zip(lengths[:-2], lengths[1:-1], strict=True))
+    assert all(length >= floor for length in lengths[:-1])
+
+
+def test_a_tapered_file_ends_in_short_shards() -> None:
+    """256 MiB on two workers: 32 MiB shards while much is left, then shorter ones, so the
+    last shard either worker takes is a few MiB, not 32."""
+    starts = boundaries(256 * MiB, 32 * MiB, DEFAULT_ALIGN, taper=2)
+    lengths = [end - start for start, end in zip(starts, [*starts[1:], 256 * MiB],
+                                                  strict=True)]
+    assert lengths[:5] == [32 * MiB] * 5
+    assert max(lengths[-4:]) == 4 * MiB
+    assert boundaries(256 * MiB, 32 * MiB, DEFAULT_ALIGN, taper=1) == list(
+        range(0, 256 * MiB, 32 * MiB))
 
 
 RECORDS = b"".join(b"%d,%s\n" % (i, b"x" * (i % 97)) for i in range(3000))  # ~150 KB
@@ -78,6 +112,14 @@ def test_record_aligned_boundaries(source: Source, shard: int) -> None:
     where the search crosses the reader's 64 KiB chunks."""
     starts = boundaries(len(RECORDS), shard, 1, source, b"\n")
     assert starts == record_starts(RECORDS, shard)
+    assert all(RECORDS[start - 1:start] == b"\n" for start in starts[1:])
+
+
+@pytest.mark.parametrize("shard", [37, 4096])
+def test_tapered_boundaries_start_after_a_delimiter(source: Source, shard: int) -> None:
+    starts = boundaries(len(RECORDS), shard, 1, source, b"\n", taper=2)
+    assert len(starts) > 1
+    assert starts == sorted(set(starts))
     assert all(RECORDS[start - 1:start] == b"\n" for start in starts[1:])
 
 
@@ -140,7 +182,7 @@ def test_default_align_honours_the_shard_size(shard: int, align: int) -> None:
 
 def test_a_chosen_shard_size_is_kept() -> None:
     chosen = Settings.parse(shard_size="7").for_target(64 * MiB, size=10 * MiB, workers=8)
-    assert (chosen.shard_size, chosen.align) == (7, 1)
+    assert (chosen.shard_size, chosen.align, chosen.taper) == (7, 1, 1)
     assert Settings.parse(shard_size=1, align=1).for_target(64 * MiB).shard_size == 1
 
 
@@ -151,6 +193,13 @@ def test_the_default_shard_spreads_over_the_workers() -> None:
     assert default.for_target(64 * MiB, size=MiB, workers=8).shard_size == MIN_SPREAD_SHARD
     assert default.for_target(16 * MiB, size=10**12, workers=4).shard_size == 16 * MiB
     assert default.for_target(64 * MiB, size=16 * MiB, workers=2).align == DEFAULT_ALIGN
+
+
+def test_the_default_layout_tapers_for_the_workers() -> None:
+    default = Settings.parse()
+    assert default.for_target(64 * MiB, size=GiB, workers=3).taper == 3
+    assert default.for_target(64 * MiB, size=GiB, workers=1).taper == 1
+    assert default.for_target(64 * MiB).taper == 1
 
 
 @pytest.mark.parametrize("bad", [
