@@ -782,11 +782,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console(argv: Sequence[str] | None = None) -> int:
     """The ``bigfile`` console script and ``python -m airflow_bigfile``: :func:`main` in a
-    process that exits next. Its heap is left to the operating system: ``gc.freeze``
-    takes every object out of the collector's reach, so the interpreter's exit skips
-    tearing down one by one the tens of thousands that pyarrow, numpy and fsspec made, a
-    visible part of a short edit's time. Only a process about to exit may do this, so
-    callers in a longer-lived process use :func:`main`."""
+    process of its own that exits next, so two things a library call may not do are done.
+
+    numpy is hidden from the process: pyarrow, which runs the RE2 kernels, takes numpy as
+    optional but imports it whenever it is installed, a cost each regex command paid at
+    start-up, and nothing a command runs converts to numpy arrays. And ``gc.freeze``
+    leaves the heap to the operating system, so the exit skips tearing down one by one
+    the objects pyarrow and fsspec made. Callers in a longer-lived process use
+    :func:`main`."""
+    if "numpy" not in sys.modules:
+        sys.modules["numpy"] = None  # type: ignore[assignment]
     status = main(argv)
     gc.freeze()
     return status
