@@ -127,7 +127,7 @@ def _as_dict(value: Any, what: str) -> dict[str, Any]:
 
 
 def _kill_switch(log: Any, interval: float) -> Any:
-    """An fsspec progress callback that logs progress every ``interval`` seconds, and whose
+    """A progress callback that logs progress every ``interval`` seconds, and whose
     ``killed`` event, also the engine's ``stop``, is set by ``on_kill``: workers stop, the
     next progress report raises, the engine removes its staging."""
     from airflow_bigfile.cli.progress import ProgressLog

@@ -1,7 +1,9 @@
-"""A terminal progress bar for the ``bigfile`` command, as an fsspec callback.
+"""A terminal progress bar for the ``bigfile`` command, and progress lines for logs.
 
-The engine only reports progress through :class:`fsspec.callbacks.Callback`
-(``set_size`` then ``relative_update``); this module is the one place that draws it.
+The engine reports progress as to an fsspec callback (``set_size`` then ``relative_update``);
+:class:`Meter` takes those calls as :class:`fsspec.callbacks.Callback` does, without
+importing fsspec (a local edit never needs it), and this module is the one place that draws
+them.
 """
 
 from __future__ import annotations
@@ -11,8 +13,6 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any, TextIO
-
-from fsspec.callbacks import Callback
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB")
 
@@ -36,7 +36,26 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-class ProgressBar(Callback):
+class Meter:
+    """Work done (``value``) of its ``size``, counted as fsspec's ``Callback`` counts it;
+    subclasses draw or log in :meth:`call`, which runs after each change."""
+
+    def __init__(self, size: int | None = None, value: int = 0) -> None:
+        self.size, self.value = size, value
+
+    def set_size(self, size: int) -> None:
+        self.size = size
+        self.call()
+
+    def relative_update(self, inc: int = 1) -> None:
+        self.value += inc
+        self.call()
+
+    def call(self, hook_name: str | None = None, **kwargs: Any) -> None:
+        """Show the change (nothing here)."""
+
+
+class ProgressBar(Meter):
     """Draw ``[#####.....]  45%  1.2 GB/2.7 GB  120.0 MB/s  ETA 0:12`` on a terminal.
 
     Thread-safe (workers may report concurrently). Redraws at most every ``interval``
@@ -120,7 +139,7 @@ class ProgressBar(Callback):
                 self.stream.flush()
 
 
-class ProgressLog(Callback):
+class ProgressLog(Meter):
     """Log ``12.0 MB of 2.7 GB (0%), 3 shards, 40.0 MB/s, ETA 1:07`` every ``interval``
     seconds while work goes on (for Airflow task logs, where no bar can be drawn).
 

@@ -1,4 +1,9 @@
-"""Reading the source and keeping the staging area, locally or through fsspec."""
+"""Reading the source and keeping the staging area, locally or through fsspec.
+
+A local path is served by :class:`LocalFiles` (``os`` calls), not by fsspec: a job on a local
+file never imports fsspec, whose import (asyncio, its plugin registry) is a visible share
+of a short command's time. Every other URL goes through fsspec.
+"""
 
 from __future__ import annotations
 
@@ -7,32 +12,82 @@ import json
 import os
 import posixpath
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, BinaryIO, TypeVar
-
-import fsspec
-from fsspec.implementations.local import LocalFileSystem
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 from airflow_bigfile.exceptions import StagingError
 from airflow_bigfile.io.oscompat import DROP_BEHIND_FROM, advise_sequential, drop_read, readinto
 from airflow_bigfile.io.retry import retried
 from airflow_bigfile.io.sidecars import remove_job_folder
 
+if TYPE_CHECKING:
+    import fsspec
+
 T = TypeVar("T")
 
 
-def is_local(fs: fsspec.AbstractFileSystem) -> bool:
-    """True for the local filesystem, where the kernel fast paths apply."""
-    return isinstance(fs, LocalFileSystem)
+class LocalFiles:
+    """The local filesystem for a path given as a plain path: the few filesystem calls the
+    staging makes of a local folder, as ``os`` calls (reads and writes of local files
+    never go through a filesystem object: see :class:`Source` and :class:`Staging`)."""
+
+    protocol = ("file", "local")
+
+    def makedirs(self, path: str, exist_ok: bool = False) -> None:
+        os.makedirs(path, exist_ok=exist_ok)
+
+    def cat_file(self, path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    def ls(self, path: str, detail: bool = False) -> list[str]:
+        """The paths in the folder ``path`` (names only: ``detail`` must be False)."""
+        if detail:
+            raise ValueError("LocalFiles.ls lists names only")
+        return [posixpath.join(path, name) for name in sorted(os.listdir(path))]
+
+
+LOCAL = LocalFiles()
+
+
+def is_local(fs: Any) -> bool:
+    """True for the local filesystem, where the kernel fast paths apply: :data:`LOCAL` or
+    fsspec's (which is only there when fsspec was imported)."""
+    if isinstance(fs, LocalFiles):
+        return True
+    module = sys.modules.get("fsspec.implementations.local")
+    return module is not None and isinstance(fs, module.LocalFileSystem)
 
 
 def url_to_fs(url: str, storage_options: dict[str, Any] | None = None
-            ) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The filesystem and path for ``url`` (a local path or any fsspec URL)."""
-    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    return fs, path
+              ) -> tuple[Any, str]:
+    """The filesystem and path for ``url``: :data:`LOCAL` and the absolute path (as fsspec
+    makes it: the working folder joined, ``~`` expanded, nothing else resolved) for a
+    plain local path with no options, else fsspec's for the URL."""
+    if not storage_options and _plain_path(url):
+        return LOCAL, _absolute(url)
+    import fsspec.core
+
+    return fsspec.core.url_to_fs(url, **(storage_options or {}))
+
+
+def _plain_path(url: str) -> bool:
+    """A POSIX path with nothing fsspec reads as a protocol or a chain in it."""
+    return (isinstance(url, str) and bool(url) and os.sep == "/" and "://" not in url
+            and "::" not in url and not url.startswith(("data:", "file:", "local:")))
+
+
+def _absolute(path: str) -> str:
+    """fsspec's ``LocalFileSystem._strip_protocol`` of a plain POSIX path."""
+    if path.startswith("~"):
+        path = os.path.expanduser(path)
+    elif not path.startswith("/"):
+        rest = path[2:] if path.startswith("./") else "" if path == "." else path
+        path = f"{os.getcwd()}/{rest}"
+    return path.rstrip("/") or "/"
 
 
 @dataclass(frozen=True)
@@ -67,7 +122,7 @@ def local_identity(path: str) -> Identity:
 class Source:
     """Positional reads of the original file into caller-owned buffers."""
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, path: str) -> None:
+    def __init__(self, fs: fsspec.AbstractFileSystem | LocalFiles, path: str) -> None:
         self.fs, self.path = fs, path
         self._fd: int | None = None
         self._file: BinaryIO | None = None
@@ -158,7 +213,7 @@ class _Upload:
 class Staging:
     """A folder (local or any fsspec URL) holding one job's manifest, shards and results."""
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, root: str) -> None:
+    def __init__(self, fs: fsspec.AbstractFileSystem | LocalFiles, root: str) -> None:
         self.fs, self.root = fs, root.rstrip("/")
         self._readers: dict[str, BinaryIO] = {}
 

@@ -10,8 +10,6 @@ import stat
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-import fsspec
-
 from airflow_bigfile.commit.assembly import Piece
 from airflow_bigfile.commit.inplace import (
     commit_inplace,
@@ -34,7 +32,7 @@ from airflow_bigfile.exceptions import (
 from airflow_bigfile.io.lock import TargetLock
 from airflow_bigfile.io.oscompat import has_holes, preallocate
 from airflow_bigfile.io.sidecars import Sidecars, check_staging_parent
-from airflow_bigfile.io.storage import Identity, Source, Staging, local_identity
+from airflow_bigfile.io.storage import Identity, LocalFiles, Source, Staging, local_identity
 from airflow_bigfile.payload import placed_chunks
 from airflow_bigfile.plan.manifest import Manifest
 from airflow_bigfile.run.executors import Executor
@@ -71,7 +69,7 @@ class LocalTarget:
     local = True
     default_shard_size = 64 << 20
 
-    def __init__(self, fs: fsspec.AbstractFileSystem, path: str, url: str) -> None:
+    def __init__(self, fs: LocalFiles | Any, path: str, url: str) -> None:
         self.cars = Sidecars.of(path)
         self.fs, self.path, self.url = fs, self.cars.path, url
 

@@ -6,9 +6,6 @@ lets other threads run while it works."""
 
 from __future__ import annotations
 
-import sys
-import threading
-import time
 from collections.abc import Callable
 
 import pyarrow as pa
@@ -18,6 +15,7 @@ from hypothesis import strategies as st
 
 from airflow_bigfile.patch import _memreplace
 from airflow_bigfile.patch.scan import replace_all
+from tests.gil import assert_releases_the_gil
 
 SYMBOLS = b"ab\x80\xff"  # bytes >= 0x80 too: nothing may treat them as signed
 TEXT = st.binary(max_size=120).map(lambda b: bytes(SYMBOLS[x % 4] for x in b))
@@ -199,28 +197,4 @@ def _long_call(kind: str) -> Callable[[], object]:
 
 @pytest.mark.parametrize("kind", ["replace", "has_run"])
 def test_the_kernel_runs_without_the_gil(kind: str) -> None:
-    """While one thread is inside a long kernel call, another runs Python code. With a
-    switch interval of seconds, a call holding the GIL would let the other thread run only
-    after it returned; here the other thread runs inside the call's time span."""
-    call = _long_call(kind)
-    span: list[float] = []
-    ready = threading.Event()
-
-    def kernel() -> None:
-        ready.set()
-        span.append(time.perf_counter())
-        call()
-        span.append(time.perf_counter())
-
-    interval = sys.getswitchinterval()
-    sys.setswitchinterval(5.0)
-    try:
-        worker = threading.Thread(target=kernel)
-        worker.start()
-        ready.wait()
-        ticks = [time.perf_counter() for _ in range(2000)]
-        worker.join()
-    finally:
-        sys.setswitchinterval(interval)
-    inside = [t for t in ticks if span[0] < t < span[1]]
-    assert len(inside) > len(ticks) // 2, (span, ticks[0], ticks[-1])
+    assert_releases_the_gil(_long_call(kind))
