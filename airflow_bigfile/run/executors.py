@@ -8,7 +8,7 @@ import functools
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from concurrent.futures import Executor as _PoolExecutor
 from typing import Any, Protocol, TypeVar
 
@@ -18,7 +18,6 @@ from airflow_bigfile.exceptions import BigFileError, EditError
 from airflow_bigfile.io.errors import call_translated
 from airflow_bigfile.patch.patcher import release_block_buffer
 from airflow_bigfile.patch.re2 import translate
-from airflow_bigfile.run.workers import start_worker, worker_context
 from airflow_bigfile.scan_clock import ScanClock
 
 T = TypeVar("T")
@@ -59,6 +58,11 @@ class PoolExecutor:
         self._clock: ScanClock | None = None
         self._pool: _PoolExecutor
         if processes:
+            # imported here: multiprocessing is a visible share of a thread job's start-up
+            from concurrent.futures import ProcessPoolExecutor
+
+            from airflow_bigfile.run.workers import start_worker, worker_context
+
             context = worker_context()
             self._clock = ScanClock(context, workers, regex_timeout, labels or {})
             self._pool = ProcessPoolExecutor(workers, mp_context=context,

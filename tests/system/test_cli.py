@@ -96,8 +96,9 @@ def test_help_is_light() -> None:
 
 @pytest.mark.parametrize("regex", [False, True])
 def test_a_local_edit_is_light(tmp_path: Path, regex: bool) -> None:
-    """An edit of a local file, progress bar included, imports neither fsspec (nor the
-    asyncio it brings) nor importlib.metadata: its start-up is the engine's own."""
+    """An edit of a local file on threads, progress bar included, imports neither fsspec
+    (nor the asyncio it brings) nor importlib.metadata nor multiprocessing: its start-up is
+    the engine's own."""
     target = tmp_path / "t.csv"
     target.write_bytes(b"id,2024-01-31\n" * 100)
     find = ["--regex", "--find", r"(\d{4})-(\d\d)-(\d\d)"] if regex else ["--find", "2024"]
@@ -105,8 +106,8 @@ def test_a_local_edit_is_light(tmp_path: Path, regex: bool) -> None:
             "from airflow_bigfile.cli import console\n"
             "import airflow_bigfile.cli.progress\n"
             "status = console(sys.argv[1:])\n"
-            "heavy = sorted(m for m in ('fsspec', 'asyncio', 'importlib.metadata', 'crc32c')"
-            " if m in sys.modules)\n"
+            "heavy = sorted(m for m in ('fsspec', 'asyncio', 'importlib.metadata', 'crc32c',"
+            " 'multiprocessing') if m in sys.modules)\n"
             "print('HEAVY', status, heavy)\n")
     proc = subprocess.run([sys.executable, "-c", code, "replace", str(target), *find,
                            "--replace", r"\3.\2.\1" if regex else "2025", "--no-progress"],
