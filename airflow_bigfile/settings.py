@@ -79,8 +79,9 @@ class Settings:
         """Shard size and alignment filled in with the target's defaults. Given the file's
         ``size`` and the ``workers``, a default shard is small enough that every worker gets
         a few (a 16 MiB file on two workers is eight 2 MiB shards, not one), but not below
-        1 MiB, and the shards shrink toward the end of the file so the workers finish
-        together; a shard size the caller chose is kept, and all its shards are that size."""
+        1 MiB, and with more than one worker the shards shrink toward the end of the file
+        (to an eighth of that at least) so the workers finish together; a shard size the
+        caller chose is kept, and all its shards are that size."""
         shard, taper = self.shard_size, 1
         if shard is None:
             shard = default_shard_size
