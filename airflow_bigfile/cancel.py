@@ -12,7 +12,11 @@ the engine runs: the lock is released, staging and the new file are removed, wor
   rename of a rewrite, the removal of an in-place journal): a signal inside it cannot tear
   the step, and once it is passed the edit is committed and the job is no longer cancelled;
   the front end reports the late signal instead (:func:`late_signal`).
-- :func:`hold_signals` holds them across a step that must finish once begun (a rollback).
+- :func:`hold_signals` holds them across a step that must finish once begun (a rollback),
+  and across every call into a worker pool's own machinery: an exception raised by a handler
+  inside ``threading.Condition.__enter__`` (a future's, the pool's idle semaphore's) leaves
+  its lock taken, the worker that next needs it waits forever, and so does the shutdown that
+  joins that worker.
 - Workers run under a stop event (:func:`run_with_stop`) and call :func:`check_stop` once a
   block, so a cancelled thread worker ends within a block instead of finishing its shard.
 """
@@ -49,7 +53,8 @@ def signal_name(signum: int) -> str:
 
 
 class _State:
-    """What the handler needs to know; touched by the main thread only (handlers run there)."""
+    """What the handler needs to know; touched by the main thread only (handlers run there,
+    and holds taken in other threads are no-ops)."""
 
     def __init__(self) -> None:
         self.installed = False
@@ -75,7 +80,7 @@ def cancel_on_signals() -> Iterator[None]:
     """SIGINT and SIGTERM raise :class:`Cancelled` in the main thread inside the block
     (once: later ones wait for the cleanup it starts). Only front ends use this; the engine
     never installs handlers. Elsewhere than in the main thread it does nothing."""
-    if threading.current_thread() is not threading.main_thread():
+    if not _in_main_thread():
         yield
         return
     previous = {signum: signal.getsignal(signum) for signum in CANCEL_SIGNALS}
@@ -100,7 +105,11 @@ def late_signal() -> int | None:
 def hold_signals() -> Iterator[None]:
     """Hold SIGINT/SIGTERM (under :func:`cancel_on_signals`) until the block ends, then
     cancel if one came: for steps that must not stop half-way. An error of the block's own
-    wins over a held signal."""
+    wins over a held signal. Without the handlers, or outside the main thread (where they do
+    not run), it holds nothing."""
+    if not _handling():
+        yield
+        return
     _state.holding += 1
     try:
         yield
@@ -113,19 +122,32 @@ def hold_signals() -> Iterator[None]:
 def commit_point() -> Iterator[None]:
     """Hold SIGINT/SIGTERM across the step that commits an edit. If the block completes,
     the edit is committed: a signal held or arriving later no longer cancels the job (the
-    front end warns instead). If it raises, a held signal cancels as usual."""
+    front end warns instead). If it raises, a held signal cancels as usual. Without the
+    handlers, or outside the main thread, it holds nothing and marks nothing committed."""
+    if not _handling():
+        yield
+        return
     _state.holding += 1
     try:
         yield
-        _state.committed = _state.installed
+        _state.committed = True
     finally:
         _state.holding -= 1
-    if not _state.committed:
-        _raise_pending()
+    _raise_pending()
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _handling() -> bool:
+    """Our handlers are installed and this is the thread they run in."""
+    return _state.installed and _in_main_thread()
 
 
 def _raise_pending() -> None:
-    if _state.pending is not None and not _state.holding and not _state.raised:
+    if (_state.pending is not None and not _state.holding and not _state.raised
+            and not _state.committed):
         signum, _state.pending = _state.pending, None
         _state.raised = True
         raise Cancelled(signum)

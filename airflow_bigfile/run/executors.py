@@ -12,7 +12,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from concurrent.futures import Executor as _PoolExecutor
 from typing import Any, Protocol, TypeVar
 
-from airflow_bigfile.cancel import check_stop, run_with_stop
+from airflow_bigfile.cancel import check_stop, hold_signals, run_with_stop
 from airflow_bigfile.edits import Edit, Replace, label
 from airflow_bigfile.exceptions import BigFileError, EditError
 from airflow_bigfile.io.errors import call_translated
@@ -44,7 +44,9 @@ class PoolExecutor:
     pool before its work is done (an error, a cancellation) stops thread workers the same
     way and terminates worker processes, so it never waits for shards nobody will use.
     Worker processes are spawned (they inherit none of this process's descriptors, so
-    never the target's lock) and die with this process (see :mod:`.workers`)."""
+    never the target's lock) and die with this process (see :mod:`.workers`). Signals are
+    held across every call into the pool (see :func:`~airflow_bigfile.cancel.hold_signals`)
+    and act when it returns, at most ``POLL`` seconds later."""
 
     POLL = 0.2  # seconds between looks at ``stop`` while waiting for results
     AHEAD = 2  # calls in flight per worker
@@ -87,23 +89,32 @@ class PoolExecutor:
                     args = next(todo, None)
                     if args is None:
                         break
-                    futures.append(self._pool.submit(call, *args))
+                    with hold_signals():
+                        futures.append(self._pool.submit(call, *args))
                     self._futures.append(futures[-1])
                     pending.add(futures[-1])
                 if not pending:
                     return
                 check_stop(self.stop)
-                done, pending = wait(pending, self.POLL, FIRST_COMPLETED)
+                with hold_signals():  # at most POLL seconds
+                    done, pending = wait(pending, self.POLL, FIRST_COMPLETED)
                 if self._clock is not None:
                     self._clock.check()
                 for future in done:
-                    yield future.result()
+                    with hold_signals():
+                        result = future.result()
+                    yield result
         finally:
             if not self.processes:
-                for future in futures:
-                    future.cancel()
+                with hold_signals():
+                    for future in futures:
+                        future.cancel()
 
     def close(self) -> None:
+        with hold_signals():  # a future's done() takes its lock too
+            self._close()
+
+    def _close(self) -> None:
         unfinished = any(not f.done() for f in self._futures)
         if unfinished:
             self.stop.set()

@@ -105,7 +105,9 @@ def test_the_source_leaves_the_cache_behind_the_reader(
         # what is left: about one 4 MiB shard's worth (read-ahead, the scans' look-ahead)
         assert left <= cached // 6, f"{left} of {cached} source pages still cached"
     else:
-        assert left >= cached * 0.95, f"only {left} of {cached} source pages still cached"
+        # not all: a machine short of memory reclaims some clean pages of its own accord
+        # (CI lost 6% once), far from the sixth a dropping reader leaves
+        assert left >= cached * 3 // 4, f"only {left} of {cached} source pages still cached"
 
 
 def test_small_rewrites_stay_cached(tmp_path: Path) -> None:
