@@ -5,8 +5,10 @@ call works in a thread, another process, or on another machine."""
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from concurrent.futures import Executor as _PoolExecutor
@@ -149,7 +151,15 @@ class InlineExecutor:
 
 class DaskExecutor:
     """Shard tasks on a ``distributed.Client`` (one passed in, or one connected to
-    ``scheduler``, or a LocalCluster started for the job)."""
+    ``scheduler``, or a LocalCluster started for the job).
+
+    The calling thread never blocks inside distributed's own locks: it takes finished
+    futures without waiting and sleeps ``POLL`` seconds between looks, all with signals
+    held (see :class:`PoolExecutor`), so a signal cancels within ``POLL`` seconds and never
+    leaves a lock the client's event loop needs. Closing cancels the job's unfinished
+    futures; a cluster started for the job is shut down with its scheduler."""
+
+    POLL = 0.05
 
     def __init__(self, workers: int, *, client: Any = None, scheduler: str | None = None
                  ) -> None:
@@ -159,12 +169,15 @@ class DaskExecutor:
             raise BigFileError("executor 'dask' needs the dask extra: "
                                "pip install 'airflow-bigfile[dask]'") from exc
         self._own: list[Any] = []
+        self._futures: list[Any] = []
         if client is None:
             if scheduler:
                 client = Client(scheduler)
             else:
+                # its warnings (a task cancelled with the job) are not the user's business
                 cluster = LocalCluster(n_workers=workers, threads_per_worker=1,
-                                       processes=True, dashboard_address=None)
+                                       processes=True, dashboard_address=None,
+                                       silence_logs=logging.ERROR)
                 client = Client(cluster)
                 self._own.append(cluster)
             self._own.insert(0, client)
@@ -174,17 +187,30 @@ class DaskExecutor:
     def run(self, fn: Callable[..., T], calls: Iterable[tuple[Any, ...]]) -> Iterator[T]:
         from distributed import as_completed as dask_completed
 
-        futures = [self.client.submit(call_translated, fn, *args, pure=False)
-                   for args in calls]
-        try:
-            for future in dask_completed(futures):
-                yield future.result()
-        finally:
-            self.client.cancel(futures)
+        with hold_signals():
+            futures = [self.client.submit(call_translated, fn, *args, pure=False)
+                       for args in calls]
+            self._futures.extend(futures)
+            done = dask_completed(futures)
+        while True:
+            with hold_signals():
+                if done.is_empty():
+                    return
+                batch = done.next_batch(block=False)
+                if not batch:
+                    time.sleep(self.POLL)
+            for future in batch:
+                with hold_signals():
+                    result = future.result()
+                yield result
 
     def close(self) -> None:
-        for resource in self._own:
-            resource.close()
+        with hold_signals():
+            unfinished = [f for f in self._futures if not f.done()]
+            if unfinished and self.client.status == "running":
+                self.client.cancel(unfinished)
+            for resource in reversed(self._own):  # the cluster, then its client
+                resource.close()
 
 
 def make_executor(executor: str | Executor | None, workers: int | None,

@@ -105,7 +105,7 @@ def _copy(big: tuple[Path, bytes], folder: Path) -> Path:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 @pytest.mark.parametrize("kind", ["rewrite", "inplace"])
-@pytest.mark.parametrize("executor", ["thread", "process"])
+@pytest.mark.parametrize("executor", ["thread", "process", "dask"])
 def test_signal_while_patching(big: tuple[Path, bytes], tmp_path: Path, executor: str,
                                kind: str, signum: int) -> None:
     path = _copy(big, tmp_path)
