@@ -216,7 +216,7 @@ class Job:
         crcs: dict[int, int] = {}
         if checksum:
             for part in self.exe.run(checksum_ranges, [
-                    (spec, [(s.index, s.offset, s.length) for s in batch])
+                    (spec, [(s.index, s.offset, s.length) for s in batch], identity.pin)
                     for batch in batches]):
                 crcs.update(part)
         shards = [Shard(s.index, s.offset, s.length, s.patch, crcs.get(s.index))

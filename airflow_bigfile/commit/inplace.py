@@ -127,11 +127,11 @@ def staged_writes(staging: Staging, pieces: Sequence[Piece], manifest: Manifest,
                 yield start, pread(written_fd, min(8 << 20, at + length - start), start)
 
 
-def commit_truncate(path: str, url: str, identity: Identity, size: int) -> None:
-    """Cut (or extend) the target to ``size`` with one ftruncate and an fsync, as coreutils
-    ``truncate`` does: one syscall leaves the old file or the new one, so no journal is
-    needed, and a full disk cannot stop it."""
-    fd = os.open(Sidecars.of(path).path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+def commit_truncate(cars: Sidecars, url: str, identity: Identity, size: int) -> None:
+    """Cut (or extend) the target (``cars.path``) to ``size`` with one ftruncate and an
+    fsync, as coreutils ``truncate`` does: one syscall leaves the old file or the new one,
+    so no journal is needed, and a full disk cannot stop it."""
+    fd = cars.open_target(os.O_RDWR)
     try:
         st = os.fstat(fd)
         check_identity(identity, Identity.of_stat(st), url)
@@ -141,12 +141,13 @@ def commit_truncate(path: str, url: str, identity: Identity, size: int) -> None:
         os.close(fd)
 
 
-def commit_inplace(path: str, url: str, identity: Identity | None,
+def commit_inplace(cars: Sidecars, url: str, identity: Identity | None,
                    ranges: Sequence[tuple[int, int]], cut_at: int | None,
                    tail: Sequence[Data | int], expected_size: int,
                    writes: Iterable[tuple[int, bytes | memoryview]],
                    writer: str = "pwrite") -> int:
-    """Journal the bytes about to change, write the new ones in place, drop the journal.
+    """Journal the bytes about to change, write the new ones in place (in ``cars.path``,
+    the pinned file: see :meth:`.Sidecars.open_target`), drop the journal.
 
     ``ranges`` are the ``(offset, length)`` ranges ``writes`` will overwrite (from
     :func:`inplace_ranges`, or the patches themselves); ``cut_at`` is where a shrinking
@@ -156,9 +157,8 @@ def commit_inplace(path: str, url: str, identity: Identity | None,
     kept, never overwritten. A failure after the journal is sealed rolls the target back
     before it is reported. Returns bytes written.
     """
-    cars = Sidecars.of(path)
     appending = os.O_APPEND if identity is None else 0
-    fd = os.open(cars.path, os.O_RDWR | appending | getattr(os, "O_BINARY", 0))
+    fd = cars.open_target(os.O_RDWR | appending)
     try:
         st = os.fstat(fd)
         if identity is None:
@@ -191,8 +191,9 @@ def commit_inplace(path: str, url: str, identity: Identity | None,
                     rollback_journal(cars)
             except Exception as again:
                 raise RecoveryError(
-                    f"{path}: the in-place commit failed ({exc}) and so did its rollback "
-                    f"({again}); the journal is kept: run `bigfile recover {path}`") from exc
+                    f"{cars.path}: the in-place commit failed ({exc}) and so did its rollback "
+                    f"({again}); the journal is kept: run `bigfile recover {cars.path}`"
+                ) from exc
             raise
     finally:
         if fd >= 0:

@@ -120,7 +120,7 @@ def rollback_journal(cars: Sidecars) -> bool:
 
 
 def _replay(cars: Sidecars, jfd: int, journal: Journal) -> None:
-    fd = os.open(cars.path, os.O_RDWR | getattr(os, "O_BINARY", 0))
+    fd = cars.open_target(os.O_RDWR)  # the file the edit began with, never a swapped-in one
     try:
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) != (journal.device, journal.inode):
@@ -147,7 +147,7 @@ def recover_local(cars: Sidecars, *, keep: str | None = None) -> RecoveryResult:
     """Recover a local target; the caller holds its lock. ``keep`` names a staging job
     folder that belongs to the caller and must stay."""
     result = RecoveryResult(target=cars.path, rolled_back=rollback_journal(cars))
-    target = os.stat(cars.path)
+    target = cars.stat_target()
     for name in cars.leftover_new_files():
         st = cars.lstat(name)
         if st is not None and stat.S_ISREG(st.st_mode) and trusted_owner(st, target):

@@ -152,7 +152,7 @@ def check_sources(url: str, manifest: Manifest, spec: JobSpec, exe: Executor,
                 for i, crc in source_crcs.items()}
     shards = [manifest.shards[i] for i in sorted(expected) if expected[i] is not None]
     for part in exe.run(checksum_ranges, [
-            (spec, [(s.index, s.offset, s.length) for s in batch])
+            (spec, [(s.index, s.offset, s.length) for s in batch], manifest.identity.pin)
             for batch in contiguous_runs(shards, exe.workers * 2)]):
         for index, crc in part:
             if crc != expected[index]:

@@ -45,7 +45,7 @@ from airflow_bigfile.commit.metadata import check_hardlinks, keep_metadata
 from airflow_bigfile.edits import Append, Patch, Truncate
 from airflow_bigfile.exceptions import SourceChangedError, TargetNotFoundError
 from airflow_bigfile.io.oscompat import fsync_dir, fsync_file
-from airflow_bigfile.io.sidecars import real_path
+from airflow_bigfile.io.sidecars import Sidecars
 from airflow_bigfile.payload import DataFile
 
 if TYPE_CHECKING:
@@ -313,7 +313,10 @@ class SpoolFile(_Deferred):
         beside = fs.local            # same filesystem, so the commit is a rename
         # A link is followed (the file it names is replaced, the link stays a link), except
         # by exclusive creation, which never creates through a link.
-        self._real = real_path(path) if beside and kind == "w" else path
+        # The file it named is pinned (see Sidecars.repinned): the commit copies metadata
+        # from that file only, never from a link or another user's file put in its place.
+        self._cars = Sidecars.of(path) if beside and kind == "w" else None
+        self._real = self._cars.path if self._cars is not None else path
         folder = os.path.dirname(self._real) if beside else None
         prefix = f".{os.path.basename(self._real)}." if beside else "bigfile-"
         fd, self._temp = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".bigfile-tmp")
@@ -380,20 +383,28 @@ class SpoolFile(_Deferred):
         return True
 
     def _replace_local(self) -> None:
-        try:
-            st = None if self.kind == "x" else os.stat(self._real)
-        except FileNotFoundError:
-            st = None
-        if st is None:
+        source = None
+        if self._cars is not None:
+            with contextlib.suppress(FileNotFoundError):
+                source = self._cars.repinned().open_target(os.O_RDONLY)
+        if source is None:
             os.chmod(self._temp, 0o666 & ~get_umask())
-        else:
+            self._rename()
+            return
+        try:
+            st = os.fstat(source)
             check_hardlinks(st, self.path, self.fs.break_hardlinks)
             fd = os.open(self._temp, os.O_RDONLY)
             try:
-                keep_metadata(self._real, fd, st, self.path)
+                keep_metadata(source, fd, st, self.path)
                 fsync_file(fd)
             finally:
                 os.close(fd)
+        finally:
+            os.close(source)
+        self._rename()
+
+    def _rename(self) -> None:
         if self.kind == "x":
             try:
                 os.link(self._temp, self.path)      # fails if the target appeared meanwhile

@@ -1,7 +1,11 @@
 """The files bigfile keeps beside a local target, in one place: where they live, how they
 are made, and which of them may be believed.
 
-A target path is resolved once (symbolic links followed to the real file); every sidecar
+A target path is resolved once (symbolic links followed to the real file), and that file
+is pinned by its device and inode: every later open of the target goes through
+:meth:`Sidecars.open_target` (no link followed, the same device and inode), so another user
+who swaps the name for a link or another file between two steps of an edit (while it waits
+for the lock, recovers, or commits) stops the edit instead of redirecting it. Every sidecar
 lives in the real file's folder and is named after it, so two paths to one file are one
 target::
 
@@ -20,6 +24,7 @@ the target's owner.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -27,9 +32,9 @@ import shutil
 import stat
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from airflow_bigfile.exceptions import StagingError, TargetError
+from airflow_bigfile.exceptions import SourceChangedError, StagingError, TargetError
 
 JOB_ID = re.compile(r"\d{8}T\d{6}-[0-9a-f]{8}")
 MARKER = "job.json"
@@ -51,6 +56,14 @@ def real_path(path: str) -> str:
     return os.path.realpath(os.path.abspath(path))
 
 
+def check_same_file(pin: tuple[int, int] | None, st: os.stat_result, path: str) -> None:
+    """Refuse a file that is not the one pinned (``(device, inode)``; None: not pinned)."""
+    if pin is not None and (st.st_dev, st.st_ino) != pin:
+        raise SourceChangedError(
+            f"{path} is no longer the file this edit began with (another file or a link "
+            f"was put in its place); nothing was changed")
+
+
 def trusted_owner(st: os.stat_result, target: os.stat_result | None) -> bool:
     """True when a file is owned by this process's user or by the target's owner."""
     uid = os.geteuid() if hasattr(os, "geteuid") else st.st_uid
@@ -59,13 +72,67 @@ def trusted_owner(st: os.stat_result, target: os.stat_result | None) -> bool:
 
 @dataclass(frozen=True)
 class Sidecars:
-    """The sidecar names of the real file ``path`` and safe ways to open them."""
+    """The sidecar names of the real file ``path`` and safe ways to open them; ``pin`` is
+    the real file's ``(device, inode)`` and ``owner`` its uid when it was resolved (None:
+    it did not exist)."""
 
     path: str
+    pin: tuple[int, int] | None = field(default=None, compare=False)
+    owner: int | None = field(default=None, compare=False)
 
     @classmethod
     def of(cls, path: str) -> Sidecars:
-        return cls(real_path(path))
+        real = real_path(path)
+        try:
+            st = os.stat(real)
+        except OSError:
+            return cls(real)
+        return cls(real, (st.st_dev, st.st_ino), st.st_uid)
+
+    def repinned(self) -> Sidecars:
+        """The target once its lock is taken. Waiting for it, the file may have been
+        replaced by a file of the same owner (another edit's rewrite, ``sed -i``): that
+        file is pinned. Never by a link, nor by a file of another owner: a user who can
+        write the folder cannot turn the edit to a file of someone else's."""
+        try:
+            st = os.lstat(self.path)
+        except FileNotFoundError:
+            return self  # reported as missing by the next step
+        if stat.S_ISLNK(st.st_mode):
+            raise SourceChangedError(
+                f"{self.path} is now a symbolic link, not the file this edit began with; "
+                f"nothing was changed")
+        if self.pin == (st.st_dev, st.st_ino):
+            return self
+        if self.owner is not None and st.st_uid != self.owner:
+            raise SourceChangedError(
+                f"{self.path} was replaced by a file of another owner (uid {st.st_uid}, "
+                f"was {self.owner}) while this edit waited; nothing was changed")
+        return Sidecars(self.path, (st.st_dev, st.st_ino), st.st_uid)
+
+    def stat_target(self) -> os.stat_result:
+        """The real file's ``stat``, refused if its name now leads to another file."""
+        st = os.stat(self.path)
+        check_same_file(self.pin, st, self.path)
+        return st
+
+    def open_target(self, flags: int) -> int:
+        """Open the real file without following a link, refused unless it is the pinned
+        file: what an edit reads, writes or rolls back is the file it began with."""
+        try:
+            fd = os.open(self.path, flags | _NOFOLLOW | _CLOEXEC | _BINARY)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise SourceChangedError(
+                    f"{self.path} is now a symbolic link, not the file this edit began "
+                    f"with; nothing was changed") from None
+            raise
+        try:
+            check_same_file(self.pin, os.fstat(fd), self.path)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     @property
     def folder(self) -> str:

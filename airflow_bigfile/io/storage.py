@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from airflow_bigfile.exceptions import StagingError
 from airflow_bigfile.io.oscompat import DROP_BEHIND_FROM, advise_sequential, drop_read, readinto
 from airflow_bigfile.io.retry import retried
-from airflow_bigfile.io.sidecars import remove_job_folder
+from airflow_bigfile.io.sidecars import check_same_file, remove_job_folder
 
 if TYPE_CHECKING:
     import fsspec
@@ -104,6 +104,12 @@ class Identity:
     ctime_ns: int | None = None
     device: int | None = None
 
+    @property
+    def pin(self) -> tuple[int, int] | None:
+        """``(device, inode)`` of a local file (see :meth:`.Sidecars.open_target`)."""
+        return None if self.device is None or self.inode is None else (self.device,
+                                                                        self.inode)
+
     @classmethod
     def of_stat(cls, st: os.stat_result) -> Identity:
         """A local file's identity from its ``stat``."""
@@ -120,15 +126,22 @@ def local_identity(path: str) -> Identity:
 
 
 class Source:
-    """Positional reads of the original file into caller-owned buffers."""
+    """Positional reads of the original file into caller-owned buffers; a local one is
+    refused unless it is the file ``pin`` names (``(device, inode)``, when given)."""
 
-    def __init__(self, fs: fsspec.AbstractFileSystem | LocalFiles, path: str) -> None:
+    def __init__(self, fs: fsspec.AbstractFileSystem | LocalFiles, path: str,
+                 pin: tuple[int, int] | None = None) -> None:
         self.fs, self.path = fs, path
         self._fd: int | None = None
         self._file: BinaryIO | None = None
         self._drop_behind = False
         if is_local(fs):
             self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            try:
+                check_same_file(pin, os.fstat(self._fd), path)
+            except BaseException:
+                os.close(self._fd)
+                raise
             advise_sequential(self._fd)
             self._drop_behind = os.fstat(self._fd).st_size >= DROP_BEHIND_FROM
         else:

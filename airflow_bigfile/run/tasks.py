@@ -33,9 +33,10 @@ class JobSpec:
     dry_run: bool = False
     checksums: bool = True
 
-    def source(self) -> Source:
+    def source(self, pin: tuple[int, int] | None = None) -> Source:
+        """The target's bytes; locally only if it is still the file ``pin`` names."""
         fs, path = url_to_fs(self.target, self.storage_options)
-        return Source(fs, path)
+        return Source(fs, path, pin)
 
     def open_staging(self) -> Staging:
         """The staging folder; a remote one uses ``staging_options``, or the target's
@@ -48,10 +49,11 @@ class JobSpec:
         return Staging(fs, path)
 
 
-def checksum_ranges(spec: JobSpec, ranges: Sequence[tuple[int, int, int]]
-                    ) -> list[tuple[int, int]]:
-    """CRC32C of each ``(index, offset, length)`` source range: ``[(index, crc), ...]``."""
-    with spec.source() as source:
+def checksum_ranges(spec: JobSpec, ranges: Sequence[tuple[int, int, int]],
+                    pin: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+    """CRC32C of each ``(index, offset, length)`` source range: ``[(index, crc), ...]``
+    (locally of the file ``pin`` names)."""
+    with spec.source(pin) as source:
         return [(index, source_crc(source, offset, length)) for index, offset, length in ranges]
 
 
@@ -60,7 +62,7 @@ def patch_shards(spec: JobSpec, indices: Sequence[int], resume: Sequence[int] | 
     """Patch the contiguous shards ``indices`` of the job's manifest and stage their output
     (workers writing into the new file find it beside the target, by the job id)."""
     staging = spec.open_staging()
-    with spec.source() as source:
+    with spec.source(manifest.identity.pin) as source:
         direct = (Sidecars.of(source.path).new_file(manifest.job_id)
                   if manifest.direct and source.fileno is not None else None)
         patcher = Patcher(manifest, source, staging, dry_run=spec.dry_run, direct=direct,

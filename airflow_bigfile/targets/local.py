@@ -32,7 +32,7 @@ from airflow_bigfile.exceptions import (
 from airflow_bigfile.io.lock import TargetLock
 from airflow_bigfile.io.oscompat import has_holes, preallocate
 from airflow_bigfile.io.sidecars import Sidecars, check_staging_parent
-from airflow_bigfile.io.storage import Identity, LocalFiles, Source, Staging, local_identity
+from airflow_bigfile.io.storage import Identity, LocalFiles, Source, Staging
 from airflow_bigfile.payload import placed_chunks
 from airflow_bigfile.plan.manifest import Manifest
 from airflow_bigfile.run.executors import Executor
@@ -109,6 +109,7 @@ class LocalTarget:
         commit."""
         if dry_run:
             TargetLock(self.path, job=job).check_free()
+            self.cars = self.cars.repinned()
             check_no_journal(self.cars)
             yield
             return
@@ -116,17 +117,22 @@ class LocalTarget:
             self.recover(keep)
             yield
 
-    def locked(self, *, wait: float, job: str) -> TargetLock:
-        return TargetLock(self.path, wait=wait, job=job)
+    @contextlib.contextmanager
+    def locked(self, *, wait: float, job: str) -> Iterator[None]:
+        """Hold the target's lock, with the file it leads to then pinned (see
+        :meth:`.Sidecars.repinned`)."""
+        with TargetLock(self.path, wait=wait, job=job):
+            self.cars = self.cars.repinned()
+            yield
 
     def recover(self, keep: str | None = None) -> RecoveryResult:
         return recover_local(self.cars, keep=keep)
 
     def identity(self) -> Identity:
-        return local_identity(self.path)
+        return Identity.of_stat(self.cars.stat_target())
 
     def source(self) -> Source:
-        return Source(self.fs, self.path)
+        return Source(self.fs, self.path, self.cars.pin)
 
     def default_staging(self, *, local_workers: bool) -> str:
         """The hidden folder beside the real file."""
@@ -172,7 +178,7 @@ class LocalTarget:
             if layout.truncate_at == identity.size:
                 return CommitOutcome("none", 0, identity.size, "the file has that size already")
             if not dry_run:
-                commit_truncate(self.path, self.url, identity, layout.truncate_at)
+                commit_truncate(self.cars, self.url, identity, layout.truncate_at)
             return CommitOutcome("inplace", 0, layout.truncate_at,
                                  "a lone truncate is one ftruncate: no journal, no copy")
         cut = layout.truncate_index
@@ -196,7 +202,7 @@ class LocalTarget:
         if not dry_run:
             # Appends go to the end as it is at commit time: another writer's are kept.
             written = commit_inplace(
-                self.path, self.url, None if appends_only else identity,
+                self.cars, self.url, None if appends_only else identity,
                 [(o, len(d)) for o, d in patches], cut_at, tail, size_after,
                 placed_chunks(patches), writer)
             size_after = os.stat(self.path).st_size if appends_only else size_after
@@ -246,7 +252,7 @@ class LocalTarget:
                                     "use rewrite or auto")
             if ranges is not None:
                 written = commit_inplace(
-                    self.path, manifest.target, manifest.identity, ranges, cut_at, tail,
+                    self.cars, manifest.target, manifest.identity, ranges, cut_at, tail,
                     size_after, staged_writes(stage, kept, manifest, written_fd),
                     options.get("writer", "pwrite"))
                 return CommitOutcome("inplace", written, size_after, reason)

@@ -81,10 +81,10 @@ def test_source_changed_between_identity_and_commit(tmp_path: Path, monkeypatch)
     path, data = _file(tmp_path)
     real = targets.commit_inplace
 
-    def meddle(file: str, *args, **kwargs):
-        with open(file, "ab") as f:
+    def meddle(cars, *args, **kwargs):
+        with open(cars.path, "ab") as f:
             f.write(b"meddled")
-        return real(file, *args, **kwargs)
+        return real(cars, *args, **kwargs)
 
     monkeypatch.setattr(targets, "commit_inplace", meddle)
     with pytest.raises(SourceChangedError, match="changed since it was planned"):

@@ -20,6 +20,7 @@ from airflow_bigfile import (
     Patch,
     RecoveryError,
     Replace,
+    SourceChangedError,
     StagingError,
     edit_file,
     recover_target,
@@ -215,3 +216,137 @@ def test_a_staging_parent_another_user_owns_is_refused(shared: Path) -> None:
     proc = _cli("replace", target, "--find", "secret", "--replace", "x", "--staging", theirs)
     assert proc.returncode == 1 and "belongs to uid 65534" in proc.stderr
     assert list(theirs.iterdir()) == [] and target.read_bytes() == DATA
+
+
+# -- the target's name swapped between two steps of an edit ---------------------------
+# ``nobody`` owns the target in the shared folder and puts a link to (or a hard link of)
+# root's file in its place at the worst moment: while root's edit waits for the lock, after
+# its journal was read, before its commit. Each moment is reached through the engine's own
+# call, so the swap lands exactly there.
+
+
+def _nobodys_target(shared: Path) -> Path:
+    target = shared / "x.csv"
+    target.write_bytes(DATA)
+    os.chown(target, 65534, 65534)
+    return target
+
+
+def _swap(target: Path, precious: Path, how: str) -> None:
+    """What the neighbour does: move its file away and put root's in its place."""
+    os.rename(target, target.with_suffix(".old"))
+    if how == "symlink":
+        os.symlink(precious, target)
+    else:
+        os.link(precious, target)  # fs.protected_hardlinks=0 lets anyone do this
+
+
+@pytest.mark.parametrize("how", ["symlink", "hardlink"])
+@pytest.mark.parametrize("edits", [[Patch(0, b"PWN")], EDIT], ids=["inplace", "rewrite"])
+def test_a_target_swapped_while_waiting_for_the_lock_is_refused(
+        shared: Path, monkeypatch: pytest.MonkeyPatch, how: str, edits: list) -> None:
+    from airflow_bigfile.targets import local
+
+    target, precious = _nobodys_target(shared), _precious(shared)
+    real_lock = local.TargetLock
+
+    class SwappedWhileWaiting(real_lock):  # type: ignore[misc, valid-type]
+        def __enter__(self):  # the holder swaps, then lets go of the lock
+            _swap(target, precious, how)
+            return super().__enter__()
+
+    monkeypatch.setattr(local, "TargetLock", SwappedWhileWaiting)
+    with pytest.raises(SourceChangedError, match="symbolic link|another owner"):
+        edit_file(str(target), edits, wait=5)
+    assert precious.read_bytes() == b"root only\n"
+    assert oct(precious.stat().st_mode & 0o7777) == "0o600"
+    assert target.with_suffix(".old").read_bytes() == DATA
+
+
+def test_a_forged_journal_cannot_roll_back_a_swapped_in_file(
+        shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The journal names root's file (its device and inode are anyone's to read) and is
+    owned by the target's owner, so it is trusted; the name is swapped for a link once
+    the journal has been read. The replay opens the file the edit began with, or nothing."""
+    from airflow_bigfile.commit import journal, recover
+
+    target, precious = _nobodys_target(shared), _precious(shared)
+    cars = Sidecars.of(str(target))
+    bait = shared / "bait"
+    bait.write_bytes(b"PWNED:::::\n")
+    fd = os.open(bait, os.O_RDONLY)
+    try:
+        journal.write_journal(cars, fd, [(0, 10)], os.stat(precious), 10, lambda fd: None)
+    finally:
+        os.close(fd)
+    os.chown(cars.journal, 65534, 65534)
+    real_read = recover.read_journal
+
+    def read_then_swap(*args: object) -> object:
+        found = real_read(*args)
+        _swap(target, precious, "symlink")
+        return found
+
+    monkeypatch.setattr(recover, "read_journal", read_then_swap)
+    with pytest.raises(SourceChangedError, match="symbolic link"):
+        recover_target(str(target))
+    assert precious.read_bytes() == b"root only\n"
+
+
+@pytest.mark.parametrize("how", ["symlink", "hardlink"])
+def test_an_append_after_a_swap_is_refused(shared: Path, monkeypatch: pytest.MonkeyPatch,
+                                           how: str) -> None:
+    """Appends write at the end as it is at commit time, with no planned size to compare;
+    the file they open must still be the one the edit began with."""
+    from airflow_bigfile import Append
+    from airflow_bigfile.targets import local
+
+    target, precious = _nobodys_target(shared), _precious(shared)
+    real_commit = local.commit_inplace
+
+    def swap_then_commit(*args: object, **kwargs: object) -> object:
+        _swap(target, precious, how)
+        return real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(local, "commit_inplace", swap_then_commit)
+    with pytest.raises(SourceChangedError, match="symbolic link|no longer the file"):
+        edit_file(str(target), [Append(b"APPENDED-BY-ROOT")])
+    assert precious.read_bytes() == b"root only\n"
+
+
+def test_fsspec_wb_keeps_metadata_only_from_the_file_it_opened(shared: Path) -> None:
+    """A setuid root file swapped in while ``wb`` is open: the commit refuses instead of
+    giving the new file root's owner and setuid bit."""
+    import fsspec
+
+    target, precious = _nobodys_target(shared), _precious(shared)
+    precious.chmod(0o4755)
+    with pytest.raises(SourceChangedError), \
+            fsspec.open(f"bigfile::{target}", "wb") as f:
+        f.write(b"#!PAYLOAD\n")
+        _swap(target, precious, "symlink")
+    assert precious.read_bytes() == b"root only\n"
+    assert os.path.islink(target)
+    assert not [p for p in os.listdir(shared) if p.endswith(".bigfile-tmp")]
+
+
+def test_a_target_replaced_by_its_owner_while_waiting_is_edited(
+        shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The other side: the same owner replacing the file (sed -i, another edit's rewrite)
+    while the edit waits is no attack; the new file is edited."""
+    from airflow_bigfile.targets import local
+
+    target = _nobodys_target(shared)
+    real_lock = local.TargetLock
+
+    class ReplacedWhileWaiting(real_lock):  # type: ignore[misc, valid-type]
+        def __enter__(self):
+            fresh = target.with_suffix(".new")
+            fresh.write_bytes(b"0,secret\n")
+            os.chown(fresh, 65534, 65534)
+            os.replace(fresh, target)
+            return super().__enter__()
+
+    monkeypatch.setattr(local, "TargetLock", ReplacedWhileWaiting)
+    edit_file(str(target), EDIT, wait=5)
+    assert target.read_bytes() == b"0,SECRET\n"
