@@ -260,17 +260,17 @@ def patch_batch(batch: dict[str, Any], *, storage_options: dict[str, Any] | None
                    storage_options=storage_options or {}, staging_options=staging_options or {})
     indices = [i for i in range(checked.first, checked.last + 1) if manifest.shards[i].patch]
     try:
-        # A target changed since planning fails the batch before any byte is read; the
-        # error is its result, so the commit refuses (and removes the staging).
+        # A target changed since planning fails the batch before any byte is read (or as
+        # its file is opened, if it changed just then); the error is its result, so the
+        # commit refuses (and removes the staging).
         check_identity(manifest.identity,
                        open_target(manifest.target, storage_options).identity(),
                        manifest.target)
+        results = _patch_timed(spec, indices, manifest)
     except SourceChangedError as exc:
         results = [ShardResult.failed(
             i, [manifest.shards[i].offset] * len(manifest.layout.replaces), exc)
             for i in indices[:1]]
-    else:
-        results = _patch_timed(spec, indices, manifest)
     stage.write_json(batch_name(checked.first), [r.to_json() for r in results])
     return {"staging": checked.staging, "job_id": manifest.job_id, "first": checked.first,
             "last": checked.last, "manifest_sha256": checked.manifest_sha256,

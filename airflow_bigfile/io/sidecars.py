@@ -254,19 +254,49 @@ def check_staging_parent(parent: str, target: str) -> str:
     """Refuse, before any I/O of the edit, a local staging parent that is an existing
     file (or the target itself), or a folder another user could swap a job folder in for a
     link (owned by another user than this one or root, or writable by others without the
-    sticky bit, as OpenSSH refuses such folders); returns the absolute parent."""
+    sticky bit, as OpenSSH refuses such folders), or one inside a folder such a user could
+    rearrange (every folder above it must be owned by root, this user or the target's
+    owner, and writable by others only with the sticky bit). Returns the parent with its
+    links resolved, so that the job's files are reached without following them again."""
     parent = os.path.abspath(parent)
     if target and real_path(parent) == real_path(target):
         raise StagingError(f"--staging {parent} is the target itself; name a folder")
+    real = real_path(parent)
     try:
-        st = os.stat(parent)
+        st = os.stat(real)
     except FileNotFoundError:
-        return parent
+        _check_folders_above(real, target, parent)
+        return real
     if not stat.S_ISDIR(st.st_mode):
         raise StagingError(f"--staging {parent} is an existing file, not a folder; name a "
                            f"folder (bigfile makes its own job folder inside it)")
     check_private_folder(parent, st, "--staging ")
-    return parent
+    _check_folders_above(real, target, parent)
+    return real
+
+
+def _check_folders_above(real: str, target: str, named: str) -> None:
+    try:
+        owner = os.stat(target).st_uid if target else None
+    except OSError:
+        owner = None
+    folder = os.path.dirname(real)
+    while True:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.lstat(folder)
+            if st.st_uid not in (0, os.geteuid(), owner):
+                raise StagingError(
+                    f"--staging {named} is inside {folder}, which belongs to uid "
+                    f"{st.st_uid}, who could swap bigfile's job folder for one of theirs; "
+                    f"use a folder of your own")
+            if st.st_mode & (stat.S_IWOTH | stat.S_IWGRP) and not st.st_mode & stat.S_ISVTX:
+                raise StagingError(
+                    f"--staging {named} is inside {folder}, which other users can write "
+                    f"and which has no sticky bit; use a folder of your own")
+        up = os.path.dirname(folder)
+        if up == folder:
+            return
+        folder = up
 
 
 def check_private_folder(folder: str, st: os.stat_result, what: str = "") -> None:

@@ -23,6 +23,7 @@ from airflow_bigfile import (
     SourceChangedError,
     StagingError,
     edit_file,
+    plan_edit,
     recover_target,
 )
 from airflow_bigfile.io.checksum import crc32c
@@ -158,7 +159,8 @@ def test_a_journal_link_is_not_followed(shared: Path) -> None:
     assert precious.read_bytes() == b"root only\n" and target.read_bytes() == DATA
 
 
-def test_a_staging_folder_link_does_not_make_recovery_delete_elsewhere(shared: Path) -> None:
+def test_a_staging_folder_link_does_not_make_recovery_delete_elsewhere(shared: Path,
+                                                                       tmp_path: Path) -> None:
     target, cars = _victim(shared)
     elsewhere = shared / "elsewhere"
     elsewhere.mkdir()
@@ -175,7 +177,9 @@ def test_a_staging_folder_link_does_not_make_recovery_delete_elsewhere(shared: P
     with pytest.raises(StagingError, match="is a link or not a folder"):
         edit_file(str(target), EDIT, shard_size="8KiB")
     assert listing(elsewhere) == before and target.read_bytes() == DATA
-    edit_file(str(target), EDIT, shard_size="8KiB", staging=str(shared / "mine"))
+    with pytest.raises(StagingError, match="other users can write"):  # they could swap it
+        edit_file(str(target), EDIT, shard_size="8KiB", staging=str(shared / "mine"))
+    edit_file(str(target), EDIT, shard_size="8KiB", staging=str(tmp_path / "mine"))
     assert listing(elsewhere) == before and target.read_bytes() == apply_model(DATA, EDIT)
 
 
@@ -350,3 +354,35 @@ def test_a_target_replaced_by_its_owner_while_waiting_is_edited(
     monkeypatch.setattr(local, "TargetLock", ReplacedWhileWaiting)
     edit_file(str(target), EDIT, wait=5)
     assert target.read_bytes() == b"0,SECRET\n"
+
+
+@pytest.mark.parametrize("made", [True, False], ids=["existing", "to-be-made"])
+def test_a_staging_parent_inside_another_users_folder_is_refused(
+        shared: Path, tmp_path: Path, made: bool) -> None:
+    """``nobody`` owns a folder above the staging parent: it could move root's parent away
+    and put its own (with the job's folder in it) in its place, then read or forge the
+    staged shards. Refused before anything is written, as OpenSSH refuses such paths."""
+    target, _ = _victim(shared)
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    parent = theirs / "stage"
+    if made:
+        parent.mkdir(mode=0o755)
+    before = listing(theirs)
+    with pytest.raises(StagingError, match="inside .*theirs, which belongs to uid 65534"):
+        edit_file(str(target), EDIT, staging=str(parent / "deeper"))
+    assert listing(theirs) == before and target.read_bytes() == DATA
+
+
+def test_a_staging_parent_given_as_a_link_is_resolved_once(shared: Path,
+                                                           tmp_path: Path) -> None:
+    """A link named as ``--staging`` is followed when the edit starts; the job never goes
+    through it again, so pointing it elsewhere meanwhile changes nothing."""
+    target, _ = _victim(shared)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(mine)
+    planned = plan_edit(str(target), EDIT, staging=str(link))
+    assert planned.staging.startswith(str(mine) + os.sep)
