@@ -43,11 +43,18 @@ def _as_data(value: Any, name: str) -> Any:
     return _as_bytes(value, name)
 
 
+#: the largest offset or size a file can have (a signed 64-bit ``off_t``)
+MAX_OFFSET = 2**63 - 1
+
+
 def _as_count(value: Any, name: str, *, minimum: int = 0) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise EditError(f"{name} must be an integer, not {value!r}")
     if value < minimum:
         raise EditError(f"{name} must be >= {minimum}, not {value}")
+    if value > MAX_OFFSET:
+        raise EditError(f"{name} must be at most {MAX_OFFSET:,} (2**63-1, the largest "
+                        f"file offset), not {value:,}")
     return value
 
 
@@ -83,8 +90,12 @@ class Replace:
         if self.regex:
             try:
                 pattern = re.compile(find)
-            except re.error as exc:
+            except (re.error, OverflowError) as exc:
                 raise PatternError(f"replace: invalid regex {_short(find)}: {exc}") from exc
+            except RecursionError:
+                raise PatternError(f"replace: regex {_short(find)} is nested too deeply "
+                                   f"for Python's re") from None
+            _check_analysable(pattern)
             shortest = _min_width(pattern)
             if shortest > self.max_match:
                 raise PatternError(
@@ -116,6 +127,20 @@ class Replace:
     def describe(self) -> str:
         kind = "regex" if self.regex else "replace"
         return f"{kind}({_short(self.find)} -> {_short(self.replace)})"
+
+
+def _check_analysable(pattern: re.Pattern[bytes]) -> None:
+    """Refuse a pattern too deeply nested for the analysis that finds where its attempts
+    can read (every regex needs it at shard edges; see patch/reach.py)."""
+    from airflow_bigfile.patch.reach import reach_source
+
+    try:
+        reach_source(pattern)
+    except RecursionError:
+        raise PatternError(
+            f"replace: regex {_short(pattern.pattern)} nests groups or repeats too deeply "
+            f"for bigfile to find where its matches can reach across shards; flatten "
+            f"it") from None
 
 
 def _min_width(pattern: re.Pattern[bytes]) -> int:
@@ -315,6 +340,9 @@ def edits_from_json(data: Any, staging: Staging | None = None) -> list[Edit]:
             data = json.loads(data)
         except ValueError as exc:
             raise EditError(f"edits are not valid JSON: {exc}") from exc
+        except RecursionError:
+            raise EditError("edits are nested too deeply to be a list of edit "
+                            "objects") from None
     if isinstance(data, dict) and "edits" in data:
         data = data["edits"]
     if not isinstance(data, list):
@@ -472,9 +500,14 @@ def check_offsets(edits: Sequence[Edit], size: int, name: str = "the file") -> L
             raise EditConflictError(
                 f"{label(i, edits[i])} conflicts with "
                 f"{label(truncate_index, edits[truncate_index])}: the insert is past the new size")
-    return Layout(
+    layout = Layout(
         size=size, edits=tuple(edits), ranges=tuple(ranges), inserts=tuple(inserts),
         replaces=tuple(replaces), tail_inserts=tuple(d for _, d in tail_inserts),
         zero_fill=zero_fill, appends=tuple(appends), truncate_at=truncate_at,
         truncate_index=truncate_index,
     )
+    end = (size if truncate_at is None else min(size, truncate_at)) + layout.tail_length
+    if end > MAX_OFFSET:
+        raise EditError(f"the edits would make {name} {end:,} bytes long, more than any "
+                        f"file can be ({MAX_OFFSET:,}, 2**63-1)")
+    return layout
