@@ -29,6 +29,7 @@ from airflow_bigfile.exceptions import RegexTimeoutError, SourceChangedError
 from airflow_bigfile.io.errors import is_transient, translated
 from airflow_bigfile.io.trust import check_batch, check_same_target
 from airflow_bigfile.patch.patcher import ShardResult
+from airflow_bigfile.payload import refuse_the_target_as_data
 from airflow_bigfile.pipeline import (
     Job,
     job_url,
@@ -129,6 +130,8 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     target = open_target(url, storage_options)
     target.check(write=not dry_run and bool(edit_list), mode=mode if edit_list else "auto",
                  break_hardlinks=break_hardlinks)
+    if target.local:
+        refuse_the_target_as_data(edit_list, target.path)
     job_id = new_job_id()
     local_workers = executor in (None, "thread", "process")
     parent = staging_parent(target, staging, local_workers)
@@ -213,6 +216,8 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
     check_batching(max_batches, batch_bytes, batch_limit)
     target = open_target(url, storage_options)
     target.check(write=True)
+    if target.local:
+        refuse_the_target_as_data(edit_list, target.path)
     job_id = new_job_id()
     stage_url = job_url(staging_parent(target, staging, local_workers=False), job_id)
     spec = JobSpec(target=url, staging=stage_url, storage_options=storage_options or {},

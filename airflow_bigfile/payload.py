@@ -70,11 +70,16 @@ class DataFile(_Ranged):
             raise PayloadError(f"data file {self.path} is not a regular file; give a file "
                                f"(a pipe or device cannot be read twice)")
         self.size, self._stamp = st.st_size, (st.st_size, st.st_mtime_ns, st.st_ino)
+        self._dev = st.st_dev
         self._fd: int | None = None
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return self.size
+
+    def same_file(self, st: os.stat_result) -> bool:
+        """True if ``st`` is this data file's (the same device and inode)."""
+        return (self._dev, self._stamp[2]) == (st.st_dev, st.st_ino)
 
     def __repr__(self) -> str:
         return f"DataFile({self.path!r}, {self.size} bytes)"
@@ -87,7 +92,7 @@ class DataFile(_Ranged):
         return hash((self.path, self._stamp))
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"path": self.path, "size": self.size, "_stamp": self._stamp}
+        return {"path": self.path, "size": self.size, "_stamp": self._stamp, "_dev": self._dev}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, _fd=None, _lock=threading.Lock())
@@ -244,3 +249,18 @@ def stage_payload(data: Data, staging: Staging, name: str) -> StagedPayload:
     finally:
         f.close()
     return StagedPayload(staging, name, len(data), crcs)
+
+
+def refuse_the_target_as_data(edits: Iterable[Any], target: str) -> None:
+    """Refuse, before any I/O, a data file that is the local file ``target`` itself: an
+    edit would read its bytes while it writes them (an append in place reads its own
+    growth and can never finish; a patch reads bytes it has already overwritten)."""
+    try:
+        st = os.stat(target)
+    except OSError:
+        return
+    for edit in edits:
+        data = getattr(edit, "data", None)
+        if isinstance(data, DataFile) and data.same_file(st):
+            raise PayloadError(f"data file {data.path} is the file being edited; copy it "
+                               f"first and give the copy")

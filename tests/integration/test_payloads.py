@@ -297,3 +297,25 @@ def test_lone_truncate_on_a_full_disk(full_tmpfs: Path) -> None:
     assert (result["commit_mode"], result["bytes_written"]) == ("inplace", 0)
     assert target.read_bytes() == PATTERN[:1000]
     assert sorted(os.listdir(full_tmpfs)) == ["filler", "target.bin"]
+
+
+@pytest.mark.parametrize("verb", ["append", "patch", "insert"])
+def test_the_target_as_its_own_data_file_is_refused(tmp_path: Path, verb: str) -> None:
+    """An append in place would read its own growth (and never finish on a large file);
+    a patch would read bytes it has already overwritten. Refused before any I/O, also
+    through a link to the target."""
+    path = tmp_path / "t.bin"
+    path.write_bytes(bytes(range(256)) * 4096)
+    (tmp_path / "alias").symlink_to(path)
+    before = os.stat(path)
+    offset = [] if verb == "append" else ["--offset", "0"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "airflow_bigfile", verb, str(path), *offset, "--data-file",
+         str(tmp_path / "alias"), "--json"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert json.loads(proc.stdout)["type"] == "PayloadError"
+    assert "is the file being edited" in proc.stderr
+    after = os.stat(path)
+    assert (after.st_ino, after.st_size, after.st_mtime_ns) == \
+        (before.st_ino, before.st_size, before.st_mtime_ns)
+    assert sorted(os.listdir(tmp_path)) == ["alias", "t.bin"]
