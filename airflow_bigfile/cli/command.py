@@ -467,7 +467,26 @@ def expand_targets(urls: Sequence[str], storage_options: dict[str, Any] | None
         if not found:
             raise InputError(f"no file matches {url}")
         out.extend(found)
-    return list(dict.fromkeys(out))  # a file named twice is edited once
+    return _once_each(out)
+
+
+def _once_each(paths: list[str]) -> list[str]:
+    """A file named twice (``f`` and ``./f``, a link and its file) is edited once, where it
+    is first named; paths that do not exist yet and URLs are told apart by their text."""
+    seen: set[object] = set()
+    out = []
+    for path in paths:
+        key: object = path
+        if "://" not in path and "::" not in path:
+            try:
+                st = os.stat(path)
+                key = (st.st_dev, st.st_ino)
+            except (OSError, ValueError):
+                pass
+        if key not in seen:
+            seen.add(key)
+            out.append(path)
+    return out
 
 
 def _plural(n: int, word: str, plural: str | None = None) -> str:

@@ -1045,6 +1045,18 @@ def test_many_targets_and_globs(tmp_path: Path) -> None:
                                                        "logs/*.json\n")
 
 
+def test_one_file_named_many_ways_is_edited_once(tmp_path: Path) -> None:
+    """``f``, ``./f``, a link to it and a glob that matches it are one target: an append
+    given all of them appends once."""
+    (tmp_path / "a.txt").write_bytes(b"abc\n")
+    (tmp_path / "link.txt").symlink_to("a.txt")
+    proc = bigfile("append", "a.txt", "./a.txt", "link.txt", "*.txt", "--data", "X",
+                   cwd=tmp_path)
+    assert (proc.returncode, proc.stdout) == (
+        0, "appended 1 byte; 4 B -> 5 B (+1 B); 1 B written; commit: inplace\n")
+    assert (tmp_path / "a.txt").read_bytes() == b"abc\nX"
+
+
 def test_exact_summary_and_commit_reason(target: Path) -> None:
     size = len(sample())
     proc = bigfile("insert", target, "--offset", "0", "--data", "x" * 21, "--shard-size", "1MiB")
