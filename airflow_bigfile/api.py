@@ -10,6 +10,7 @@ and :func:`commit_edit` (verify + atomic commit). Each is a few calls of
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -49,14 +50,15 @@ from airflow_bigfile.run.executors import (
 )
 from airflow_bigfile.run.tasks import JobSpec, patch_shards
 from airflow_bigfile.settings import MIN_SPREAD_SHARD, Settings
-from airflow_bigfile.targets.registry import open_target
+from airflow_bigfile.targets.registry import open_target, target_url
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
 
 
 @translated
-def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = None,
+def edit_file(url: str | os.PathLike[str], edits: Any, *,
+              storage_options: dict[str, Any] | None = None,
               shard_size: int | str | None = None, workers: int | None = None,
               executor: str | Executor | None = "thread", dry_run: bool = False,
               mode: str = "auto", staging: str | None = None,
@@ -119,6 +121,7 @@ def edit_file(url: str, edits: Any, *, storage_options: dict[str, Any] | None = 
     >>> edit_file("data.csv", [Replace(b"@old.com", b"@new.com")])  # doctest: +SKIP
     """
     started = time.monotonic()
+    url = target_url(url)
     edit_list = coerce_edits(edits)
     settings = Settings.parse(shard_size=shard_size, align=align, block_size=block_size,
                               delimiter=delimiter, mode=mode, writer=writer, wait=wait,
@@ -185,7 +188,7 @@ def in_file_order(workers: int) -> Callable[[int, int], int]:
 
 
 @translated
-def plan_edit(url: str, edits: Any, *, staging: str | None = None,
+def plan_edit(url: str | os.PathLike[str], edits: Any, *, staging: str | None = None,
               storage_options: dict[str, Any] | None = None,
               staging_options: dict[str, Any] | None = None,
               shard_size: int | str | None = None, align: int | None = None,
@@ -209,6 +212,7 @@ def plan_edit(url: str, edits: Any, *, staging: str | None = None,
     :func:`edit_file`) goes into the manifest: each :func:`patch_batch` then scans regexes
     in a worker process it stops at the timeout.
     """
+    url = target_url(url)
     edit_list = coerce_edits(edits)
     settings = Settings.parse(shard_size=shard_size, align=align, block_size=block_size,
                               delimiter=delimiter, wait=wait, verify=verify,
@@ -356,7 +360,8 @@ def commit_edit(staging: str, *, target: str | None = None,
 
 
 @translated
-def recover_target(url: str, *, storage_options: dict[str, Any] | None = None,
+def recover_target(url: str | os.PathLike[str], *,
+                   storage_options: dict[str, Any] | None = None,
                    wait: float = 0.0) -> RecoveryResult:
     """Bring a target back to a consistent state after a crash (roll back an unfinished
     in-place commit, remove stale staging); a clean target is left alone."""

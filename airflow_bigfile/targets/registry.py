@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from airflow_bigfile.exceptions import EditError, TargetError
@@ -10,11 +11,23 @@ from airflow_bigfile.targets.base import Target
 from airflow_bigfile.targets.local import LocalTarget
 
 
+def target_url(url: str | os.PathLike[str]) -> str:
+    """``url`` as text (a ``pathlib.Path`` is a path), refused if it cannot name a file."""
+    if isinstance(url, os.PathLike):
+        url = os.fspath(url)
+    if not isinstance(url, str) or not url:
+        raise EditError(f"the target must be a path or URL, not {url!r}")
+    if "\0" in url:
+        raise EditError(f"the target {url!r} contains a NUL byte, which no path can")
+    return url
+
+
 def open_target(url: str, storage_options: dict[str, Any] | None = None) -> Target:
     """The target behind ``url``: a local file, an S3 object, an Azure blob, or a file on any
     other fsspec filesystem."""
-    if not isinstance(url, str) or not url:
-        raise EditError(f"the target must be a path or URL, not {url!r}")
+    url = target_url(url)
+    if storage_options is not None and not isinstance(storage_options, dict):
+        raise EditError(f"storage_options must be a dict, not {storage_options!r}")
     try:
         fs, path = url_to_fs(url, storage_options)
     except (ImportError, ValueError) as exc:

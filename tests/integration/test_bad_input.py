@@ -26,6 +26,7 @@ from airflow_bigfile import (
     TargetNotFoundError,
     TargetPermissionError,
     edit_file,
+    recover_target,
 )
 from airflow_bigfile.edits import Append, Delete, Insert, Patch, Replace, Truncate
 from tests.neighbours import NOBODY, forked_as_nobody, require_root, shared_folder
@@ -157,6 +158,8 @@ CASES = [
     pytest.param([Patch(3, b"x")], {"delimiter": b""}, EditError, r"delimiter",
                  id="empty-delimiter"),
     pytest.param([Patch(3, b"x")], {"align": 0}, EditError, r"align", id="align-zero"),
+    pytest.param([Patch(3, b"x")], {"storage_options": [1]}, EditError,
+                 r"storage_options must be a dict", id="storage-options-not-a-dict"),
     pytest.param([Patch(3, b"x")], {"block_size": "0"}, EditError, r"block_size",
                  id="block-size-zero"),
 ]
@@ -249,3 +252,13 @@ def test_read_only_folder(shared: Path) -> None:
     assert path.read_bytes() == CONTENT
     assert stat.S_IMODE(path.stat().st_mode) == FILE_MODE
     assert os.listdir(folder) == [path.name]
+
+
+def test_a_path_object_names_the_target_and_a_nul_byte_none(tmp_path: Path) -> None:
+    path = _target(tmp_path)
+    result = edit_file(path, [Patch(0, b"Z")], workers=1)
+    assert result.target == str(path) and path.read_bytes() == b"Z" + CONTENT[1:]
+    assert recover_target(path).clean
+    with pytest.raises(EditError, match="NUL byte"):
+        edit_file(str(path) + "\0x", [Patch(0, b"Y")])
+    assert path.read_bytes() == b"Z" + CONTENT[1:]
