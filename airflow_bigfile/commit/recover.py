@@ -146,7 +146,10 @@ def _replay(cars: Sidecars, jfd: int, journal: Journal) -> None:
 def recover_local(cars: Sidecars, *, keep: str | None = None) -> RecoveryResult:
     """Recover a local target; the caller holds its lock. ``keep`` names a staging job
     folder that belongs to the caller and must stay."""
+    journal = cars.lstat(cars.journal_name) is not None
     result = RecoveryResult(target=cars.path, rolled_back=rollback_journal(cars))
+    if journal and not result.rolled_back:  # a torn one: removed, nothing to roll back
+        result.removed.append(cars.journal)
     target = cars.stat_target()
     for name in cars.leftover_new_files():
         st = cars.lstat(name)
@@ -156,21 +159,24 @@ def recover_local(cars: Sidecars, *, keep: str | None = None) -> RecoveryResult:
     root = cars.lstat(cars.staging_name)
     if root is not None:
         if stat.S_ISDIR(root.st_mode) and trusted_owner(root, target):
-            result.removed += _stale_jobs(cars, target, keep)
+            _stale_jobs(cars, target, keep, result)
             with contextlib.suppress(OSError):
                 os.rmdir(cars.staging_root)
         else:
             log.warning("%s is not a staging folder bigfile made; left as it is",
                         cars.staging_root)
+            result.kept.append(cars.staging_root)
     if not result.clean:
         log.info("%s", result.message)
     return result
 
 
-def _stale_jobs(cars: Sidecars, target: os.stat_result, keep: str | None) -> list[str]:
+def _stale_jobs(cars: Sidecars, target: os.stat_result, keep: str | None,
+                result: RecoveryResult) -> None:
     """Remove the job folders in the default staging that belong to jobs that are over:
-    any local job (it held the lock we now hold) and distributed plans older than the TTL."""
-    removed = []
+    any local job (it held the lock we now hold) and distributed plans older than the TTL;
+    what is there and not bigfile's goes to ``result.kept``."""
+    removed, kept = result.removed, result.kept
     keep_path = os.path.abspath(keep) if keep else None
     for job in sorted(os.listdir(cars.staging_root)):
         folder = os.path.join(cars.staging_root, job)
@@ -184,6 +190,7 @@ def _stale_jobs(cars: Sidecars, target: os.stat_result, keep: str | None) -> lis
         if (not ours or marker is None
                 or marker.get("job_id") != job or marker.get("target") != cars.path):
             log.warning("%s is not a job folder bigfile made; left as it is", folder)
+            kept.append(folder)
             continue
         if folder == keep_path:
             continue
@@ -193,4 +200,3 @@ def _stale_jobs(cars: Sidecars, target: os.stat_result, keep: str | None) -> lis
             continue
         remove_job_folder(folder)
         removed.append(folder)
-    return removed

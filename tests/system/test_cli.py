@@ -1207,3 +1207,21 @@ def test_verify_levels(target: Path, verify: str) -> None:
     assert proc.returncode == 2 and b"--verify" in proc.stderr
     assert b"Traceback" not in proc.stderr
     assert target.read_bytes() == before.replace(b"@old.com", b"@newer.com")
+
+
+def test_recover_json_says_what_it_removed_and_what_it_left(tmp_path: Path) -> None:
+    """A torn journal (no data was written after it) is removed, and said so; entries in
+    the staging folder that bigfile did not make are left and listed."""
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"hello\n")
+    (tmp_path / ".f.txt.bigfile-journal").write_bytes(b"garbage")
+    staging = tmp_path / ".f.txt.bigfile-staging"
+    (staging / "x").mkdir(parents=True)
+    (staging / "userfile").write_bytes(b"u\n")
+    proc = bigfile("recover", path, "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert (data["rolled_back"], data["clean"]) == (False, False)
+    assert data["removed"] == [str(tmp_path / ".f.txt.bigfile-journal")]
+    assert data["kept"] == [str(staging / "userfile"), str(staging / "x")]
+    assert path.read_bytes() == b"hello\n" and (staging / "userfile").exists()
