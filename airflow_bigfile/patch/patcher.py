@@ -233,7 +233,8 @@ class Patcher:
         self.block = block
         self.behind = min(self.reach, 4096) if any(e.regex for _, e in self.layout.replaces) \
             else 0
-        self._buf = take_block_buffer(block + self.behind + self.reach)
+        # a window never holds more than the file (see _read), whatever max_match says
+        self._buf = take_block_buffer(min(block + self.behind + self.reach, self.size))
         self._batch: BinaryIO | None = None
         self._batch_name = ""
         self._index = 0

@@ -1225,3 +1225,20 @@ def test_recover_json_says_what_it_removed_and_what_it_left(tmp_path: Path) -> N
     assert data["removed"] == [str(tmp_path / ".f.txt.bigfile-journal")]
     assert data["kept"] == [str(staging / "userfile"), str(staging / "x")]
     assert path.read_bytes() == b"hello\n" and (staging / "userfile").exists()
+
+
+def test_a_huge_max_match_on_a_small_file_takes_little_memory(tmp_path: Path) -> None:
+    """A scan window never holds more than the file, so --max-match 400000000 on a
+    21-byte file allocates no 400 MB buffer."""
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"hello world\nfoo,bar\n")
+    code = ("import resource, subprocess, sys\n"
+            "proc = subprocess.run([sys.executable, '-m', 'airflow_bigfile', *sys.argv[1:]])\n"
+            "print(proc.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+    out = subprocess.run(
+        [sys.executable, "-c", code, "replace", str(path), "--find", "o+", "--replace", "y",
+         "--regex", "--max-match", "400000000", "--no-progress"],
+        capture_output=True, text=True, timeout=60).stdout.split()
+    status, peak_kib = int(out[-2]), int(out[-1])
+    assert status == 0 and path.read_bytes() == b"helly wyrld\nfy,bar\n"
+    assert peak_kib < 200_000, f"peak RSS {peak_kib} KiB"
