@@ -26,7 +26,7 @@ from airflow_bigfile.commit.results import (
 )
 from airflow_bigfile.commit.verify import check_identity
 from airflow_bigfile.edits import check_offsets, coerce_edits
-from airflow_bigfile.exceptions import RegexTimeoutError, SourceChangedError
+from airflow_bigfile.exceptions import EditError, RegexTimeoutError, SourceChangedError
 from airflow_bigfile.io.errors import is_transient, translated
 from airflow_bigfile.io.trust import check_batch, check_same_target
 from airflow_bigfile.patch.patcher import ShardResult
@@ -127,6 +127,8 @@ def edit_file(url: str | os.PathLike[str], edits: Any, *,
                               delimiter=delimiter, mode=mode, writer=writer, wait=wait,
                               break_hardlinks=break_hardlinks, verify=verify,
                               regex_timeout=regex_timeout)
+    if not isinstance(dry_run, bool):
+        raise EditError(f"dry_run must be true or false, not {dry_run!r}")
     if executor is None or isinstance(executor, str):
         check_executor(executor, workers, timed=settings.regex_timeout is not None
                        and bool(regex_labels(edit_list)))

@@ -287,7 +287,9 @@ def edit_from_json(obj: Any, index: int = 0, staging: Staging | None = None) -> 
     where = f"edit #{index + 1}"
     if not isinstance(obj, dict):
         raise EditError(f"{where}: expected an object with an 'op' field, got {obj!r}")
-    op = obj.get("op")
+    if "op" not in obj:
+        raise EditError(f"{where}: missing field 'op'; expected one of {', '.join(_FIELDS)}")
+    op = obj["op"]
     if op not in _FIELDS:
         raise EditError(f"{where}: unknown op {op!r}; expected one of {', '.join(_FIELDS)}")
     required, optional = _FIELDS[op]

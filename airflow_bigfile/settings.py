@@ -3,6 +3,7 @@ before any I/O and carried as one value."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 from airflow_bigfile.exceptions import EditError
@@ -71,6 +72,12 @@ class Settings:
             raise EditError(f"writer must be {' or '.join(WRITERS)}, not {writer!r}")
         if verify not in VERIFY_LEVELS:
             raise EditError(f"verify must be {' or '.join(VERIFY_LEVELS)}, not {verify!r}")
+        if (isinstance(wait, bool) or not isinstance(wait, int | float)
+                or not (0 <= wait <= math.inf)):
+            raise EditError(f"wait must be a number of seconds >= 0 (inf: no limit), "
+                            f"not {wait!r}")
+        if not isinstance(break_hardlinks, bool):
+            raise EditError(f"break_hardlinks must be true or false, not {break_hardlinks!r}")
         return cls(shard, align, block, delimiter, mode, writer, wait, break_hardlinks,
                    verify, check_timeout(regex_timeout))
 

@@ -168,7 +168,7 @@ def test_from_json_accepts_text_bytes_and_wrapper():
 
 @pytest.mark.parametrize("obj, exc, words", [
     ("not a dict", EditError, "expected an object with an 'op' field"),
-    ({"offset": 1}, EditError, "unknown op None"),
+    ({"offset": 1}, EditError, "missing field 'op'"),
     ({"op": "frobnicate"}, EditError, "unknown op 'frobnicate'"),
     ({"op": "patch", "offset": 1}, EditError, "missing field 'data'"),
     ({"op": "patch", "data": "x"}, EditError, "missing field 'offset'"),
