@@ -200,6 +200,7 @@ class Job:
         identity = target.identity()
         layout = check_offsets(edit_list, identity.size, target.url)
         if layout.replaces or settings.delimiter:
+            settings.check_shard_count(identity.size)
             with target.source() as source:
                 starts = boundaries(identity.size, settings.shard_size, settings.align,
                                     source, settings.delimiter, settings.taper)

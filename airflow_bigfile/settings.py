@@ -18,6 +18,8 @@ WRITERS = ("pwrite", "mmap")
 # fast: CRC32Cs taken as the bytes stream, the source's identity checked before the commit;
 # full: also read the source and the bytes workers wrote into the new file again.
 VERIFY_LEVELS = ("fast", "full")
+#: the most shards a chosen shard size may cut a file into (each costs memory and a task)
+MAX_SHARDS = 100_000
 
 
 def default_align(shard_size: int) -> int:
@@ -31,7 +33,8 @@ class Settings:
     """A job's settings. ``shard_size`` None means the target's default (and, for
     :meth:`for_target`, that the caller left it to us); ``taper`` > 1 is the number of
     workers whose finishing times the default shard layout evens out (see
-    :func:`~airflow_bigfile.plan.manifest.boundaries`)."""
+    :func:`~airflow_bigfile.plan.manifest.boundaries`); ``chosen``: the caller chose the
+    shard size."""
 
     shard_size: int | None = None
     align: int | None = None
@@ -44,6 +47,7 @@ class Settings:
     verify: str = "fast"
     regex_timeout: float | None = None
     taper: int = 1
+    chosen: bool = False
 
     @classmethod
     def parse(cls, *, shard_size: int | str | None = None, align: int | None = None,
@@ -97,4 +101,16 @@ class Settings:
                 per = max(MIN_SPREAD_SHARD, -(-per // MIN_SPREAD_SHARD) * MIN_SPREAD_SHARD)
                 shard, taper = min(shard, per), workers
         return replace(self, shard_size=shard, align=self.align or default_align(shard),
-                       taper=taper)
+                       taper=taper, chosen=self.shard_size is not None)
+
+    def check_shard_count(self, size: int) -> None:
+        """Refuse, before the file is cut, a chosen shard size that would cut its ``size``
+        bytes into more than :data:`MAX_SHARDS` shards (``--shard-size 1`` on a file of a
+        few MB would take GBs of memory)."""
+        assert self.shard_size is not None
+        count = -(-size // self.shard_size)
+        if self.chosen and count > MAX_SHARDS:
+            raise EditError(
+                f"shard_size {self.shard_size:,} B would cut this {size:,}-byte file into "
+                f"{count:,} shards, more than {MAX_SHARDS:,} (each costs memory and a "
+                f"task); use a shard size of at least {-(-size // MAX_SHARDS):,} B")

@@ -714,9 +714,14 @@ def _expected_error(exc: BaseException) -> bool:
     return isinstance(exc, (InputError, OSError, ValueError, BigFileError))
 
 
+#: control characters shown escaped, so a message stays one line and names files exactly
+_ESCAPES = {c: repr(chr(c))[1:-1] for c in (*range(32), 127)}
+
+
 def _describe(exc: BaseException) -> str:
-    """``exc`` as one line; built-in OSErrors without a strerror get their kind named."""
-    text = " ".join(str(exc).split())
+    """``exc`` as one line (a newline in a file's name shown as ``\\n``, not cut); built-in
+    OSErrors without a strerror get their kind named."""
+    text = str(exc).strip().translate(_ESCAPES)
     from airflow_bigfile.exceptions import BigFileError
 
     if isinstance(exc, OSError) and not isinstance(exc, BigFileError) and not exc.strerror:

@@ -271,3 +271,16 @@ def test_a_path_object_names_the_target_and_a_nul_byte_none(tmp_path: Path) -> N
     with pytest.raises(EditError, match="NUL byte"):
         edit_file(str(path) + "\0x", [Patch(0, b"Y")])
     assert path.read_bytes() == b"Z" + CONTENT[1:]
+
+
+def test_a_chosen_shard_size_that_makes_too_many_shards_is_refused(tmp_path: Path) -> None:
+    """``--shard-size 1`` on a 600 KB file took 20 s and 627 MB; past 100,000 shards a
+    chosen size is refused before the file is cut, naming the least size that would do."""
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"a,b\n" * 150_001)
+    before = os.stat(path)
+    with pytest.raises(EditError, match=r"600,004 shards, more than 100,000 .* at least 7 B"):
+        edit_file(str(path), [Replace(b"a", b"bb")], shard_size=1, workers=1)
+    after = os.stat(path)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    assert sorted(os.listdir(tmp_path)) == ["t.csv"]

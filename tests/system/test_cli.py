@@ -1242,3 +1242,13 @@ def test_a_huge_max_match_on_a_small_file_takes_little_memory(tmp_path: Path) ->
     status, peak_kib = int(out[-2]), int(out[-1])
     assert status == 0 and path.read_bytes() == b"helly wyrld\nfy,bar\n"
     assert peak_kib < 200_000, f"peak RSS {peak_kib} KiB"
+
+
+def test_a_file_name_with_a_newline_is_named_exactly_on_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "new\nline.txt"
+    path.write_bytes(b"0123456789")
+    proc = bigfile("patch", path, "--offset", "100", "--data", "x")
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1
+    assert "past the end of " + str(path).replace("\n", "\\n") + " (size 10)" in proc.stderr
+    assert path.read_bytes() == b"0123456789"
