@@ -502,12 +502,9 @@ def check_offsets(edits: Sequence[Edit], size: int, name: str = "the file") -> L
             raise EditConflictError(
                 f"{label(i, edits[i])} conflicts with "
                 f"{label(truncate_index, edits[truncate_index])}: the insert is past the new size")
-    # An empty insert conflicts as any insert does, then inserts nothing (as an empty
-    # append appends nothing): it is no reason to rewrite.
     layout = Layout(
-        size=size, edits=tuple(edits), ranges=tuple(ranges),
-        inserts=tuple(i for i in inserts if len(i[1])), replaces=tuple(replaces),
-        tail_inserts=tuple(d for _, d in tail_inserts if len(d)),
+        size=size, edits=tuple(edits), ranges=tuple(ranges), inserts=tuple(inserts),
+        replaces=tuple(replaces), tail_inserts=tuple(d for _, d in tail_inserts),
         zero_fill=zero_fill, appends=tuple(appends), truncate_at=truncate_at,
         truncate_index=truncate_index,
     )

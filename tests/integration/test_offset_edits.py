@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_bigfile import Append, Delete, Insert, Patch, Replace, Truncate, edit_file
+from airflow_bigfile import Append, Delete, Patch, Replace, Truncate, edit_file
 from airflow_bigfile.exceptions import EditConflictError, SourceChangedError
 from tests.model import apply_model
 
@@ -90,16 +90,3 @@ def test_source_changed_between_identity_and_commit(tmp_path: Path, monkeypatch)
     with pytest.raises(SourceChangedError, match="changed since it was planned"):
         edit_file(str(path), [Patch(1, b"q")])
     assert path.read_bytes() == data + b"meddled"
-
-
-def test_an_empty_insert_changes_nothing(tmp_path: Path) -> None:
-    """Like an empty append: no rewrite, so a hard-linked file is no reason to refuse."""
-    path, data = _file(tmp_path)
-    os.link(path, tmp_path / "other-name")
-    inode = os.stat(path).st_ino
-    result = edit_file(str(path), [Insert(5, b"")])
-    assert (result.commit_mode, result.bytes_written) == ("none", 0)
-    result = edit_file(str(path), [Insert(0, b""), Patch(1, b"q")])
-    assert result.commit_mode == "inplace"
-    assert os.stat(path).st_ino == inode
-    assert path.read_bytes() == data[:1] + b"q" + data[2:]
