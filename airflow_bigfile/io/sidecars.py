@@ -99,9 +99,7 @@ class Sidecars:
         except FileNotFoundError:
             return self  # reported as missing by the next step
         if stat.S_ISLNK(st.st_mode):
-            raise SourceChangedError(
-                f"{self.path} is now a symbolic link, not the file this edit began with; "
-                f"nothing was changed")
+            raise self._now_a_link()
         if self.pin == (st.st_dev, st.st_ino):
             return self
         if self.owner is not None and st.st_uid != self.owner:
@@ -109,6 +107,10 @@ class Sidecars:
                 f"{self.path} was replaced by a file of another owner (uid {st.st_uid}, "
                 f"was {self.owner}) while this edit waited; nothing was changed")
         return Sidecars(self.path, (st.st_dev, st.st_ino), st.st_uid)
+
+    def _now_a_link(self) -> SourceChangedError:
+        return SourceChangedError(f"{self.path} is now a symbolic link, not the file this "
+                                  f"edit began with; nothing was changed")
 
     def stat_target(self) -> os.stat_result:
         """The real file's ``stat``, refused if its name now leads to another file."""
@@ -123,9 +125,7 @@ class Sidecars:
             fd = os.open(self.path, flags | _NOFOLLOW | _CLOEXEC | _BINARY)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise SourceChangedError(
-                    f"{self.path} is now a symbolic link, not the file this edit began "
-                    f"with; nothing was changed") from None
+                raise self._now_a_link() from None
             raise
         try:
             check_same_file(self.pin, os.fstat(fd), self.path)
@@ -289,7 +289,7 @@ def _check_folders_above(real: str, target: str, named: str) -> None:
                     f"--staging {named} is inside {folder}, which belongs to uid "
                     f"{st.st_uid}, who could swap bigfile's job folder for one of theirs; "
                     f"use a folder of your own")
-            if st.st_mode & (stat.S_IWOTH | stat.S_IWGRP) and not st.st_mode & stat.S_ISVTX:
+            if _others_can_rearrange(st):
                 raise StagingError(
                     f"--staging {named} is inside {folder}, which other users can write "
                     f"and which has no sticky bit; use a folder of your own")
@@ -299,12 +299,17 @@ def _check_folders_above(real: str, target: str, named: str) -> None:
         folder = up
 
 
+def _others_can_rearrange(st: os.stat_result) -> bool:
+    """Others may write the folder and it has no sticky bit: they can rename its entries."""
+    return bool(st.st_mode & (stat.S_IWOTH | stat.S_IWGRP)) and not st.st_mode & stat.S_ISVTX
+
+
 def check_private_folder(folder: str, st: os.stat_result, what: str = "") -> None:
     """Refuse a folder that another user could rearrange under bigfile's feet."""
     if st.st_uid not in (0, os.geteuid()):
         raise StagingError(f"{what}{folder} belongs to uid {st.st_uid}, who could swap "
                            f"bigfile's job folder for a link; use a folder of your own")
-    if st.st_mode & (stat.S_IWOTH | stat.S_IWGRP) and not st.st_mode & stat.S_ISVTX:
+    if _others_can_rearrange(st):
         raise StagingError(f"{what}{folder} is writable by other users and has no sticky "
                            f"bit; use a private folder or one like /tmp (mode 1777)")
 

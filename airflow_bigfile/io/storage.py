@@ -138,12 +138,13 @@ class Source:
         if is_local(fs):
             self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
             try:
-                check_same_file(pin, os.fstat(self._fd), path)
+                st = os.fstat(self._fd)
+                check_same_file(pin, st, path)
             except BaseException:
                 os.close(self._fd)
                 raise
             advise_sequential(self._fd)
-            self._drop_behind = os.fstat(self._fd).st_size >= DROP_BEHIND_FROM
+            self._drop_behind = st.st_size >= DROP_BEHIND_FROM
         else:
             self._file = retried(fs.open, path, "rb", block_size=0, cache_type="none")
 
